@@ -1,0 +1,85 @@
+"""Every error the engine raises, in one tree.
+
+    QuestlineError                  base: anything Questline refuses or cannot do
+    ├── ConfigurationError          a setting or store URL that cannot work
+    ├── ProgramError                a seed program that does not validate (all issues at once)
+    ├── ConditionError              a `where` / audience condition that cannot be compiled
+    ├── EventError                  an event the engine will not record (code BAD_EVENT)
+    │   ├── EventTooOldError        older than the late-event tolerance (EVENT_TOO_OLD)
+    │   └── EventInFutureError      too far ahead of the server clock (EVENT_IN_FUTURE)
+    ├── BatchTooLargeError          more events in one call than allowed (BATCH_TOO_LARGE)
+    └── StoreError                  the counter store failed (STORE_UNAVAILABLE)
+
+Each error carries a stable `code` so the GraphQL layer can map it to
+`extensions.code` without knowing the class hierarchy, and a message written
+for the person who has to fix the input: a designer or an app developer.
+Library errors (redis-py, sqlite3) are translated into `StoreError` at the
+store boundary and never leak out of the engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class QuestlineError(Exception):
+    code = "INTERNAL"
+
+
+class ConfigurationError(QuestlineError):
+    code = "CONFIGURATION"
+
+
+@dataclass(frozen=True)
+class SeedIssue:
+    """One problem in a seed program, located as precisely as we can."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ProgramError(QuestlineError):
+    code = "BAD_PROGRAM"
+
+    def __init__(self, issues: list[SeedIssue]) -> None:
+        self.issues = issues
+        count = len(issues)
+        header = f"the program has {count} error{'s' if count != 1 else ''}"
+        super().__init__("\n".join([header, *(str(issue) for issue in issues)]))
+
+
+class ConditionError(QuestlineError):
+    """Raised by the condition compiler; `path` points inside the condition."""
+
+    code = "BAD_CONDITION"
+
+    def __init__(self, message: str, path: str = "") -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class EventError(QuestlineError):
+    code = "BAD_EVENT"
+
+
+class EventTooOldError(EventError):
+    code = "EVENT_TOO_OLD"
+
+
+class EventInFutureError(EventError):
+    code = "EVENT_IN_FUTURE"
+
+
+class BatchTooLargeError(QuestlineError):
+    code = "BATCH_TOO_LARGE"
+
+
+class StoreError(QuestlineError):
+    code = "STORE_UNAVAILABLE"
