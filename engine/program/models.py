@@ -1,0 +1,222 @@
+"""The seed format: what a game designer may write, as pydantic models.
+
+These models are the single source of truth for the format: the loader
+validates YAML against them, `questline seed-schema` exports their JSON Schema
+for editor autocompletion, and docs/seed-format.md describes them. Cross
+references (unknown metric, unknown badge, prerequisite cycles) are checked by
+the loader after these models accept each file.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Identifier = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        max_length=64,
+        description="Lowercase id: letters, digits, '-' and '_'.",
+    ),
+]
+Condition = Annotated[
+    dict[str, Any],
+    Field(
+        description=(
+            "Property conditions: `{category: coffee}`, `{amount: {gte: 5}}`, "
+            "combined with `all`, `any`, `not`. Operators: eq ne gt gte lt lte in not_in "
+            "exists contains."
+        )
+    ),
+]
+
+
+class SeedModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProgramInfo(SeedModel):
+    """Program-wide settings; at most one file may hold the `program` section."""
+
+    name: str = "Questline program"
+    timezone: str | None = Field(
+        default=None,
+        description="Default IANA timezone of players without one, e.g. Europe/Paris.",
+    )
+    week_start: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = "monday"
+
+
+class Badge(SeedModel):
+    name: str = Field(min_length=1)
+    description: str = ""
+    icon: str | None = Field(default=None, description="URL of the badge image.")
+    hidden: bool = Field(default=False, description="Not listed in the catalog until earned.")
+
+
+class Reward(SeedModel):
+    points: int = Field(default=0, ge=0, description="Points granted with the unlock.")
+    badge: Identifier | None = Field(default=None, description="Badge granted with the unlock.")
+
+
+class Metric(SeedModel):
+    """A per-player counter fed by events of one type.
+
+    The aggregate is `count` unless one of `sum`, `max` or `distinct` names a
+    property (`value` means the event's own value).
+    """
+
+    event: str = Field(min_length=1, description="Event type that feeds this metric.")
+    where: Condition | None = None
+    sum: str | None = Field(default=None, description="Add up this property (or `value`).")
+    max: str | None = Field(default=None, description="Keep the largest value of this property.")
+    distinct: str | None = Field(
+        default=None, description="Count distinct values of this property."
+    )
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_aggregate(self) -> Metric:
+        chosen = [name for name in ("sum", "max", "distinct") if getattr(self, name) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"choose one aggregate, not {' and '.join(chosen)}")
+        return self
+
+
+class MilestoneTier(SeedModel):
+    at: float = Field(gt=0, description="Lifetime metric value that unlocks this tier.")
+    name: str | None = None
+    badge: Identifier | None = None
+    reward: Reward | None = None
+
+
+class Milestone(SeedModel):
+    name: str | None = None
+    description: str = ""
+    metric: Identifier
+    tiers: list[MilestoneTier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ascending(self) -> Milestone:
+        thresholds = [tier.at for tier in self.tiers]
+        if thresholds != sorted(set(thresholds)):
+            raise ValueError("tiers must have strictly increasing `at` values")
+        return self
+
+
+class Goal(SeedModel):
+    metric: Identifier
+    target: float = Field(gt=0)
+
+
+class Window(SeedModel):
+    """A fixed window, in the player's timezone when given as dates."""
+
+    start: date | datetime
+    end: date | datetime = Field(description="Exclusive end; a date means its local midnight.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if type(self.start) is not type(self.end):
+            raise ValueError("start and end must both be dates or both be date-times")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class Prerequisite(SeedModel):
+    challenge: Identifier | None = None
+    milestone: Identifier | None = None
+    tier: int | None = Field(default=None, ge=1, description="1-based tier of the milestone.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Prerequisite:
+        if (self.challenge is None) == (self.milestone is None):
+            raise ValueError("name exactly one of `challenge` or `milestone`")
+        if self.milestone is not None and self.tier is None:
+            raise ValueError("a milestone prerequisite needs `tier`")
+        if self.challenge is not None and self.tier is not None:
+            raise ValueError("`tier` only applies to a milestone prerequisite")
+        return self
+
+
+class Challenge(SeedModel):
+    name: str | None = None
+    description: str = ""
+    every: Literal["day", "week", "month"] | None = Field(
+        default=None, description="Recurring: a fresh instance each period."
+    )
+    window: Window | None = Field(default=None, description="Fixed window instead of `every`.")
+    metric: Identifier | None = Field(default=None, description="Shorthand for one goal.")
+    target: float | None = Field(default=None, gt=0, description="Shorthand for one goal.")
+    goals: list[Goal] = Field(default_factory=list, description="All goals are needed.")
+    requires: list[Prerequisite] = Field(default_factory=list)
+    audience: Condition | None = Field(default=None, description="Conditions on player attributes.")
+    reward: Reward | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Challenge:
+        if (self.every is None) == (self.window is None):
+            raise ValueError("give exactly one of `every` or `window`")
+        if (self.metric is None) != (self.target is None):
+            raise ValueError("`metric` and `target` go together")
+        if self.metric is not None and self.goals:
+            raise ValueError("use either `metric`/`target` or `goals`, not both")
+        if self.metric is None and not self.goals:
+            raise ValueError("a challenge needs a goal: `metric` and `target`, or `goals`")
+        return self
+
+    def all_goals(self) -> list[Goal]:
+        if self.metric is not None and self.target is not None:
+            return [Goal(metric=self.metric, target=self.target)]
+        return list(self.goals)
+
+
+class Freezes(SeedModel):
+    max: int = Field(ge=1, description="Most freezes a player can hold.")
+    earn_every: int = Field(ge=1, description="One freeze per this many extended periods.")
+
+
+class StreakMilestone(SeedModel):
+    at: int = Field(gt=0, description="Streak length that unlocks this milestone.")
+    name: str | None = None
+    badge: Identifier | None = None
+    reward: Reward | None = None
+
+
+class Streak(SeedModel):
+    name: str | None = None
+    description: str = ""
+    metric: Identifier
+    per: Literal["day", "week"]
+    min: float = Field(default=1, gt=0, description="Metric value a period needs to count.")
+    freezes: Freezes | None = None
+    milestones: list[StreakMilestone] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ascending(self) -> Streak:
+        lengths = [milestone.at for milestone in self.milestones]
+        if lengths != sorted(set(lengths)):
+            raise ValueError("milestones must have strictly increasing `at` values")
+        return self
+
+
+class SeedFile(SeedModel):
+    """One YAML file of a program; every section is optional."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={"title": "Questline seed file"},
+    )
+
+    program: ProgramInfo | None = None
+    badges: dict[Identifier, Badge] = Field(default_factory=dict)
+    metrics: dict[Identifier, Metric] = Field(default_factory=dict)
+    milestones: dict[Identifier, Milestone] = Field(default_factory=dict)
+    challenges: dict[Identifier, Challenge] = Field(default_factory=dict)
+    streaks: dict[Identifier, Streak] = Field(default_factory=dict)

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests import services
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A private redis-server for the whole run; failing, not skipping, when absent."""
+    try:
+        with services.redis_server() as url:
+            yield url
+    except services.ServiceUnavailable as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture
+def clean_redis_url(redis_url: str) -> Iterator[str]:
+    """The private server, emptied before each test (it is ours alone to flush)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    client.close()
+    yield redis_url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    try:
+        with services.postgres_database() as url:
+            yield url
+    except services.ServiceUnavailable as error:
+        pytest.fail(str(error), pytrace=False)

@@ -1,0 +1,117 @@
+"""Private Redis and PostgreSQL servers for the test run.
+
+The tests never touch the shared Redis on 6379: they start their own
+`redis-server` on a free port and throw it away at the end. PostgreSQL is
+reached through the local server, but each run creates and drops its own
+database. When a service cannot be started the suite fails (never skips) with
+a message that says how to install it, because CI must run these tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REDIS_HELP = (
+    "the tests need a `redis-server` binary (Redis 6.2 or newer). Install it with "
+    "`sudo apt-get install redis-server` (Debian/Ubuntu) or `brew install redis` (macOS), "
+    "or point QUESTLINE_TEST_REDIS_SERVER at one."
+)
+POSTGRES_HELP = (
+    "the tests need a PostgreSQL server they can create databases on. Start one "
+    "(`sudo apt-get install postgresql`) or set QUESTLINE_TEST_POSTGRES_URL to an admin URL "
+    "such as postgresql://postgres@127.0.0.1:5432/postgres."
+)
+
+
+class ServiceUnavailable(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceUnavailable(f"redis-server exited with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServiceUnavailable(f"redis-server did not listen on port {port} within {timeout}s")
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """Start a throwaway redis-server on a free port; yield its URL."""
+    binary = os.environ.get("QUESTLINE_TEST_REDIS_SERVER") or shutil.which("redis-server")
+    if binary is None:
+        raise ServiceUnavailable(REDIS_HELP)
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="questline-redis-") as directory:
+        args = [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            directory,
+        ]
+        process = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=directory,
+        )
+        try:
+            _wait_for_port(port, process)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """Create a throwaway PostgreSQL database; yield its SQLAlchemy URL."""
+    import psycopg
+
+    admin = os.environ.get(
+        "QUESTLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    name = f"questline_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as error:
+        raise ServiceUnavailable(f"{POSTGRES_HELP} ({error})") from error
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
