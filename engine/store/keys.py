@@ -1,0 +1,86 @@
+"""Every store key, in one place.
+
+All keys of one player share the hash tag `{p:<player id>}`, so the atomic
+step of one event touches a single Redis Cluster slot. The SQLite store uses
+the very same names in its tables, which keeps the two backends comparable.
+
+    {p:<id>}:event:<event id>          string  result of a recorded event (dedupe), TTL
+    {p:<id>}:profile                   hash    version, timezone, attributes (JSON)
+    {p:<id>}:unlocks                   hash    unlock key -> unlock JSON; also markers
+    {p:<id>}:outbox                    stream  one entry per unlock: key, unlock JSON
+    {p:<id>}:m:<metric>                int|set lifetime value of a metric
+    {p:<id>}:m:<metric>:<period key>   int|set value in one period, TTL past its end
+    {p:<id>}:m:<metric>:window:<ch>    int|set value inside a challenge's fixed window
+    {p:<id>}:streak:<streak>           hash    last, current, longest, freezes
+
+Period keys are `day:2026-11-25`, `week:2026-11-23` (the local date the week
+starts) and `month:2026-11`. Counter values are integers: counts as they
+are, sums and maxima scaled by `SCALE` so that both backends agree exactly.
+
+Unlock keys (the fields of the unlocks hash) are granted once, ever:
+
+    milestone:<id>:<tier>              tier is 1-based
+    challenge:<id>:<period key>        a recurring challenge instance
+    challenge:<id>                     a fixed-window challenge
+    streak:<id>:<length>               a streak milestone
+    badge:<id>                         a badge, granted by any of the above
+    done:challenge:<id>                marker: completed at least once (prerequisites)
+
+Unlock keys live in the unlocks hash, so a Redis flush loses them; the
+service copies every unlock to SQL before acknowledging it.
+"""
+
+from __future__ import annotations
+
+SCALE = 1_000_000
+UNLOCK_CHANNEL = "questline:unlocks"
+
+
+def player_tag(player_id: str) -> str:
+    return f"{{p:{player_id}}}"
+
+
+def event(player_id: str, event_id: str) -> str:
+    return f"{player_tag(player_id)}:event:{event_id}"
+
+
+def profile(player_id: str) -> str:
+    return f"{player_tag(player_id)}:profile"
+
+
+def unlocks(player_id: str) -> str:
+    return f"{player_tag(player_id)}:unlocks"
+
+
+def outbox(player_id: str) -> str:
+    return f"{player_tag(player_id)}:outbox"
+
+
+def metric(player_id: str, metric_id: str, bucket: str | None = None) -> str:
+    base = f"{player_tag(player_id)}:m:{metric_id}"
+    return base if bucket is None else f"{base}:{bucket}"
+
+
+def streak(player_id: str, streak_id: str) -> str:
+    return f"{player_tag(player_id)}:streak:{streak_id}"
+
+
+def milestone_unlock(milestone_id: str, tier: int) -> str:
+    return f"milestone:{milestone_id}:{tier}"
+
+
+def challenge_unlock(challenge_id: str, period_key: str | None) -> str:
+    base = f"challenge:{challenge_id}"
+    return base if period_key is None else f"{base}:{period_key}"
+
+
+def challenge_done(challenge_id: str) -> str:
+    return f"done:challenge:{challenge_id}"
+
+
+def streak_unlock(streak_id: str, length: int) -> str:
+    return f"streak:{streak_id}:{length}"
+
+
+def badge_unlock(badge_id: str) -> str:
+    return f"badge:{badge_id}"
