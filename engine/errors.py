@@ -8,6 +8,7 @@
     │   ├── EventTooOldError        older than the late-event tolerance (EVENT_TOO_OLD)
     │   └── EventInFutureError      too far ahead of the server clock (EVENT_IN_FUTURE)
     ├── BatchTooLargeError          more events in one call than allowed (BATCH_TOO_LARGE)
+    ├── CursorError                 a paging or replay cursor that is not ours (BAD_CURSOR)
     └── StoreError                  the counter store failed (STORE_UNAVAILABLE)
 
 Each error carries a stable `code` so the GraphQL layer can map it to
@@ -79,6 +80,10 @@ class EventInFutureError(EventError):
 
 class BatchTooLargeError(QuestlineError):
     code = "BATCH_TOO_LARGE"
+
+
+class CursorError(QuestlineError):
+    code = "BAD_CURSOR"
 
 
 class StoreError(QuestlineError):

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -141,11 +141,14 @@ class Store(abc.ABC):
         """Set profile fields and bump the profile version; return the new version."""
 
     @abc.abstractmethod
-    def listen(self) -> AsyncIterator[tuple[str, list[OutboxEntry]]]:
+    def listen(
+        self, on_ready: Callable[[], None] | None = None
+    ) -> AsyncIterator[tuple[str, list[OutboxEntry]]]:
         """Every unlock committed from now on, by any process sharing this store.
 
-        Yields (player id, entries). One listener per process is enough; the
-        engine's feed fans it out to subscribers.
+        Yields (player id, entries). `on_ready` is called once the listener
+        is really subscribed, so nothing committed after that is missed. One
+        listener per process is enough; the engine's feed fans it out.
         """
 
     @abc.abstractmethod
