@@ -1,0 +1,64 @@
+"""Counter stores, picked by URL scheme.
+
+    redis://host:port/db, rediss://…, unix:///path.sock    RedisStore
+    redis+cluster://host:port                             RedisStore on Redis Cluster
+
+Backends are imported only when chosen.
+"""
+
+from __future__ import annotations
+
+import re
+
+from engine.errors import ConfigurationError, CursorError
+from engine.store.base import Store
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
+ACCEPTED = "redis://, rediss://, unix:// or redis+cluster://"
+_CURSOR = re.compile(r"(\d{1,19})-(\d{1,19})")
+
+
+def store_from_url(url: str) -> Store:
+    """The store a URL names; ConfigurationError when it names none."""
+    scheme, separator, _ = url.partition("://")
+    scheme = scheme.lower()
+    if separator and scheme in REDIS_SCHEMES:
+        from engine.store.redis import RedisStore
+
+        return RedisStore(url)
+    raise ConfigurationError(f"store URL {url!r} has no known scheme; use {ACCEPTED}")
+
+
+def sqlite_path(url: str) -> str:
+    """The database file a `sqlite://` URL names.
+
+    Follows SQLAlchemy: three slashes for a relative path, four for an
+    absolute one.
+    """
+    rest = url.partition("://")[2]
+    if rest in (":memory:", "/:memory:"):
+        return ":memory:"
+    path = rest.removeprefix("/")
+    if not rest.startswith("/") or not path:
+        raise ConfigurationError(
+            f"store URL {url!r} names no database file; use sqlite:///relative/path, "
+            "sqlite:////absolute/path or sqlite://:memory:"
+        )
+    return path
+
+
+def cursor_position(cursor: str) -> tuple[int, int]:
+    """The (ms, seq) an outbox cursor stands for; CursorError when it is not one.
+
+    Both stores issue `<ms>-<seq>` ids (SQLite with ms = 0), so either store
+    can check a cursor a client sends back before it reaches the backend.
+    """
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
+        raise CursorError(
+            f"{cursor!r} is not an outbox cursor; pass back the id of an entry you received"
+        )
+    return int(match[1]), int(match[2])
+
+
+__all__ = ["Store", "cursor_position", "sqlite_path", "store_from_url"]

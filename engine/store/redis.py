@@ -1,0 +1,330 @@
+"""The Redis counter store: production, shared by every worker process.
+
+A plan runs as one Lua script (lua/apply.lua) through EVALSHA, so one event
+costs one round trip and is atomic. Batches go through a non-transactional
+pipeline, one round trip per chunk of plans. New unlocks are appended to the
+player's outbox stream and published on `keys.UNLOCK_CHANNEL` by the script
+itself, so a listener in any process sees every unlock exactly when it is
+committed.
+
+Note that Redis does not roll a script back when a command inside it fails
+(say a key holds the wrong type): commands already run stay applied. Plans
+built by the engine never do that; a failure surfaces as `StoreError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from importlib import resources
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import hiredis
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    AuthenticationError,
+    ConnectionError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from engine.errors import StoreError
+from engine.store import cursor_position, keys
+from engine.store.base import Applied, OutboxEntry, Plan, Read, Store
+
+log = logging.getLogger(__name__)
+
+#: Chunks of a batch written before the replies of the first are read.
+CHUNKS_IN_FLIGHT = 2
+#: Seconds between attempts to resubscribe, doubling up to the maximum.
+RECONNECT_DELAY, MAX_RECONNECT_DELAY = 0.1, 2.0
+
+APPLY_LUA = resources.files("engine.store").joinpath("lua/apply.lua").read_text("utf-8")
+CLUSTER_SCHEME = "redis+cluster://"
+
+#: hiredis packs commands in C; its stub wrongly types the argument as a 1-tuple.
+_pack_command = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
+
+#: Library failures we translate; OSError covers socket errors redis-py lets through.
+_FAILURES = (RedisError, RedisClusterException, OSError)
+
+
+class RedisStore(Store):
+    """Counters, unlocks and outboxes in Redis (or Redis Cluster)."""
+
+    shared = True
+
+    def __init__(self, url: str, *, chunk_size: int = 500) -> None:
+        self._where = _without_password(url)
+        self._chunk_size = chunk_size
+        self._client: Redis | RedisCluster
+        if url.startswith(CLUSTER_SCHEME):
+            cluster_url = "redis://" + url.removeprefix(CLUSTER_SCHEME)
+            self._client = RedisCluster.from_url(cluster_url, decode_responses=True)
+        else:
+            self._client = Redis.from_url(url, decode_responses=True)
+        self._sha = self._client.register_script(APPLY_LUA).sha
+        if isinstance(self._client, RedisCluster):
+            self._send = self._pipeline
+        else:
+            self._pool = self._client.connection_pool
+            self._send = self._stream
+        self._closed = False
+
+    async def apply(self, plan: Plan) -> Applied:
+        return (await self.apply_many((plan,)))[0]
+
+    async def apply_many(self, plans: Sequence[Plan]) -> list[Applied]:
+        replies: list[Any] = [None] * len(plans)
+        pending: Sequence[int] = range(len(plans))
+        reconnected = False
+        try:
+            while pending:
+                try:
+                    answers = await self._send([plans[index] for index in pending])
+                except ConnectionError:
+                    # A pooled connection the server dropped (restart, idle
+                    # timeout). Sending again is safe even for plans that did
+                    # run: they answer "duplicate" with their original entries.
+                    if reconnected:
+                        raise
+                    reconnected = True
+                    continue
+                refused = []
+                for index, answer in zip(pending, answers, strict=True):
+                    if isinstance(answer, NoScriptError):
+                        refused.append(index)
+                    else:
+                        replies[index] = answer
+                if refused:
+                    # The server lost its scripts (restart, SCRIPT FLUSH); a
+                    # refused plan did not run, so sending it again is safe.
+                    self._sha = await self._client.script_load(APPLY_LUA)
+                pending = refused
+        except _FAILURES as error:
+            raise self._error(error) from error
+        for index, reply in enumerate(replies):
+            if isinstance(reply, Exception):
+                context = ""
+                if len(plans) > 1:
+                    context = f"plan {index} of the batch (player {plans[index].player_id!r})"
+                raise self._error(reply, context) from reply
+        return [_applied(reply) for reply in replies]
+
+    async def _stream(self, plans: Sequence[Plan]) -> list[Any]:
+        """EVALSHA every plan on one connection, in order; error replies as values.
+
+        Chunks are written ahead of reading the replies of earlier ones, so
+        Redis runs one chunk while we encode the next and decode the last:
+        on a small machine that overlap is most of the batch throughput.
+        Commands are packed by hiredis, which costs a fraction of redis-py's
+        pure-Python packer.
+        """
+        pool = self._pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        replies: list[Any] = []
+        unread: deque[int] = deque()
+
+        async def read(count: int) -> None:
+            # One deadline per chunk instead of redis-py's one per reply.
+            async with asyncio.timeout(connection.socket_timeout):
+                for _ in range(count):
+                    try:
+                        replies.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as error:
+                        replies.append(error)
+
+        sha, channel, size = self._sha, keys.UNLOCK_CHANNEL, self._chunk_size
+        try:
+            for start in range(0, len(plans), size):
+                chunk = plans[start : start + size]
+                packed = b"".join(
+                    [
+                        _pack_command(
+                            ("EVALSHA", sha, len(plan.keys), *plan.keys, plan.to_json(), channel)
+                        )
+                        for plan in chunk
+                    ]
+                )
+                await connection.send_packed_command(packed)
+                unread.append(len(chunk))
+                if len(unread) > CHUNKS_IN_FLIGHT:
+                    await read(unread.popleft())
+            while unread:
+                await read(unread.popleft())
+        except BaseException:
+            # Replies may be left unread on the socket: never reuse it.
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+        return replies
+
+    async def _pipeline(self, plans: Sequence[Plan]) -> list[Any]:
+        """EVALSHA every plan through a cluster pipeline, which routes by slot."""
+        replies: list[Any] = []
+        size = self._chunk_size
+        for start in range(0, len(plans), size):
+            pipe = self._client.pipeline(transaction=False)
+            for plan in plans[start : start + size]:
+                pipe.evalsha(
+                    self._sha, len(plan.keys), *plan.keys, plan.to_json(), keys.UNLOCK_CHANNEL
+                )
+            replies.extend(await pipe.execute(raise_on_error=False))
+        return replies
+
+    async def read(self, reads: Sequence[Read]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for item in reads:
+            if item.kind == "int":
+                pipe.get(item.key)
+            elif item.kind == "card":
+                pipe.scard(item.key)
+            else:
+                pipe.hgetall(item.key)
+        try:
+            values = await pipe.execute()
+        except _FAILURES as error:
+            raise self._error(error) from error
+        return [
+            (int(value) if value is not None else 0) if item.kind == "int" else value
+            for item, value in zip(reads, values, strict=True)
+        ]
+
+    async def outbox(self, player_id: str, after: str | None, limit: int) -> list[OutboxEntry]:
+        if limit <= 0:
+            return []
+        start = "-" if after is None else "({}-{}".format(*cursor_position(after))
+        try:
+            rows = await self._client.xrange(keys.outbox(player_id), min=start, count=limit)
+        except _FAILURES as error:
+            raise self._error(error) from error
+        entries = cast(list[tuple[str, dict[str, str]]], rows)
+        return [OutboxEntry(entry_id, fields["k"], fields["u"]) for entry_id, fields in entries]
+
+    async def set_profile(self, player_id: str, fields: dict[str, str]) -> int:
+        if "version" in fields:
+            raise ValueError("the profile field 'version' is the store's own; pick another name")
+        key = keys.profile(player_id)
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                if fields:
+                    pipe.hset(key, mapping=cast(Any, fields))
+                pipe.hincrby(key, "version", 1)
+                answers = await pipe.execute()
+        except _FAILURES as error:
+            raise self._error(error) from error
+        return int(answers[-1])
+
+    async def listen(
+        self, on_ready: Callable[[], None] | None = None
+    ) -> AsyncIterator[tuple[str, list[OutboxEntry]]]:
+        """Follow the unlock channel on one pub/sub connection.
+
+        redis-py reconnects a dropped pub/sub connection and subscribes again
+        on its own (even when it then raises), so one PubSub object lives as
+        long as the listener and a failure only costs a pause. `on_ready` fires
+        on the server's subscribe confirmation, not when SUBSCRIBE is sent.
+        Unlocks published while the connection is down are not replayed here:
+        subscribers catch up from the outbox with their last cursor.
+        """
+        pubsub = self._client.pubsub()
+        delay = RECONNECT_DELAY
+        try:
+            while not self._closed:
+                try:
+                    if not pubsub.subscribed:
+                        await pubsub.subscribe(keys.UNLOCK_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            yield _published(message["data"])
+                        elif message["type"] == "subscribe":
+                            if delay > RECONNECT_DELAY:
+                                log.info("unlock listener back on Redis at %s", self._where)
+                            delay = RECONNECT_DELAY
+                            if on_ready is not None:
+                                on_ready()
+                                on_ready = None
+                except _FAILURES as error:
+                    if self._closed:
+                        return
+                    log.warning(
+                        "unlock listener lost Redis at %s (%s); retrying in %.1fs",
+                        self._where,
+                        error,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_RECONNECT_DELAY)
+        finally:
+            await _quietly_close(pubsub)
+
+    async def ping(self) -> None:
+        try:
+            await self._client.ping()
+        except _FAILURES as error:
+            raise self._error(error) from error
+
+    async def close(self) -> None:
+        self._closed = True
+        try:
+            await self._client.aclose()
+        except _FAILURES as error:
+            raise self._error(error) from error
+
+    def _error(self, error: BaseException, context: str = "") -> StoreError:
+        """Our error for a library failure, saying what to check."""
+        where = f"Redis at {self._where}"
+        if isinstance(error, AuthenticationError):
+            message = f"{where} refused the credentials ({error}); check user and password"
+        elif isinstance(error, RedisTimeoutError | TimeoutError):
+            message = f"{where} did not answer in time ({error or 'timeout'}); is it overloaded?"
+        elif isinstance(error, ConnectionError | OSError):
+            message = (
+                f"cannot reach {where}: {error}; is redis-server running and the store URL right?"
+            )
+        elif isinstance(error, ResponseError):
+            message = f"{where} refused a command: {error}"
+        else:
+            message = f"{where} failed: {error}"
+        return StoreError(f"{context}: {message}" if context else message)
+
+
+def _applied(reply: list[str]) -> Applied:
+    status, payload = reply
+    if payload in ("[]", ""):
+        return Applied(status, [])  # type: ignore[arg-type]
+    return Applied(status, [OutboxEntry(*entry) for entry in json.loads(payload)])  # type: ignore[arg-type]
+
+
+def _published(data: str) -> tuple[str, list[OutboxEntry]]:
+    message = json.loads(data)
+    return message["p"], [OutboxEntry(*entry) for entry in message["e"]]
+
+
+async def _quietly_close(pubsub: Any) -> None:
+    """Close a pub/sub connection that may already be broken."""
+    with contextlib.suppress(*_FAILURES):
+        await pubsub.aclose()
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may appear in messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -1,0 +1,623 @@
+"""The store contract: every backend gives the same answer to every plan.
+
+Each test runs against every store (fixture `store`). Op results (registers)
+are observed through `probe`: claims gated on the register, one per
+threshold, so the highest claimed threshold is the register's value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import redis.asyncio
+
+from engine.errors import ConfigurationError, CursorError, StoreError
+from engine.store import keys, sqlite_path, store_from_url
+from engine.store.base import Applied, Plan, Read, Store, cursor_order
+
+STORES = ["redis"]
+PLAYER = "ada"
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'store.db'}"
+    else:
+        url = request.getfixturevalue("clean_redis_url")
+    opened = store_from_url(url)
+    yield opened
+    await opened.close()
+
+
+def new_plan(event: str, player: str = PLAYER, version: int = 0) -> Plan:
+    return Plan(
+        player,
+        [
+            keys.event(player, event),
+            keys.profile(player),
+            keys.unlocks(player),
+            keys.outbox(player),
+        ],
+        profile_version=version,
+    )
+
+
+def metric(name: str, player: str = PLAYER) -> str:
+    return keys.metric(player, name)
+
+
+def probe(plan: Plan, register: int, low: int = -5, high: int = 30) -> None:
+    """Reveal `register` in the plan's outbox: see `probed`."""
+    for threshold in range(low, high + 1):
+        field = f"probe:{plan.keys[0]}:{register}:{threshold}"
+        plan.op("claim", field, [[register, threshold]], [], json.dumps(threshold), [])
+
+
+def probed(applied: Applied, plan: Plan, register: int) -> int:
+    prefix = f"probe:{plan.keys[0]}:{register}:"
+    values = [int(e.unlock) for e in applied.entries if e.key.startswith(prefix)]
+    assert values, "the register was below every probed threshold"
+    return max(values)
+
+
+def unlocks_of(applied: Applied) -> list[tuple[str, str]]:
+    return [(entry.key, entry.unlock) for entry in applied.entries]
+
+
+async def value(store: Store, key: str) -> int:
+    result: int = (await store.read([Read("int", key)]))[0]
+    return result
+
+
+async def add(store: Store, event: str, key: str, amount: int, expire_at: int = 0) -> int:
+    plan = new_plan(event)
+    register = plan.op("add", plan.key_index(key), amount, expire_at)
+    probe(plan, register)
+    return probed(await store.apply(plan), plan, register)
+
+
+# --- counters -------------------------------------------------------------------
+
+
+async def test_add_increments_and_returns_the_new_value(store: Store) -> None:
+    assert await add(store, "e1", metric("coffees"), 3) == 3
+    assert await add(store, "e2", metric("coffees"), 4) == 7
+    assert await add(store, "e3", metric("coffees"), -2) == 5
+    assert await value(store, metric("coffees")) == 5
+
+
+async def test_add_with_an_expiry_keeps_the_value_until_then(store: Store) -> None:
+    bucket = keys.metric(PLAYER, "coffees", "day:2026-11-25")
+    later = int(time.time()) + 3600
+    assert await add(store, "e1", bucket, 2, later) == 2
+    assert await add(store, "e2", bucket, 2, later) == 4
+    assert await value(store, bucket) == 4
+
+
+async def test_a_bucket_past_its_expiry_reads_as_missing_and_starts_over(store: Store) -> None:
+    bucket = keys.metric(PLAYER, "coffees", "day:2020-01-01")
+    past = int(time.time()) - 60
+    assert await add(store, "e1", bucket, 5, past) == 5
+    assert await value(store, bucket) == 0
+    assert await add(store, "e2", bucket, 5, past) == 5
+
+
+async def test_max_keeps_the_larger_value(store: Store) -> None:
+    results = []
+    for index, candidate in enumerate([5, 3, 9, 9, -1]):
+        plan = new_plan(f"e{index}")
+        register = plan.op("max", plan.key_index(metric("biggest")), candidate, 0)
+        probe(plan, register)
+        results.append(probed(await store.apply(plan), plan, register))
+    assert results == [5, 5, 9, 9, 9]
+    assert await value(store, metric("biggest")) == 9
+
+
+async def test_max_on_a_missing_key_takes_the_value_even_below_zero(store: Store) -> None:
+    plan = new_plan("e1")
+    register = plan.op("max", plan.key_index(metric("coldest")), -3, 0)
+    probe(plan, register)
+    assert probed(await store.apply(plan), plan, register) == -3
+    assert await value(store, metric("coldest")) == -3
+
+
+async def test_distinct_counts_each_member_once(store: Store) -> None:
+    results = []
+    for index, member in enumerate(["paris", "lyon", "paris", "nice"]):
+        plan = new_plan(f"e{index}")
+        register = plan.op("distinct", plan.key_index(metric("cities")), member, 0)
+        probe(plan, register)
+        results.append(probed(await store.apply(plan), plan, register))
+    assert results == [1, 2, 2, 3]
+    assert await store.read([Read("card", metric("cities"))]) == [3]
+
+
+async def test_get_and_card_read_inside_a_plan_and_missing_is_zero(store: Store) -> None:
+    await add(store, "e1", metric("coffees"), 4)
+    plan = new_plan("e2")
+    present = plan.op("get", plan.key_index(metric("coffees")))
+    missing = plan.op("get", plan.key_index(metric("teas")))
+    empty = plan.op("card", plan.key_index(metric("cities")))
+    for register in (present, missing, empty):
+        probe(plan, register)
+    applied = await store.apply(plan)
+    assert [probed(applied, plan, r) for r in (present, missing, empty)] == [4, 0, 0]
+
+
+async def test_reading_missing_keys_gives_zero_and_empty(store: Store) -> None:
+    reads = [Read("int", metric("none")), Read("card", metric("none")), Read("hash", "nope")]
+    assert await store.read(reads) == [0, 0, {}]
+
+
+async def test_read_returns_each_kind_in_order(store: Store) -> None:
+    plan = new_plan("e1")
+    plan.op("add", plan.key_index(metric("coffees")), 2, 0)
+    plan.op("distinct", plan.key_index(metric("cities")), "paris", 0)
+    plan.op("claim", "badge:b", [], [], '{"b":1}', [])
+    await store.apply(plan)
+    reads = [
+        Read("hash", keys.unlocks(PLAYER)),
+        Read("int", metric("coffees")),
+        Read("card", metric("cities")),
+    ]
+    assert await store.read(reads) == [{"badge:b": '{"b":1}'}, 2, 1]
+
+
+# --- streaks --------------------------------------------------------------------
+
+
+async def extend(
+    store: Store,
+    event: str,
+    period: int,
+    amount: int = 1,
+    minimum: int = 1,
+    freeze_max: int = 1,
+    earn_every: int = 3,
+) -> int:
+    plan = new_plan(event)
+    counted = plan.op("add", plan.key_index(metric(f"daily:{period}")), amount, 0)
+    length = plan.op(
+        "streak",
+        plan.key_index(keys.streak(PLAYER, "daily")),
+        period,
+        counted,
+        minimum,
+        freeze_max,
+        earn_every,
+    )
+    probe(plan, length)
+    return probed(await store.apply(plan), plan, length)
+
+
+async def streak_state(store: Store) -> dict[str, int]:
+    state = (await store.read([Read("hash", keys.streak(PLAYER, "daily"))]))[0]
+    return {field: int(number) for field, number in state.items()}
+
+
+def state(last: int, current: int, longest: int, freezes: int) -> dict[str, int]:
+    return {"last": last, "current": current, "longest": longest, "freezes": freezes}
+
+
+async def test_a_streak_starts_and_the_same_period_changes_nothing(store: Store) -> None:
+    assert await extend(store, "e1", 10) == 1
+    assert await extend(store, "e2", 10) == 1
+    assert await streak_state(store) == state(10, 1, 1, 0)
+
+
+async def test_the_next_period_extends_and_earns_a_freeze_every_n(store: Store) -> None:
+    lengths = [await extend(store, f"e{p}", p) for p in (10, 11, 12)]
+    assert lengths == [1, 2, 3]
+    assert await streak_state(store) == state(12, 3, 3, 1)
+
+
+async def test_an_older_period_changes_nothing(store: Store) -> None:
+    for period in (10, 11):
+        await extend(store, f"e{period}", period)
+    assert await extend(store, "late", 9) == 2
+    assert await streak_state(store) == state(11, 2, 2, 0)
+
+
+async def test_a_gap_covered_by_freezes_is_bridged_and_consumes_them(store: Store) -> None:
+    for period in (10, 11, 12):
+        await extend(store, f"e{period}", period, freeze_max=2)
+    assert await extend(store, "e14", 14, freeze_max=2) == 4
+    assert await streak_state(store) == state(14, 4, 4, 0)
+
+
+async def test_a_gap_longer_than_the_freezes_restarts_but_keeps_the_longest(
+    store: Store,
+) -> None:
+    for period in (10, 11, 12, 13):
+        await extend(store, f"e{period}", period)
+    assert await extend(store, "e16", 16) == 1
+    assert await streak_state(store) == state(16, 1, 4, 1)
+
+
+async def test_freezes_earned_stop_at_the_maximum(store: Store) -> None:
+    for period in range(10, 19):
+        await extend(store, f"e{period}", period, freeze_max=2, earn_every=2)
+    assert await streak_state(store) == state(18, 9, 9, 2)
+
+
+async def test_a_period_below_the_minimum_does_not_extend(store: Store) -> None:
+    assert await extend(store, "e1", 10, amount=1, minimum=3) == 0
+    assert await extend(store, "e2", 10, amount=2, minimum=3) == 1
+    assert await extend(store, "e3", 11, amount=1, minimum=3) == 1
+    assert await streak_state(store) == state(10, 1, 1, 0)
+
+
+# --- claims ---------------------------------------------------------------------
+
+
+def coffee_plan(event: str) -> Plan:
+    """One coffee; tier 1 at 1 coffee (with a badge and a marker), tier 2 at 2."""
+    plan = new_plan(event)
+    coffees = plan.op("add", plan.key_index(metric("coffees")), 1, 0)
+    plan.op(
+        "claim",
+        "milestone:coffee:1",
+        [[coffees, 1]],
+        [],
+        '{"tier":1}',
+        [["badge:first-sip", '{"badge":"first-sip"}'], ["done:milestone:coffee", None]],
+    )
+    plan.op("claim", "milestone:coffee:2", [[coffees, 2]], [], '{"tier":2}', [])
+    return plan
+
+
+async def test_a_claim_met_unlocks_with_its_extras_in_order(store: Store) -> None:
+    applied = await store.apply(coffee_plan("e1"))
+    assert applied.status == "ok"
+    assert unlocks_of(applied) == [
+        ("milestone:coffee:1", '{"tier":1}'),
+        ("badge:first-sip", '{"badge":"first-sip"}'),
+    ]
+    assert await store.read([Read("hash", keys.unlocks(PLAYER))]) == [
+        {
+            "milestone:coffee:1": '{"tier":1}',
+            "badge:first-sip": '{"badge":"first-sip"}',
+            "done:milestone:coffee": "",
+        }
+    ]
+
+
+async def test_each_claim_is_granted_exactly_once_across_plans(store: Store) -> None:
+    first = await store.apply(coffee_plan("e1"))
+    second = await store.apply(coffee_plan("e2"))
+    third = await store.apply(coffee_plan("e3"))
+    assert [k for k, _ in unlocks_of(first)] == ["milestone:coffee:1", "badge:first-sip"]
+    assert unlocks_of(second) == [("milestone:coffee:2", '{"tier":2}')]
+    assert third.entries == []
+    assert await value(store, metric("coffees")) == 3
+
+
+async def test_an_unmet_condition_claims_nothing(store: Store) -> None:
+    plan = new_plan("e1")
+    coffees = plan.op("add", plan.key_index(metric("coffees")), 1, 0)
+    claimed = plan.op("claim", "milestone:coffee:5", [[coffees, 5]], [], '{"tier":5}', [])
+    probe(plan, claimed, low=0, high=1)
+    applied = await store.apply(plan)
+    assert probed(applied, plan, claimed) == 0
+    assert [k for k, _ in unlocks_of(applied) if not k.startswith("probe:")] == []
+
+
+async def test_a_claim_waits_for_its_required_fields(store: Store) -> None:
+    def plan_for(event: str) -> Plan:
+        plan = new_plan(event)
+        plan.op("claim", "challenge:advanced", [], ["done:challenge:basic"], '{"c":2}', [])
+        plan.op("claim", "done:challenge:basic", [], [], None, [])
+        return plan
+
+    first = await store.apply(plan_for("e1"))
+    second = await store.apply(plan_for("e2"))
+    assert first.entries == []
+    assert unlocks_of(second) == [("challenge:advanced", '{"c":2}')]
+
+
+async def test_a_claim_sees_fields_claimed_earlier_in_the_same_plan(store: Store) -> None:
+    plan = new_plan("e1")
+    first = plan.op("claim", "done:challenge:basic", [], [], None, [])
+    plan.op("claim", "challenge:advanced", [[first, 1]], ["done:challenge:basic"], '{"c":2}', [])
+    assert unlocks_of(await store.apply(plan)) == [("challenge:advanced", '{"c":2}')]
+
+
+async def test_extras_already_present_are_not_granted_again(store: Store) -> None:
+    plan = new_plan("e1")
+    plan.op("claim", "badge:regular", [], [], '{"b":"regular"}', [])
+    await store.apply(plan)
+    plan = new_plan("e2")
+    plan.op("claim", "milestone:m:2", [], [], '{"t":2}', [["badge:regular", '{"b":"regular"}']])
+    assert unlocks_of(await store.apply(plan)) == [("milestone:m:2", '{"t":2}')]
+
+
+async def test_outbox_ids_increase_in_claim_order(store: Store) -> None:
+    entries = []
+    for index in range(3):
+        plan = new_plan(f"e{index}")
+        for tier in range(3):
+            plan.op("claim", f"milestone:m:{index}:{tier}", [], [], f'{{"t":{tier}}}', [])
+        entries.extend((await store.apply(plan)).entries)
+    ids = [entry.id for entry in entries]
+    assert len(set(ids)) == 9
+    assert sorted(ids, key=cursor_order) == ids
+
+
+# --- idempotency and staleness -------------------------------------------------------
+
+
+async def test_a_repeated_event_id_returns_the_original_entries_and_changes_nothing(
+    store: Store,
+) -> None:
+    original = await store.apply(coffee_plan("e1"))
+    again = await store.apply(coffee_plan("e1"))
+    assert again.status == "duplicate"
+    assert again.entries == original.entries
+    assert await value(store, metric("coffees")) == 1
+    assert len(await store.outbox(PLAYER, None, 100)) == 2
+
+
+async def test_a_repeated_event_without_unlocks_is_still_a_duplicate(store: Store) -> None:
+    plan = new_plan("e1")
+    plan.op("add", plan.key_index(metric("coffees")), 1, 0)
+    assert await store.apply(plan) == Applied("ok", [])
+    assert await store.apply(plan) == Applied("duplicate", [])
+    assert await value(store, metric("coffees")) == 1
+
+
+async def test_a_plan_built_on_a_stale_profile_does_nothing(store: Store) -> None:
+    assert await store.set_profile(PLAYER, {"timezone": "Europe/Paris"}) == 1
+    stale = coffee_plan("e1")
+    assert await store.apply(stale) == Applied("stale", [])
+    assert await value(store, metric("coffees")) == 0
+    fresh = coffee_plan("e1")
+    fresh.profile_version = 1
+    assert (await store.apply(fresh)).status == "ok"
+    assert await value(store, metric("coffees")) == 1
+
+
+async def test_set_profile_bumps_the_version_and_stores_the_fields(store: Store) -> None:
+    assert await store.set_profile(PLAYER, {"timezone": "Europe/Paris"}) == 1
+    assert await store.set_profile(PLAYER, {"attributes": '{"vip":true}'}) == 2
+    assert await store.set_profile(PLAYER, {}) == 3
+    assert await store.read([Read("hash", keys.profile(PLAYER))]) == [
+        {"timezone": "Europe/Paris", "attributes": '{"vip":true}', "version": "3"}
+    ]
+
+
+async def test_set_profile_refuses_to_overwrite_the_version(store: Store) -> None:
+    with pytest.raises(ValueError, match="version"):
+        await store.set_profile(PLAYER, {"version": "7"})
+
+
+async def test_an_unknown_operation_is_refused_as_a_store_error(store: Store) -> None:
+    plan = new_plan("e1")
+    plan.op("explode", 4)
+    with pytest.raises(StoreError, match="explode"):
+        await store.apply(plan)
+    assert await store.outbox(PLAYER, None, 10) == []
+
+
+# --- batches --------------------------------------------------------------------
+
+
+def random_plans(seed: int, count: int, players: list[str]) -> list[Plan]:
+    """Plans mixing every op over few keys, with repeated events."""
+    rng = random.Random(seed)
+    later = int(time.time()) + 3600
+    plans = []
+    for index in range(count):
+        player = rng.choice(players)
+        event = f"e{rng.randrange(count)}" if rng.random() < 0.2 else f"e{index}"
+        plan = new_plan(event, player)
+        counter = keys.metric(player, "coffees", f"day:{rng.randrange(3)}")
+        added = plan.op("add", plan.key_index(counter), rng.randint(1, 3), later)
+        peak = plan.op("max", plan.key_index(keys.metric(player, "peak")), rng.randint(0, 50), 0)
+        cities = keys.metric(player, "cities")
+        seen = plan.op("distinct", plan.key_index(cities), rng.choice("abcdef"), 0)
+        plan.op(
+            "streak", plan.key_index(keys.streak(player, "s")), rng.randrange(30), added, 2, 2, 3
+        )
+        threshold = rng.randint(1, 12)
+        plan.op(
+            "claim",
+            f"milestone:c:{threshold}",
+            [[added, threshold], [seen, rng.randint(1, 4)]],
+            [],
+            json.dumps({"t": threshold}),
+            [[f"badge:{threshold % 3}", json.dumps({"b": threshold % 3})]],
+        )
+        plan.op("claim", "badge:peak", [[peak, 45]], ["badge:0"], '{"peak":true}', [])
+        plans.append(plan)
+    return plans
+
+
+def comparable(results: list[Applied]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Results without outbox ids, which only the store that issued them shares."""
+    return [(applied.status, unlocks_of(applied)) for applied in results]
+
+
+async def state_of(store: Store, players: list[str]) -> list[Any]:
+    reads = []
+    for player in players:
+        reads += [Read("int", keys.metric(player, "coffees", f"day:{day}")) for day in range(3)]
+        reads += [
+            Read("int", keys.metric(player, "peak")),
+            Read("card", keys.metric(player, "cities")),
+            Read("hash", keys.streak(player, "s")),
+            Read("hash", keys.unlocks(player)),
+        ]
+    return await store.read(reads)
+
+
+async def test_apply_many_equals_applying_one_by_one(store: Store) -> None:
+    one_by_one = [await store.apply(plan) for plan in random_plans(7, 120, ["p1", "p2"])]
+    batched = await store.apply_many(random_plans(7, 120, ["p3", "p4"]))
+    assert comparable(batched) == comparable(one_by_one)
+    assert await state_of(store, ["p3", "p4"]) == await state_of(store, ["p1", "p2"])
+
+
+async def test_apply_many_with_nothing_returns_nothing(store: Store) -> None:
+    assert await store.apply_many([]) == []
+
+
+async def test_a_failing_plan_in_a_batch_leaves_the_others_applied(store: Store) -> None:
+    bad = new_plan("bad")
+    bad.op("explode", 4)
+    with pytest.raises(StoreError, match="plan 1 of the batch"):
+        await store.apply_many([coffee_plan("e1"), bad, coffee_plan("e2")])
+    retried = await store.apply_many([coffee_plan("e1"), coffee_plan("e2")])
+    assert [applied.status for applied in retried] == ["duplicate", "duplicate"]
+    assert await value(store, metric("coffees")) == 2
+
+
+# --- outbox and listening -------------------------------------------------------
+
+
+async def test_the_outbox_pages_after_a_cursor(store: Store) -> None:
+    plan = new_plan("e1")
+    for tier in range(5):
+        plan.op("claim", f"milestone:m:{tier}", [], [], f'{{"t":{tier}}}', [])
+    entries = (await store.apply(plan)).entries
+    assert await store.outbox(PLAYER, None, 100) == entries
+    assert await store.outbox(PLAYER, None, 2) == entries[:2]
+    assert await store.outbox(PLAYER, entries[1].id, 2) == entries[2:4]
+    assert await store.outbox(PLAYER, entries[4].id, 2) == []
+    assert await store.outbox(PLAYER, entries[0].id, 0) == []
+    assert await store.outbox("someone-else", None, 10) == []
+
+
+async def test_a_cursor_that_is_not_an_outbox_id_is_refused(store: Store) -> None:
+    with pytest.raises(CursorError, match="not an outbox cursor"):
+        await store.outbox(PLAYER, "yesterday", 10)
+
+
+async def start_listening(store: Store, count: int) -> asyncio.Task[list[Any]]:
+    """A task collecting the next `count` items of store.listen(), once it is subscribed."""
+    ready = asyncio.Event()
+
+    async def collect() -> list[Any]:
+        received = []
+        stream = cast(AsyncGenerator[Any, None], store.listen(on_ready=ready.set))
+        async with contextlib.aclosing(stream):
+            async for item in stream:
+                received.append(item)
+                if len(received) == count:
+                    break
+        return received
+
+    task = asyncio.create_task(collect())
+    await asyncio.wait_for(ready.wait(), 5)
+    return task
+
+
+async def test_a_listener_receives_what_apply_commits(store: Store) -> None:
+    listening = await start_listening(store, 2)
+    first = await store.apply(coffee_plan("e1"))
+    await store.apply(coffee_plan("e1"))  # a duplicate publishes nothing
+    other = new_plan("e9", player="bob")
+    other.op("claim", "badge:b", [], [], '{"b":1}', [])
+    second = await store.apply(other)
+    assert await asyncio.wait_for(listening, 5) == [
+        (PLAYER, first.entries),
+        ("bob", second.entries),
+    ]
+
+
+# --- the URL --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///questline.db", "questline.db"),
+        ("sqlite:///data/questline.db", "data/questline.db"),
+        ("sqlite:////var/lib/questline.db", "/var/lib/questline.db"),
+        ("sqlite://:memory:", ":memory:"),
+        ("sqlite:///:memory:", ":memory:"),
+    ],
+)
+def test_sqlite_urls_name_a_file_like_sqlalchemy(url: str, path: str) -> None:
+    assert sqlite_path(url) == path
+
+
+@pytest.mark.parametrize("url", ["postgresql://localhost/db", "localhost:6379", "sqlite://"])
+def test_a_url_naming_no_store_is_a_configuration_error(url: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"redis://"):
+        store_from_url(url)
+
+
+# --- Redis only -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def redis_store(clean_redis_url: str) -> AsyncIterator[Store]:
+    opened = store_from_url(clean_redis_url)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def raw_redis(clean_redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    client = redis.asyncio.Redis.from_url(clean_redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def test_redis_sets_the_expiry_of_buckets_and_event_records(
+    redis_store: Store, raw_redis: redis.asyncio.Redis
+) -> None:
+    bucket = keys.metric(PLAYER, "coffees", "day:2026-11-25")
+    await add(redis_store, "e1", bucket, 1, int(time.time()) + 3600)
+    assert 3590 < await raw_redis.ttl(bucket) <= 3600
+    assert await raw_redis.ttl(metric("coffees")) == -2
+    assert 8 * 24 * 3600 - 10 < await raw_redis.ttl(keys.event(PLAYER, "e1")) <= 8 * 24 * 3600
+
+
+async def test_redis_reloads_the_script_after_a_flush(
+    redis_store: Store, raw_redis: redis.asyncio.Redis
+) -> None:
+    await redis_store.apply(coffee_plan("e1"))
+    await raw_redis.script_flush()
+    assert (await redis_store.apply(coffee_plan("e2"))).entries[0].key == "milestone:coffee:2"
+    await raw_redis.script_flush()
+    results = await redis_store.apply_many([coffee_plan("e3"), coffee_plan("e4")])
+    assert [applied.status for applied in results] == ["ok", "ok"]
+    assert await value(redis_store, metric("coffees")) == 4
+
+
+async def test_an_unreachable_redis_says_what_to_check() -> None:
+    from tests.services import free_port
+
+    store = store_from_url(f"redis://:secret@127.0.0.1:{free_port()}/0")
+    with pytest.raises(
+        StoreError, match=r"cannot reach Redis at .*is redis-server running"
+    ) as info:
+        await store.apply(coffee_plan("e1"))
+    assert "secret" not in str(info.value)
+    with pytest.raises(StoreError, match="cannot reach Redis"):
+        await store.ping()
+    await store.close()
+
+
+async def test_redis_listener_survives_a_dropped_connection(
+    redis_store: Store, raw_redis: redis.asyncio.Redis
+) -> None:
+    listening = await start_listening(redis_store, 1)
+    assert await raw_redis.client_kill_filter(_type="pubsub") == 1
+    for _ in range(100):  # until it has subscribed again
+        if (await raw_redis.pubsub_numsub(keys.UNLOCK_CHANNEL))[0][1] == 1:
+            break
+        await asyncio.sleep(0.05)
+    applied = await redis_store.apply(coffee_plan("e1"))
+    assert await asyncio.wait_for(listening, 5) == [(PLAYER, applied.entries)]
+    assert (await raw_redis.pubsub_numsub(keys.UNLOCK_CHANNEL))[0][1] == 0
