@@ -1,0 +1,1 @@
+"""The Questline service: settings, app factory, CLI, auth and durable records."""

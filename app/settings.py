@@ -1,0 +1,303 @@
+"""Service settings: one typed object read from `QUESTLINE_*` environment variables.
+
+Every value is checked once, when the settings are read, so a bad variable stops
+`questline serve` with a message naming it instead of surfacing as a confusing
+failure on the first request. There is no module-level instance: the app factory
+receives a `Settings`, and tests build their own. `Settings()` holds the
+development defaults; `Settings.from_env()` is the only reader of the environment,
+and a command-line override goes through it too
+(`Settings.from_env({**os.environ, "QUESTLINE_PORT": "9000"})`) so it is validated
+the same way.
+
+Database and store URLs are kept as given: their backends (`make_engine`,
+`store_from_url`) know which schemes they support and say so.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from engine.errors import ConfigurationError
+
+Environment = Literal["development", "production"]
+
+MIN_API_KEY_LENGTH = 16
+MIN_JWT_SECRET_LENGTH = 32
+_KEY_ADVICE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+# Values copied from a tutorial or a .env template. Refused even when long enough,
+# because they are the first thing an attacker tries.
+_PLACEHOLDER_MARKERS = (
+    "changeme",
+    "change-me",
+    "change_me",
+    "changethis",
+    "replaceme",
+    "replace-me",
+    "replace_me",
+    "placeholder",
+    "your-secret",
+    "your_secret",
+    "yoursecret",
+)
+_PLACEHOLDERS = frozenset({"secret", "password", "jwt-secret", "jwt_secret"})
+_DURATION = re.compile(r"([0-9]+)\s*([dhms]?)")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    store_url: str = "sqlite:///./questline.db"
+    database_url: str = "sqlite:///./questline-history.db"
+    seed_path: Path = Path("./seed")
+    environment: Environment = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    # Secrets stay out of repr() so logging the settings never leaks them.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    default_timezone: str = "UTC"
+    late_event_tolerance: timedelta = timedelta(days=7)
+    future_event_tolerance: timedelta = timedelta(minutes=5)
+    max_batch: int = 1000
+    max_body_bytes: int = 1024 * 1024
+    max_query_depth: int = 12
+    max_query_tokens: int = 2000
+    max_subscriptions_per_connection: int = 10
+    migrate_on_start: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
+        """Read and validate every `QUESTLINE_*` variable; unset or empty means default."""
+        env = _Reader(environ)
+        environment = env.environment("QUESTLINE_ENV")
+        return cls(
+            store_url=env.text("QUESTLINE_STORE_URL") or cls.store_url,
+            database_url=env.text("QUESTLINE_DATABASE_URL") or cls.database_url,
+            seed_path=Path(env.text("QUESTLINE_SEED_PATH") or cls.seed_path),
+            environment=environment,
+            host=env.text("QUESTLINE_HOST") or cls.host,
+            port=env.integer("QUESTLINE_PORT", cls.port, maximum=65535),
+            workers=env.integer("QUESTLINE_WORKERS", cls.workers),
+            api_keys=env.api_keys("QUESTLINE_API_KEYS"),
+            jwt_secret=env.jwt_secret("QUESTLINE_JWT_SECRET"),
+            jwt_public_key=env.public_key("QUESTLINE_JWT_PUBLIC_KEY"),
+            jwt_audience=env.text("QUESTLINE_JWT_AUDIENCE"),
+            jwt_issuer=env.text("QUESTLINE_JWT_ISSUER"),
+            default_timezone=env.timezone("QUESTLINE_DEFAULT_TIMEZONE", cls.default_timezone),
+            late_event_tolerance=env.duration(
+                "QUESTLINE_LATE_EVENT_TOLERANCE", cls.late_event_tolerance
+            ),
+            future_event_tolerance=env.duration(
+                "QUESTLINE_FUTURE_EVENT_TOLERANCE", cls.future_event_tolerance
+            ),
+            max_batch=env.integer("QUESTLINE_MAX_BATCH", cls.max_batch),
+            max_body_bytes=env.integer("QUESTLINE_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_query_depth=env.integer("QUESTLINE_MAX_QUERY_DEPTH", cls.max_query_depth),
+            max_query_tokens=env.integer("QUESTLINE_MAX_QUERY_TOKENS", cls.max_query_tokens),
+            max_subscriptions_per_connection=env.integer(
+                "QUESTLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION", cls.max_subscriptions_per_connection
+            ),
+            # Migrating on start is a convenience for a laptop; in production the
+            # operator runs `questline db upgrade` once, before the workers start.
+            migrate_on_start=env.boolean(
+                "QUESTLINE_MIGRATE_ON_START", environment == "development"
+            ),
+        )
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment == "development"
+
+    @property
+    def is_loopback(self) -> bool:
+        """Whether only this machine can reach the server."""
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def accepts_player_tokens(self) -> bool:
+        return self.jwt_secret is not None or self.jwt_public_key is not None
+
+
+def check_serving(settings: Settings) -> None:
+    """Refuse settings under which `questline serve` would be unsafe or cannot work.
+
+    Separate from `from_env` because the same settings are fine for commands that
+    do not listen (`questline db upgrade`, `questline validate`).
+    """
+    if not settings.is_loopback and not settings.api_keys and not settings.accepts_player_tokens:
+        raise ConfigurationError(
+            f"refusing to serve on {settings.host}: with no credentials configured anyone who "
+            "can reach this address could use the server. Set QUESTLINE_API_KEYS (and "
+            "QUESTLINE_JWT_SECRET or QUESTLINE_JWT_PUBLIC_KEY for player tokens), or serve on "
+            f"127.0.0.1. Never open by default on a non-loopback address; {_KEY_ADVICE}"
+        )
+    if settings.environment == "production" and not settings.api_keys:
+        raise ConfigurationError(
+            "QUESTLINE_ENV=production needs at least one key in QUESTLINE_API_KEYS: the admin "
+            f"key that development mode generates is never used in production; {_KEY_ADVICE}"
+        )
+    if settings.workers > 1 and settings.store_url.startswith("sqlite:"):
+        raise ConfigurationError(
+            f"QUESTLINE_WORKERS={settings.workers} needs the Redis store: the embedded SQLite "
+            f"store ({settings.store_url}) serves a single process. Set "
+            "QUESTLINE_STORE_URL=redis://... or run one worker"
+        )
+
+
+class _Reader:
+    """Parses one variable at a time, raising errors that name the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def environment(self, name: str) -> Environment:
+        value = (self.text(name) or "development").lower()
+        if value == "development":
+            return "development"
+        if value == "production":
+            return "production"
+        raise ConfigurationError(f"{name} must be 'development' or 'production', got {value!r}")
+
+    def integer(self, name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+        value = self.text(name)
+        if value is None:
+            return default
+        accepted = (
+            f"an integer between {minimum} and {maximum}"
+            if maximum is not None
+            else f"an integer of at least {minimum}"
+        )
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < minimum or (maximum is not None and number > maximum):
+            raise ConfigurationError(f"{name} must be {accepted}, got {value!r}")
+        return number
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.text(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ConfigurationError(
+            f"{name} must be true or false (also accepted: 1/0, yes/no, on/off), got {value!r}"
+        )
+
+    def duration(self, name: str, default: timedelta) -> timedelta:
+        value = self.text(name)
+        if value is None:
+            return default
+        match = _DURATION.fullmatch(value.lower())
+        if match is None:
+            raise ConfigurationError(
+                f"{name} must be a number of seconds or a duration such as 7d, 12h, 30m or 45s, "
+                f"got {value!r}"
+            )
+        amount, unit = match.groups()
+        return timedelta(seconds=int(amount) * _DURATION_UNITS[unit])
+
+    def timezone(self, name: str, default: str) -> str:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigurationError(
+                f"{name} must be an IANA time zone such as UTC or Europe/Paris, got {value!r}"
+            ) from None
+        return value
+
+    def api_keys(self, name: str) -> tuple[str, ...]:
+        keys = tuple(key.strip() for key in (self.text(name) or "").split(",") if key.strip())
+        for position, key in enumerate(keys, start=1):
+            # The key itself never appears in the message: it is a secret.
+            if len(key) < MIN_API_KEY_LENGTH:
+                raise ConfigurationError(
+                    f"{name}: key {position} of {len(keys)} has {len(key)} characters; every "
+                    f"key must have at least {MIN_API_KEY_LENGTH}; {_KEY_ADVICE}"
+                )
+        return keys
+
+    def jwt_secret(self, name: str) -> str | None:
+        secret = self.text(name)
+        if secret is None:
+            return None
+        lowered = secret.lower()
+        if lowered in _PLACEHOLDERS or any(marker in lowered for marker in _PLACEHOLDER_MARKERS):
+            raise ConfigurationError(
+                f"{name} is a placeholder value; set a random secret of at least "
+                f"{MIN_JWT_SECRET_LENGTH} characters; {_KEY_ADVICE}"
+            )
+        if len(secret) < MIN_JWT_SECRET_LENGTH:
+            raise ConfigurationError(
+                f"{name} has {len(secret)} characters; an HS256 secret needs at least "
+                f"{MIN_JWT_SECRET_LENGTH}; {_KEY_ADVICE}"
+            )
+        if len(set(secret)) < 8:
+            raise ConfigurationError(
+                f"{name} repeats a handful of characters; use a random secret; {_KEY_ADVICE}"
+            )
+        return secret
+
+    def public_key(self, name: str) -> str | None:
+        """The RS256 public key PEM, given inline or as `<name>_FILE`, checked to load."""
+        file_name = f"{name}_FILE"
+        inline, path = self.text(name), self.text(file_name)
+        if inline is not None and path is not None:
+            raise ConfigurationError(f"set {name} or {file_name}, not both")
+        if path is not None:
+            try:
+                pem = Path(path).read_text()
+            except OSError as error:
+                raise ConfigurationError(
+                    f"{file_name} cannot be read: {error.strerror} ({path!r})"
+                ) from None
+            source = file_name
+        elif inline is not None:
+            # .env files and container orchestrators often flatten newlines to "\n".
+            pem = inline.replace("\\n", "\n")
+            source = name
+        else:
+            return None
+        try:
+            key = load_pem_public_key(pem.encode())
+        except (ValueError, UnsupportedAlgorithm):
+            key = None
+        if not isinstance(key, RSAPublicKey):
+            raise ConfigurationError(
+                f"{source} must be a PEM-encoded RSA public key "
+                "(a block starting with -----BEGIN PUBLIC KEY-----)"
+            )
+        return pem
