@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import random
+import sqlite3
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
@@ -21,9 +22,11 @@ import redis.asyncio
 
 from engine.errors import ConfigurationError, CursorError, StoreError
 from engine.store import keys, sqlite_path, store_from_url
+from engine.store import sqlite as sqlite_store
 from engine.store.base import Applied, Plan, Read, Store, cursor_order
+from engine.store.sqlite import SqliteStore
 
-STORES = ["redis"]
+STORES = ["sqlite", "redis"]
 PLAYER = "ada"
 
 
@@ -552,7 +555,7 @@ def test_sqlite_urls_name_a_file_like_sqlalchemy(url: str, path: str) -> None:
 
 @pytest.mark.parametrize("url", ["postgresql://localhost/db", "localhost:6379", "sqlite://"])
 def test_a_url_naming_no_store_is_a_configuration_error(url: str) -> None:
-    with pytest.raises(ConfigurationError, match=r"redis://"):
+    with pytest.raises(ConfigurationError, match=r"sqlite:///"):
         store_from_url(url)
 
 
@@ -621,3 +624,129 @@ async def test_redis_listener_survives_a_dropped_connection(
     applied = await redis_store.apply(coffee_plan("e1"))
     assert await asyncio.wait_for(listening, 5) == [(PLAYER, applied.entries)]
     assert (await raw_redis.pubsub_numsub(keys.UNLOCK_CHANNEL))[0][1] == 0
+
+
+# --- both at once ----------------------------------------------------------------
+
+
+async def test_both_stores_give_the_same_answers_to_the_same_plans(
+    tmp_path: Path, clean_redis_url: str
+) -> None:
+    players = ["p1", "p2", "p3"]
+    answers, states = [], []
+    for url in (f"sqlite:///{tmp_path / 'store.db'}", clean_redis_url):
+        store = store_from_url(url)
+        results = await store.apply_many(random_plans(11, 150, players))
+        await store.set_profile("p1", {"timezone": "Asia/Tokyo"})
+        for plan in random_plans(12, 150, players):
+            results.append(await store.apply(plan))
+        answers.append(comparable(results))
+        states.append(await state_of(store, players))
+        await store.close()
+    assert answers[0] == answers[1]
+    assert states[0] == states[1]
+    assert {status for status, _ in answers[0]} == {"ok", "duplicate", "stale"}
+
+
+# --- SQLite only ----------------------------------------------------------------
+
+
+async def test_sqlite_expires_keys_by_its_clock(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    store = SqliteStore(str(tmp_path / "store.db"), clock=lambda: now[0])
+    bucket = keys.metric(PLAYER, "coffees", "day:1")
+    assert await add(store, "e1", bucket, 2, 1_000_100) == 2
+    now[0] = 1_000_100.0
+    assert await value(store, bucket) == 2
+    now[0] = 1_000_100.5
+    assert await value(store, bucket) == 0
+    assert await add(store, "e2", bucket, 3, 1_000_200) == 3
+    await store.close()
+
+
+async def test_sqlite_forgets_an_event_after_its_dedupe_ttl(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    store = SqliteStore(str(tmp_path / "store.db"), clock=lambda: now[0])
+    plan = coffee_plan("e1")
+    plan.dedupe_ttl = 60
+    assert (await store.apply(plan)).status == "ok"
+    now[0] += 59
+    assert (await store.apply(plan)).status == "duplicate"
+    now[0] += 2
+    assert (await store.apply(plan)).status == "ok"
+    assert await value(store, metric("coffees")) == 2
+    await store.close()
+
+
+async def test_sqlite_purges_expired_sets_with_their_members(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    store = SqliteStore(str(tmp_path / "store.db"), clock=lambda: now[0])
+    cities = keys.metric(PLAYER, "cities", "day:1")
+    plan = new_plan("e1")
+    plan.op("distinct", plan.key_index(cities), "paris", 1_000_010)
+    await store.apply(plan)
+    now[0] += 20
+    for index in range(sqlite_store.PURGE_EVERY):
+        await store.apply(new_plan(f"filler{index}"))
+    await store.apply(new_plan("after"))
+    db = sqlite3.connect(tmp_path / "store.db")
+    assert db.execute("SELECT count(*) FROM members").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM keyspace WHERE key = ?", (cities,)).fetchone() == (0,)
+    db.close()
+    await store.close()
+
+
+async def test_sqlite_keeps_everything_across_a_reopen(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    store = store_from_url(url)
+    original = await store.apply(coffee_plan("e1"))
+    await store.close()
+    reopened = store_from_url(url)
+    assert await reopened.apply(coffee_plan("e1")) == Applied("duplicate", original.entries)
+    assert await reopened.outbox(PLAYER, None, 10) == original.entries
+    assert await value(reopened, metric("coffees")) == 1
+    await reopened.close()
+
+
+async def test_sqlite_in_memory_works_for_tests() -> None:
+    store = store_from_url("sqlite://:memory:")
+    assert (await store.apply(coffee_plan("e1"))).status == "ok"
+    assert await value(store, metric("coffees")) == 1
+    await store.close()
+
+
+async def test_sqlite_that_cannot_open_its_file_says_where(tmp_path: Path) -> None:
+    store = store_from_url(f"sqlite:///{tmp_path / 'missing' / 'store.db'}")
+    with pytest.raises(StoreError, match=r"cannot open the SQLite database at .*missing"):
+        await store.ping()
+    await store.close()
+
+
+async def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a database at all, just some notes" * 100)
+    store = store_from_url(f"sqlite:///{tmp_path / 'notes.txt'}")
+    with pytest.raises(StoreError, match="is not a SQLite database"):
+        await store.apply(coffee_plan("e1"))
+    await store.close()
+
+
+async def test_sqlite_listeners_end_when_the_store_closes(tmp_path: Path) -> None:
+    store = store_from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    listening = await start_listening(store, 5)
+    applied = await store.apply(coffee_plan("e1"))
+    await store.close()
+    assert await asyncio.wait_for(listening, 5) == [(PLAYER, applied.entries)]
+    with pytest.raises(StoreError, match="is closed"):
+        await store.apply(coffee_plan("e2"))
+
+
+async def test_sqlite_rolls_back_a_plan_that_fails_half_way(tmp_path: Path) -> None:
+    store = store_from_url(f"sqlite:///{tmp_path / 'store.db'}")
+    plan = coffee_plan("e1")
+    plan.op("explode")
+    with pytest.raises(StoreError, match="unknown plan operation: explode"):
+        await store.apply(plan)
+    assert await value(store, metric("coffees")) == 0
+    assert await store.outbox(PLAYER, None, 10) == []
+    assert (await store.apply(coffee_plan("e1"))).status == "ok"
+    await store.close()

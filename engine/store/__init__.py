@@ -2,8 +2,11 @@
 
     redis://host:port/db, rediss://…, unix:///path.sock    RedisStore
     redis+cluster://host:port                             RedisStore on Redis Cluster
+    sqlite:///relative/path, sqlite:////absolute/path     SqliteStore (embedded)
+    sqlite://:memory:, sqlite:///:memory:                 SqliteStore in memory
 
-Backends are imported only when chosen.
+Backends are imported only when chosen, so the embedded default never loads
+redis-py.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from engine.errors import ConfigurationError, CursorError
 from engine.store.base import Store
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
-ACCEPTED = "redis://, rediss://, unix:// or redis+cluster://"
+SQLITE_SCHEME = "sqlite"
+ACCEPTED = "redis://, rediss://, unix://, redis+cluster:// or sqlite:///path"
 _CURSOR = re.compile(r"(\d{1,19})-(\d{1,19})")
 
 
@@ -26,6 +30,11 @@ def store_from_url(url: str) -> Store:
         from engine.store.redis import RedisStore
 
         return RedisStore(url)
+    if separator and scheme == SQLITE_SCHEME:
+        path = sqlite_path(url)
+        from engine.store.sqlite import SqliteStore
+
+        return SqliteStore(path)
     raise ConfigurationError(f"store URL {url!r} has no known scheme; use {ACCEPTED}")
 
 
