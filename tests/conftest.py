@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,15 @@ def clean_redis_url(redis_url: str) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_url
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store backend in turn: the contract is that they agree exactly."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("clean_redis_url")
+    return url
 
 
 @pytest.fixture(scope="session")

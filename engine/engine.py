@@ -1,0 +1,200 @@
+"""The engine: the one object the service (or any Python program) talks to.
+
+    engine = Engine(load_program("seed"), store_from_url("sqlite:///questline.db"))
+    result = await engine.record(Event(id="e1", player_id="ada", type="purchase"))
+    progress = await engine.progress("ada")
+
+It checks events, plans them with the current program and hands each plan to
+the store, which executes it atomically. A program can be swapped while the
+engine serves (hot reload); an event is always planned against one program.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine.errors import BatchTooLargeError, EventError
+from engine.events import Event, check_identifier, checked
+from engine.periods import resolve_timezone
+from engine.planner import Planner
+from engine.profiles import Profile, ProfileCache
+from engine.program.program import Program
+from engine.progress import PlayerProgress, player_progress
+from engine.store import keys
+from engine.store.base import Applied, Plan, Read, Store
+from engine.unlocks import Unlock, unlock_from_entry
+
+Clock = Callable[[], datetime]
+
+#: How often a plan is rebuilt when another process keeps changing the profile.
+MAX_REPLANS = 3
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What recording one event did; a duplicate reports the original unlocks."""
+
+    event_id: str
+    duplicate: bool
+    unlocks: list[Unlock]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    default_timezone: str = "UTC"
+    late_tolerance: timedelta = timedelta(days=7)
+    future_tolerance: timedelta = timedelta(minutes=5)
+    max_batch: int = 1000
+
+
+class Engine:
+    def __init__(
+        self,
+        program: Program,
+        store: Store,
+        settings: EngineSettings | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.store = store
+        self.settings = settings or EngineSettings()
+        self.clock = clock
+        self._default_timezone = resolve_timezone(self.settings.default_timezone)
+        self._profiles = ProfileCache()
+        # Events may be retried as long as they could still be accepted.
+        self._dedupe_ttl = (
+            int((self.settings.late_tolerance + self.settings.future_tolerance).total_seconds())
+            + 86400
+        )
+        self._planner = Planner(program, self.settings.late_tolerance)
+
+    @property
+    def program(self) -> Program:
+        return self._planner.program
+
+    def use_program(self, program: Program) -> None:
+        """Serve a new program from the next event on (hot reload)."""
+        self._planner = Planner(program, self.settings.late_tolerance)
+
+    async def record(self, event: Event) -> Recorded:
+        """Record one event in one atomic store call (one round trip on Redis)."""
+        return (await self.record_many([event]))[0]
+
+    async def record_many(self, events: Sequence[Event]) -> list[Recorded]:
+        """Record a batch: every event is checked first, so one bad event
+        refuses the whole batch and changes nothing."""
+        if len(events) > self.settings.max_batch:
+            raise BatchTooLargeError(
+                f"{len(events)} events in one call; send at most {self.settings.max_batch} "
+                "per batch"
+            )
+        now = self.clock()
+        accepted = [
+            self._check(event, now, index, len(events)) for index, event in enumerate(events)
+        ]
+        planner = self._planner
+        results: list[Applied | None] = [None] * len(accepted)
+        pending = list(range(len(accepted)))
+        for _ in range(MAX_REPLANS + 1):
+            plans = [
+                planner.plan(
+                    accepted[i],
+                    self._cached_profile(accepted[i].player_id),
+                    now,
+                    self._dedupe_ttl,
+                )
+                for i in pending
+            ]
+            applied = await self._apply(plans)
+            stale = []
+            for i, outcome in zip(pending, applied, strict=True):
+                if outcome.status == "stale":
+                    stale.append(i)
+                else:
+                    results[i] = outcome
+                    self._remember(accepted[i].player_id)
+            if not stale:
+                break
+            for player_id in {accepted[i].player_id for i in stale}:
+                await self.profile(player_id, refresh=True)
+            pending = stale
+        else:
+            raise EventError("the player's profile keeps changing; retry the event")
+        return [
+            Recorded(
+                event.id,
+                outcome.status == "duplicate",
+                [unlock_from_entry(planner.program, event.player_id, e) for e in outcome.entries],
+            )
+            for event, outcome in zip(accepted, results, strict=True)
+            if outcome is not None
+        ]
+
+    async def progress(self, player_id: str) -> PlayerProgress:
+        """Every challenge, milestone, streak and badge of a player, read at once."""
+        check_identifier("playerId", player_id)
+        profile = await self.profile(player_id)
+        return await player_progress(self.program, self.store, player_id, profile, self.clock())
+
+    async def unlocks(
+        self, player_id: str, after: str | None = None, limit: int = 100
+    ) -> list[Unlock]:
+        """A player's unlocks from the outbox, oldest first, strictly after `after`."""
+        check_identifier("playerId", player_id)
+        entries = await self.store.outbox(player_id, after, limit)
+        return [unlock_from_entry(self.program, player_id, entry) for entry in entries]
+
+    async def set_player(
+        self,
+        player_id: str,
+        *,
+        timezone: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Profile:
+        """Describe a player: their timezone and the attributes audiences test."""
+        check_identifier("playerId", player_id)
+        fields: dict[str, str] = {}
+        if timezone is not None:
+            resolve_timezone(timezone)
+            fields["timezone"] = timezone
+        if attributes is not None:
+            fields["attributes"] = json.dumps(dict(attributes))
+        await self.store.set_profile(player_id, fields)
+        return await self.profile(player_id, refresh=True)
+
+    async def profile(self, player_id: str, refresh: bool = False) -> Profile:
+        cached = None if refresh else self._profiles.get(player_id)
+        if cached is not None:
+            return cached
+        [fields] = await self.store.read([Read("hash", keys.profile(player_id))])
+        profile = Profile.from_fields(fields, self._default_timezone)
+        self._profiles.put(player_id, profile)
+        return profile
+
+    def _check(self, event: Event, now: datetime, index: int, count: int) -> Event:
+        try:
+            return checked(event, now, self.settings.late_tolerance, self.settings.future_tolerance)
+        except EventError as error:
+            if count == 1:
+                raise
+            raise type(error)(f"events[{index}] ({event.id!r}): {error}") from None
+
+    def _cached_profile(self, player_id: str) -> Profile:
+        """Plan optimistically with what we know; a stale guess costs one re-plan."""
+        return self._profiles.get(player_id) or Profile(0, self._default_timezone)
+
+    def _remember(self, player_id: str) -> None:
+        if self._profiles.get(player_id) is None:
+            self._profiles.put(player_id, Profile(0, self._default_timezone))
+
+    async def _apply(self, plans: list[Plan]) -> list[Applied]:
+        if len(plans) == 1:
+            return [await self.store.apply(plans[0])]
+        return await self.store.apply_many(plans)

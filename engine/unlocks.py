@@ -1,0 +1,132 @@
+"""Unlocks: what a player earned, described from its key.
+
+The hot path stores only an unlock's key and time (in the unlocks hash and
+the outbox), which keeps the atomic step small. Everything a client shows
+(kind, title, badge, points) is derived from the key and the program here,
+and the service copies the described unlock to SQL right away, so history
+keeps the title and points that were current when it was earned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from engine.program.models import Reward
+from engine.program.program import Program
+from engine.store.base import OutboxEntry
+
+
+class UnlockKind(StrEnum):
+    MILESTONE = "MILESTONE"
+    CHALLENGE = "CHALLENGE"
+    STREAK = "STREAK"
+    BADGE = "BADGE"
+    TIER = "TIER"
+
+
+@dataclass(frozen=True, slots=True)
+class Unlock:
+    id: str
+    key: str
+    kind: UnlockKind
+    player_id: str
+    title: str
+    badge: str | None
+    points: int | None
+    unlocked_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Description:
+    kind: UnlockKind
+    title: str
+    badge: str | None = None
+    points: int | None = None
+
+
+def granted_badge(badge: str | None, reward: Reward | None) -> str | None:
+    """The badge a tier or challenge grants, whichever way the designer wrote it."""
+    if badge is not None:
+        return badge
+    return reward.badge if reward is not None else None
+
+
+def _points(reward: Reward | None) -> int | None:
+    return reward.points if reward is not None and reward.points else None
+
+
+def describe(program: Program, key: str) -> Description:
+    """Kind, title, badge and points of an unlock key under `program`.
+
+    A key whose definition was removed by a reload still describes itself,
+    by its key, rather than failing a replay.
+    """
+    kind, _, rest = key.partition(":")
+    if kind == "milestone":
+        milestone_id, _, tier_text = rest.rpartition(":")
+        milestone = program.milestones.get(milestone_id)
+        if (
+            milestone is not None
+            and tier_text.isdigit()
+            and 0 < int(tier_text) <= len(milestone.tiers)
+        ):
+            tier = milestone.tiers[int(tier_text) - 1]
+            name = milestone.name or milestone_id
+            title = tier.name or f"{name}: tier {tier_text}"
+            return Description(
+                UnlockKind.MILESTONE,
+                title,
+                granted_badge(tier.badge, tier.reward),
+                _points(tier.reward),
+            )
+        return Description(UnlockKind.MILESTONE, key)
+    if kind == "challenge":
+        challenge_id = rest.split(":", 1)[0]
+        challenge = program.challenges.get(challenge_id)
+        if challenge is not None:
+            return Description(
+                UnlockKind.CHALLENGE,
+                challenge.name or challenge_id,
+                granted_badge(None, challenge.reward),
+                _points(challenge.reward),
+            )
+        return Description(UnlockKind.CHALLENGE, key)
+    if kind == "streak":
+        streak_id, _, length = rest.rpartition(":")
+        streak = program.streaks.get(streak_id)
+        if streak is not None:
+            for step in streak.milestones:
+                if str(step.at) == length:
+                    title = step.name or f"{streak.name or streak_id}: {length} {streak.per}s"
+                    return Description(
+                        UnlockKind.STREAK,
+                        title,
+                        granted_badge(step.badge, step.reward),
+                        _points(step.reward),
+                    )
+        return Description(UnlockKind.STREAK, key)
+    if kind == "badge":
+        badge = program.badges.get(rest)
+        return Description(UnlockKind.BADGE, badge.name if badge else rest, rest)
+    return Description(UnlockKind.TIER if kind == "tier" else UnlockKind.BADGE, key)
+
+
+def unlock_time(unlock: str) -> datetime:
+    """When an unlock was claimed: the store keeps milliseconds since the epoch."""
+    return datetime.fromtimestamp(int(unlock) / 1000, UTC)
+
+
+def unlock_from_entry(program: Program, player_id: str, entry: OutboxEntry) -> Unlock:
+    described = describe(program, entry.key)
+    return Unlock(
+        id=entry.id,
+        key=entry.key,
+        kind=described.kind,
+        player_id=player_id,
+        title=described.title,
+        badge=described.badge,
+        points=described.points,
+        unlocked_at=unlock_time(entry.unlock),
+    )

@@ -1,0 +1,317 @@
+"""The rules engine end to end, on every store backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.engine import Engine, EngineSettings
+from engine.errors import BatchTooLargeError, EventError, EventInFutureError, EventTooOldError
+from engine.events import Event
+from engine.program.loader import load_program
+from engine.store import store_from_url
+from tests.clock import Clock
+
+PROGRAM = Path(__file__).parent / "programs" / "cafe.yaml"
+WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # 11:00 in Paris, week of 2026-11-23
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(WEDNESDAY)
+
+
+@pytest.fixture
+async def engine(store_url: str, clock: Clock) -> AsyncIterator[Engine]:
+    store = store_from_url(store_url)
+    yield Engine(
+        load_program(PROGRAM), store, EngineSettings(default_timezone="Europe/Paris"), clock
+    )
+    await store.close()
+
+
+class Sender:
+    """Numbers event ids so tests read as a sequence of purchases."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.count = 0
+
+    async def __call__(
+        self,
+        player: str = "ada",
+        type: str = "purchase",
+        at: datetime | None = None,
+        event_id: str | None = None,
+        **properties: Any,
+    ) -> list[str]:
+        self.count += 1
+        result = await self.engine.record(
+            Event(
+                id=event_id or f"e{self.count}",
+                player_id=player,
+                type=type,
+                occurred_at=at,
+                properties=properties,
+            )
+        )
+        return [unlock.key for unlock in result.unlocks]
+
+
+@pytest.fixture
+def send(engine: Engine) -> Sender:
+    return Sender(engine)
+
+
+async def test_metrics_count_sum_max_and_distinct_with_where(engine: Engine, send: Sender) -> None:
+    await send(category="coffee", amount=4.5, store="rue-a")
+    await send(category="coffee", amount=6, store="rue-b")
+    await send(category="tea", amount=3.25, store="rue-a")
+    progress = await engine.progress("ada")
+    milestones = {m.id: m for m in progress.milestones}
+    assert milestones["coffee-lover"].value == 2
+    assert milestones["big-spender"].value == 13.75
+    assert milestones["big-spender"].progress.completed
+    explorer = next(c for c in progress.challenges if c.id == "explorer")
+    assert [goal.progress.current for goal in explorer.goals] == [2, 0]
+
+
+async def test_a_purchase_without_the_summed_property_still_counts(
+    engine: Engine, send: Sender
+) -> None:
+    await send(category="coffee")
+    progress = await engine.progress("ada")
+    milestones = {m.id: m for m in progress.milestones}
+    assert (milestones["coffee-lover"].value, milestones["big-spender"].value) == (1, 0)
+
+
+async def test_each_milestone_tier_unlocks_once_with_its_badge(send: Sender) -> None:
+    assert await send(category="coffee") == ["milestone:coffee-lover:1", "badge:first-sip"]
+    assert "milestone:coffee-lover:2" not in await send(category="coffee")
+    third = await send(category="coffee")
+    assert "milestone:coffee-lover:2" in third and "badge:regular" in third
+    fourth = await send(category="coffee")
+    assert not any(key.startswith(("milestone:", "badge:")) for key in fourth)
+
+
+async def test_a_repeated_event_id_is_a_duplicate_and_changes_nothing(
+    engine: Engine, send: Sender
+) -> None:
+    event = Event(id="same", player_id="ada", type="purchase", properties={"category": "coffee"})
+    first = await engine.record(event)
+    again = await engine.record(event)
+    assert not first.duplicate and again.duplicate
+    assert [u.key for u in again.unlocks] == [u.key for u in first.unlocks]
+    assert [u.id for u in again.unlocks] == [u.id for u in first.unlocks]
+    progress = await engine.progress("ada")
+    assert next(m for m in progress.milestones if m.id == "coffee-lover").value == 1
+    assert len(await engine.unlocks("ada")) == len(first.unlocks)
+
+
+async def test_a_recurring_challenge_is_a_fresh_instance_each_week(
+    engine: Engine, send: Sender, clock: Clock
+) -> None:
+    keys = [key for _ in range(3) for key in await send(category="coffee")]
+    assert "challenge:three-this-week:week:2026-11-23" in keys
+    clock.advance(days=7)
+    progress = await engine.progress("ada")
+    weekly = next(c for c in progress.challenges if c.id == "three-this-week")
+    assert (weekly.progress.current, weekly.progress.completed) == (0, False)
+    assert weekly.unlock_key == "challenge:three-this-week:week:2026-11-30"
+    keys = [key for _ in range(3) for key in await send(category="coffee")]
+    assert "challenge:three-this-week:week:2026-11-30" in keys
+
+
+async def test_a_late_event_counts_in_the_period_it_occurred_in(
+    engine: Engine, send: Sender, clock: Clock
+) -> None:
+    await send(category="coffee")
+    await send(category="coffee")
+    clock.set(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))  # the next Tuesday
+    late = await send(category="coffee", at=datetime(2026, 11, 29, 20, 0, tzinfo=UTC))
+    assert "challenge:three-this-week:week:2026-11-23" in late
+    weekly = next(c for c in (await engine.progress("ada")).challenges if c.id == "three-this-week")
+    assert weekly.progress.current == 0
+
+
+async def test_events_too_old_or_in_the_future_are_refused_and_change_nothing(
+    engine: Engine, send: Sender
+) -> None:
+    with pytest.raises(EventTooOldError, match="late-event tolerance of 7 days"):
+        await send(category="coffee", at=WEDNESDAY - timedelta(days=8))
+    with pytest.raises(EventInFutureError, match="ahead of the server clock"):
+        await send(category="coffee", at=WEDNESDAY + timedelta(minutes=6))
+    assert await send(category="coffee", at=WEDNESDAY + timedelta(minutes=4))
+    progress = await engine.progress("ada")
+    assert next(m for m in progress.milestones if m.id == "coffee-lover").value == 1
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        (Event(id="", player_id="ada", type="purchase"), "id must be a non-empty string"),
+        (Event(id="x", player_id="a{b}", type="purchase"), "playerId must not contain"),
+        (Event(id="x", player_id="ada", type=""), "type must be a non-empty string"),
+        (Event(id="x", player_id="ada", type="t", value=float("nan")), "finite number"),
+    ],
+)
+async def test_malformed_events_get_a_clear_error(
+    engine: Engine, event: Event, message: str
+) -> None:
+    with pytest.raises(EventError, match=message) as raised:
+        await engine.record(event)
+    assert raised.value.code == "BAD_EVENT"
+
+
+async def test_a_fixed_window_challenge_counts_only_inside_its_window(
+    engine: Engine, send: Sender, clock: Clock
+) -> None:
+    clock.set(datetime(2026, 11, 30, 22, 30, tzinfo=UTC))  # 23:30 Paris, Nov 30
+    await send(category="coffee")
+    clock.set(datetime(2026, 11, 30, 23, 30, tzinfo=UTC))  # 00:30 Paris, Dec 1
+    assert "challenge:advent" not in await send(category="coffee")
+    unlocked = await send(category="coffee")
+    assert "challenge:advent" in unlocked and "badge:advent" in unlocked
+    advent = next(c for c in (await engine.progress("ada")).challenges if c.id == "advent")
+    assert advent.progress.completed
+    assert advent.starts_at == datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+
+
+async def test_a_challenge_with_several_goals_needs_all_of_them(
+    engine: Engine, send: Sender
+) -> None:
+    await send(category="tea", store="a")
+    await send(category="tea", store="b")
+    explorer = next(c for c in (await engine.progress("ada")).challenges if c.id == "explorer")
+    assert (explorer.progress.current, explorer.progress.target) == (1, 2)
+    assert explorer.progress.percent == 50
+    assert await send(type="review") == ["challenge:explorer:month:2026-11"]
+
+
+async def test_a_challenge_waits_for_its_prerequisite(engine: Engine, send: Sender) -> None:
+    first = await send(category="coffee")
+    assert not any(key.startswith("challenge:loyal") for key in first)
+    await send(category="coffee")
+    third = await send(category="coffee")
+    assert "milestone:coffee-lover:2" in third
+    assert "challenge:loyal:week:2026-11-23" in third
+
+
+async def test_an_audience_limits_who_can_take_a_challenge(engine: Engine, send: Sender) -> None:
+    await engine.set_player("vip", attributes={"vip": True})
+    assert "challenge:vip-only:day:2026-11-25" in await send("vip", category="coffee")
+    assert not any("vip-only" in key for key in await send("ada", category="coffee"))
+    listed = {c.id for c in (await engine.progress("ada")).challenges}
+    assert "vip-only" not in listed and "vip-only" in {
+        c.id for c in (await engine.progress("vip")).challenges
+    }
+
+
+async def test_a_streak_uses_an_earned_freeze_to_bridge_a_missed_day(
+    engine: Engine, send: Sender, clock: Clock
+) -> None:
+    await send(category="coffee")
+    clock.advance(days=1)
+    await send(category="coffee")  # two days: a freeze is earned
+    clock.advance(days=1)
+    streak = (await engine.progress("ada")).streaks[0]
+    assert (streak.current, streak.at_risk, streak.freezes) == (2, True, 1)
+    clock.advance(days=1)  # day 3 missed; the freeze still covers it
+    streak = (await engine.progress("ada")).streaks[0]
+    assert (streak.current, streak.at_risk, streak.freezes) == (2, True, 0)
+    unlocked = await send(category="coffee")
+    assert "streak:daily-coffee:3" in unlocked and "badge:streaker" in unlocked
+    streak = (await engine.progress("ada")).streaks[0]
+    assert (streak.current, streak.longest, streak.at_risk, streak.freezes) == (3, 3, False, 0)
+    assert streak.progress.completed
+    clock.advance(days=2)
+    streak = (await engine.progress("ada")).streaks[0]
+    assert (streak.current, streak.longest, streak.at_risk) == (0, 3, False)
+    await send(category="coffee")
+    assert (await engine.progress("ada")).streaks[0].current == 1
+
+
+async def test_periods_follow_the_players_own_timezone(engine: Engine, send: Sender) -> None:
+    await engine.set_player("nyc", timezone="America/New_York")
+    at = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)  # 22:00 on Nov 24 in New York
+    await send("nyc", category="coffee", at=at)
+    assert "challenge:daily-double:day:2026-11-24" in await send("nyc", category="coffee", at=at)
+
+
+async def test_day_boundaries_hold_across_the_autumn_dst_switch(
+    engine: Engine, send: Sender, clock: Clock
+) -> None:
+    clock.set(datetime(2026, 10, 26, 12, 0, tzinfo=UTC))
+    # 00:30 on Oct 25 (CEST, UTC+2) and 23:30 on Oct 25 (CET, UTC+1): one 25-hour day.
+    await send(category="coffee", at=datetime(2026, 10, 24, 22, 30, tzinfo=UTC))
+    assert "challenge:daily-double:day:2026-10-25" in await send(
+        category="coffee", at=datetime(2026, 10, 25, 22, 30, tzinfo=UTC)
+    )
+    assert not any(
+        "daily-double" in key
+        for key in await send(category="coffee", at=datetime(2026, 10, 25, 23, 30, tzinfo=UTC))
+    )
+
+
+async def test_a_batch_gives_the_same_results_as_one_event_at_a_time(
+    engine: Engine, store_url: str, clock: Clock
+) -> None:
+    events = [
+        Event(id=f"b{n}", player_id=f"p{n % 3}", type="purchase", properties={"category": "coffee"})
+        for n in range(12)
+    ]
+    batch = await engine.record_many(events)
+    keys: dict[str, list[str]] = {}
+    for event, result in zip(events, batch, strict=True):
+        keys.setdefault(event.player_id, []).extend(u.key for u in result.unlocks)
+    assert keys["p0"][:2] == ["milestone:coffee-lover:1", "badge:first-sip"]
+    assert "challenge:three-this-week:week:2026-11-23" in keys["p1"]
+    assert all(keys[p].count("milestone:coffee-lover:2") == 1 for p in ("p0", "p1", "p2"))
+    again = await engine.record_many(events)
+    assert all(result.duplicate for result in again)
+
+
+async def test_a_bad_event_refuses_the_whole_batch(engine: Engine) -> None:
+    events = [
+        Event(id="ok", player_id="ada", type="purchase", properties={"category": "coffee"}),
+        Event(id="bad", player_id="ada", type="", properties={}),
+    ]
+    with pytest.raises(EventError, match=r"events\[1\] \('bad'\)"):
+        await engine.record_many(events)
+    assert (await engine.progress("ada")).milestones[0].value == 0
+
+
+async def test_a_batch_larger_than_the_limit_is_refused(engine: Engine) -> None:
+    events = [Event(id=str(n), player_id="ada", type="purchase") for n in range(1001)]
+    with pytest.raises(BatchTooLargeError, match="at most 1000"):
+        await engine.record_many(events)
+
+
+async def test_unlocks_page_through_the_outbox_in_order(engine: Engine, send: Sender) -> None:
+    for _ in range(3):
+        await send(category="coffee")
+    everything = await engine.unlocks("ada")
+    assert [u.key for u in everything][:2] == ["milestone:coffee-lover:1", "badge:first-sip"]
+    first_two = await engine.unlocks("ada", limit=2)
+    rest = await engine.unlocks("ada", after=first_two[-1].id)
+    assert first_two + rest == everything
+    regular = next(u for u in everything if u.key == "milestone:coffee-lover:2")
+    assert (regular.kind, regular.badge, regular.points) == ("MILESTONE", "regular", 100)
+    assert regular.unlocked_at == WEDNESDAY
+
+
+async def test_a_profile_changed_by_another_engine_is_picked_up(
+    engine: Engine, store_url: str, clock: Clock
+) -> None:
+    await engine.record(Event(id="1", player_id="ada", type="purchase"))
+    other = Engine(engine.program, store_from_url(store_url), engine.settings, clock)
+    await other.set_player("ada", attributes={"vip": True})
+    result = await engine.record(
+        Event(id="2", player_id="ada", type="purchase", properties={"category": "coffee"})
+    )
+    assert "challenge:vip-only:day:2026-11-25" in [u.key for u in result.unlocks]
+    await other.store.close()
