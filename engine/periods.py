@@ -7,6 +7,9 @@ exactly 1, which is what streaks rely on. Boundaries are local midnights
 converted to UTC: a day is 23 or 25 hours long across a DST switch, and a day
 whose midnight does not exist (a DST gap at midnight, as in Santiago or
 Havana) starts at the first local instant that does.
+
+Everything here is cached: a program has a handful of timezones and the
+same few periods are asked for by every event of the day.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ class Granularity(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Period:
+    """One day, week or month of local time, as a UTC interval [starts_at, ends_at).
+
+    index: DAY counts local dates from 1970-01-01 (index 0); WEEK counts weeks
+    from the first week start on or after 1970-01-01 (so the week holding that
+    Thursday is -1 or 0 depending on week_start); MONTH is year * 12 + month - 1.
+    """
+
     granularity: Granularity
     index: int
     key: str
@@ -61,19 +71,25 @@ def resolve_timezone(name: str) -> ZoneInfo:
 
 @lru_cache(maxsize=65536)
 def local_day_start(day: date, tz: ZoneInfo) -> datetime:
-    """The first instant of a local day, in UTC."""
+    """The first instant whose local date is `day` or later, in UTC."""
     midnight = datetime.combine(day, time(), tz)
     start = midnight.astimezone(UTC)
-    if start.astimezone(tz).date() != day:
-        # Midnight is skipped by a DST gap; zoneinfo maps it past the gap onto
-        # the previous day's offset, landing before the day. Step forward to
-        # the transition: the first instant that is really on `day`.
-        step = timedelta(minutes=15)
-        while start.astimezone(tz).date() != day:
-            start += step
-        while (start - timedelta(minutes=1)).astimezone(tz).date() == day:
-            start -= timedelta(minutes=1)
-    return start
+    if start.astimezone(tz).replace(tzinfo=None) == midnight.replace(tzinfo=None):
+        return start
+    # Midnight falls in a DST gap. Read with the offset after the gap (fold=1)
+    # it lands before the transition, read with the offset before (fold=0)
+    # after it; the day starts at the transition, found to the second. A gap
+    # need not start at midnight (Toronto 1919: 23:30 -> 00:30) and may
+    # swallow the whole day (Apia 2011-12-30, which then lasts no time).
+    before = midnight.replace(fold=1).astimezone(UTC)
+    low, high = 0, int((start - before).total_seconds())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if (before + timedelta(seconds=middle)).astimezone(tz).date() < day:
+            low = middle
+        else:
+            high = middle
+    return before + timedelta(seconds=high)
 
 
 def _week_origin(week_start: int) -> date:
@@ -102,7 +118,7 @@ def _period(index: int, granularity: Granularity, tz: ZoneInfo, week_start: int)
 
 def period_at(index: int, granularity: Granularity, tz: ZoneInfo, week_start: int = 0) -> Period:
     """The period with this index (the inverse of `period_of(...).index`)."""
-    return _period(index, Granularity(granularity), tz, week_start)
+    return _period(index, granularity, tz, week_start)
 
 
 def period_of(
@@ -119,7 +135,13 @@ def period_of(
         index = (day - _week_origin(week_start)).days // 7
     else:
         index = day.year * 12 + day.month - 1
-    return _period(index, Granularity(granularity), tz, week_start)
+    period = _period(index, granularity, tz, week_start)
+    if moment >= period.ends_at:
+        # The clock went back across midnight (Goose Bay until 2010: 00:01 ->
+        # 23:01), so the local date briefly returns to a day that has already
+        # ended. The moment belongs to the period whose interval holds it.
+        return _period(index + 1, granularity, tz, week_start)
+    return period
 
 
 @lru_cache(maxsize=4096)
