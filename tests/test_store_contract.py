@@ -11,13 +11,17 @@ import asyncio
 import contextlib
 import json
 import random
+import shutil
+import socket
 import sqlite3
+import subprocess
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import redis
 import redis.asyncio
 
 from engine.errors import ConfigurationError, CursorError, StoreError
@@ -25,6 +29,8 @@ from engine.store import keys, sqlite_path, store_from_url
 from engine.store import sqlite as sqlite_store
 from engine.store.base import Applied, Plan, Read, Store, cursor_order
 from engine.store.sqlite import SqliteStore
+from tests.services import _wait_for_port as wait_for_port
+from tests.services import free_port
 
 STORES = ["sqlite", "redis"]
 PLAYER = "ada"
@@ -410,6 +416,14 @@ async def test_an_unknown_operation_is_refused_as_a_store_error(store: Store) ->
     assert await store.outbox(PLAYER, None, 10) == []
 
 
+async def test_a_malformed_operation_is_refused_as_a_store_error(store: Store) -> None:
+    plan = new_plan("e1")
+    plan.op("add", plan.key_index(metric("coffees")), None, 0)
+    with pytest.raises(StoreError):
+        await store.apply(plan)
+    assert await value(store, metric("coffees")) == 0
+
+
 # --- batches --------------------------------------------------------------------
 
 
@@ -599,8 +613,6 @@ async def test_redis_reloads_the_script_after_a_flush(
 
 
 async def test_an_unreachable_redis_says_what_to_check() -> None:
-    from tests.services import free_port
-
     store = store_from_url(f"redis://:secret@127.0.0.1:{free_port()}/0")
     with pytest.raises(
         StoreError, match=r"cannot reach Redis at .*is redis-server running"
@@ -750,3 +762,84 @@ async def test_sqlite_rolls_back_a_plan_that_fails_half_way(tmp_path: Path) -> N
     assert await store.outbox(PLAYER, None, 10) == []
     assert (await store.apply(coffee_plan("e1"))).status == "ok"
     await store.close()
+
+
+# --- Redis Cluster --------------------------------------------------------------
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free as well."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+@pytest.fixture(scope="module")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A private three-node Redis Cluster, no replicas."""
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        pytest.fail("the cluster test needs redis-server and redis-cli on PATH", pytrace=False)
+    ports = [cluster_port() for _ in range(3)]
+    processes = []
+    for port in ports:
+        directory = tmp_path_factory.mktemp(f"cluster-{port}")
+        options = ["--cluster-enabled", "yes", "--save", "", "--appendonly", "no"]
+        processes.append(
+            subprocess.Popen(
+                [binary, "--port", str(port), "--bind", "127.0.0.1", *options],
+                cwd=directory,
+                stdout=subprocess.DEVNULL,
+            )
+        )
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            wait_for_port(port, process)
+        nodes = [f"127.0.0.1:{port}" for port in ports]
+        subprocess.run(
+            [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        for port in ports:  # every node must agree before the first command
+            with redis.Redis(port=port, decode_responses=True) as node:
+                for _ in range(100):
+                    if node.cluster("info")["cluster_state"] == "ok":
+                        break
+                    time.sleep(0.1)
+        yield f"redis+cluster://127.0.0.1:{ports[0]}"
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+async def cluster_store(redis_cluster_url: str) -> AsyncIterator[Store]:
+    opened = store_from_url(redis_cluster_url)
+    yield opened
+    await opened.close()
+
+
+async def test_redis_cluster_runs_plans_batches_reads_and_listeners(cluster_store: Store) -> None:
+    listening = await start_listening(cluster_store, 1)
+    first = await cluster_store.apply(coffee_plan("e1"))
+    assert await asyncio.wait_for(listening, 5) == [(PLAYER, first.entries)]
+    players = [f"p{index}" for index in range(20)]
+    results = await cluster_store.apply_many(random_plans(3, 200, players))
+    assert await cluster_store.set_profile(PLAYER, {"timezone": "UTC"}) == 1
+    assert await cluster_store.outbox(PLAYER, None, 10) == first.entries
+
+    reference = store_from_url("sqlite://:memory:")
+    expected = await reference.apply_many(random_plans(3, 200, players))
+    assert comparable(results) == comparable(expected)
+    assert await state_of(cluster_store, players) == await state_of(reference, players)
+    await reference.close()

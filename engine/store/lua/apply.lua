@@ -3,26 +3,31 @@
 -- KEYS     Plan.keys, in order. KEYS[1] event result (dedupe), KEYS[2] profile hash,
 --          KEYS[3] unlocks hash, KEYS[4] outbox stream, then the keys the ops use.
 --          An op's key index k (0-based, as in Python) is KEYS[k + 1].
--- ARGV[1]  Plan.to_json(): {"p": player id, "v": profile version, "t": dedupe TTL in
---          seconds, "o": [op, ...]}
--- ARGV[2]  the pub/sub channel new unlocks are published on
+-- ARGV[1]  the pub/sub channel new unlocks are published on
+-- ARGV[2]  player id          ARGV[3]  profile version the plan was built on
+-- ARGV[4]  dedupe TTL in seconds (0: keep the event result forever)
+-- ARGV[5…] Plan.ops, flattened (engine/store/redis.py `_command`):
+--            add k amount expire_at          max k value expire_at
+--            distinct k member expire_at     get k          card k
+--            streak k period reg min freeze_max earn_every
+--            claim field n (reg threshold)×n m (required)×m unlock x (field unlock)×x
+--          where an empty unlock stands for null (a marker).
 --
 -- Returns {status, payload}: {"duplicate", <stored entries>}, {"stale", ""} or
 -- {"ok", <entries>}, entries being a JSON list of [outbox id, unlock key, unlock JSON].
 --
--- Nothing here builds a key name: every key arrives in KEYS, so prefixes and
--- Redis Cluster slots stay the caller's business.
+-- The ops arrive as plain arguments rather than one JSON document because
+-- cjson.decode costs more than all the ops of a typical plan together. Nothing
+-- here builds a key name: every key arrives in KEYS, so prefixes and Redis
+-- Cluster slots stay the caller's business.
 
 local call = redis.call
-local null = cjson.null
 
 local stored = call('GET', KEYS[1])
 if stored then
   return {'duplicate', stored}
 end
-
-local plan = cjson.decode(ARGV[1])
-if tonumber(call('HGET', KEYS[2], 'version') or '0') ~= plan.v then
+if (tonumber(call('HGET', KEYS[2], 'version')) or 0) ~= tonumber(ARGV[3]) then
   return {'stale', ''}
 end
 
@@ -31,22 +36,21 @@ local R = {}
 local entries = {}
 
 local function expire(key, at)
-  if at > 0 then
+  if tonumber(at) > 0 then
     call('EXPIREAT', key, at)
   end
 end
 
--- Set an unlocks field if absent (a marker when `unlock` is null: stored as "").
+-- Set an unlocks field if absent (a marker when `unlock` is empty, stored as "").
 -- A newly set unlock goes to the outbox. Returns 1 when newly set.
 local function grant(field, unlock)
-  if unlock == null then
-    return call('HSETNX', unlocks, field, '')
-  end
   if call('HSETNX', unlocks, field, unlock) == 0 then
     return 0
   end
-  local id = call('XADD', outbox, '*', 'k', field, 'u', unlock)
-  entries[#entries + 1] = {id, field, unlock}
+  if unlock ~= '' then
+    local id = call('XADD', outbox, '*', 'k', field, 'u', unlock)
+    entries[#entries + 1] = {id, field, unlock}
+  end
   return 1
 end
 
@@ -73,56 +77,84 @@ local function streak(key, period, reached, freeze_max, earn_every)
   return current
 end
 
-local function claim(field, conds, requires, unlock, extras)
-  for _, cond in ipairs(conds) do
-    if R[cond[1] + 1] < cond[2] then
-      return 0
+-- The claim starting at ARGV[a]; returns its result and the index after it.
+local function claim(a)
+  local field = ARGV[a + 1]
+  local met = true
+  local n = tonumber(ARGV[a + 2])
+  a = a + 3
+  for j = a, a + 2 * (n - 1), 2 do
+    if R[tonumber(ARGV[j]) + 1] < tonumber(ARGV[j + 1]) then
+      met = false
+      break
     end
   end
-  for _, required in ipairs(requires) do
-    if call('HEXISTS', unlocks, required) == 0 then
-      return 0
+  a = a + 2 * n
+  local m = tonumber(ARGV[a])
+  local requires = a + 1
+  a = requires + m
+  local unlock = ARGV[a]
+  local x = tonumber(ARGV[a + 1])
+  local extras = a + 2
+  local after = extras + 2 * x
+  if not met then
+    return 0, after
+  end
+  for j = requires, requires + m - 1 do
+    if call('HEXISTS', unlocks, ARGV[j]) == 0 then
+      return 0, after
     end
   end
   if grant(field, unlock) == 0 then
-    return 0
+    return 0, after
   end
-  for _, extra in ipairs(extras) do
-    grant(extra[1], extra[2])
+  for j = extras, after - 1, 2 do
+    grant(ARGV[j], ARGV[j + 1])
   end
-  return 1
+  return 1, after
 end
 
-for i, op in ipairs(plan.o) do
-  local name = op[1]
+local a, argc, i = 5, #ARGV, 0
+while a <= argc do
+  local name = ARGV[a]
   local result
-  if name == 'add' then
-    local key = KEYS[op[2] + 1]
-    result = call('INCRBY', key, op[3])
-    expire(key, op[4])
+  i = i + 1
+  if name == 'claim' then
+    result, a = claim(a)
+  elseif name == 'add' then
+    local key = KEYS[ARGV[a + 1] + 1]
+    result = call('INCRBY', key, ARGV[a + 2])
+    expire(key, ARGV[a + 3])
+    a = a + 4
   elseif name == 'max' then
-    local key = KEYS[op[2] + 1]
+    local key = KEYS[ARGV[a + 1] + 1]
     local current = tonumber(call('GET', key))
-    result = op[3]
+    result = tonumber(ARGV[a + 2])
     if current and current >= result then
       result = current
     else
-      call('SET', key, result, 'KEEPTTL')
+      call('SET', key, ARGV[a + 2], 'KEEPTTL')
     end
-    expire(key, op[4])
+    expire(key, ARGV[a + 3])
+    a = a + 4
   elseif name == 'distinct' then
-    local key = KEYS[op[2] + 1]
-    call('SADD', key, op[3])
+    local key = KEYS[ARGV[a + 1] + 1]
+    call('SADD', key, ARGV[a + 2])
     result = call('SCARD', key)
-    expire(key, op[4])
+    expire(key, ARGV[a + 3])
+    a = a + 4
   elseif name == 'get' then
-    result = tonumber(call('GET', KEYS[op[2] + 1]) or '0')
+    result = tonumber(call('GET', KEYS[ARGV[a + 1] + 1])) or 0
+    a = a + 2
   elseif name == 'card' then
-    result = call('SCARD', KEYS[op[2] + 1])
+    result = call('SCARD', KEYS[ARGV[a + 1] + 1])
+    a = a + 2
   elseif name == 'streak' then
-    result = streak(KEYS[op[2] + 1], op[3], R[op[4] + 1] >= op[5], op[6], op[7])
-  elseif name == 'claim' then
-    result = claim(op[2], op[3], op[4], op[5], op[6])
+    local reached = R[ARGV[a + 3] + 1] >= tonumber(ARGV[a + 4])
+    result = streak(
+      KEYS[ARGV[a + 1] + 1], tonumber(ARGV[a + 2]), reached,
+      tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]))
+    a = a + 7
   else
     return redis.error_reply('unknown plan operation: ' .. tostring(name))
   end
@@ -134,12 +166,12 @@ local payload = '[]'
 if #entries > 0 then
   payload = cjson.encode(entries)
 end
-if plan.t > 0 then
-  call('SET', KEYS[1], payload, 'EX', plan.t)
+if tonumber(ARGV[4]) > 0 then
+  call('SET', KEYS[1], payload, 'EX', ARGV[4])
 else
   call('SET', KEYS[1], payload)
 end
 if #entries > 0 then
-  call('PUBLISH', ARGV[2], '{"p":' .. cjson.encode(plan.p) .. ',"e":' .. payload .. '}')
+  call('PUBLISH', ARGV[1], '{"p":' .. cjson.encode(ARGV[2]) .. ',"e":' .. payload .. '}')
 end
 return {'ok', payload}
