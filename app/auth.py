@@ -19,55 +19,19 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from app.settings import Settings
-from engine.errors import ConfigurationError, QuestlineError
+from engine.errors import ConfigurationError
+from schema.permissions import AuthError, Principal
 
 # Tolerated clock difference between the token issuer and this server.
 LEEWAY_SECONDS = 30
-
-
-class AuthError(QuestlineError):
-    code = "UNAUTHENTICATED"
-
-
-class ForbiddenError(QuestlineError):
-    code = "FORBIDDEN"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    kind: Literal["api_key", "player"]
-    player_id: str | None = None
-
-    @property
-    def is_admin(self) -> bool:
-        return self.kind == "api_key"
-
-    def can_read(self, player_id: str) -> bool:
-        return self.is_admin or self.player_id == player_id
-
-    def require_read(self, player_id: str) -> None:
-        if not self.can_read(player_id):
-            raise ForbiddenError(
-                f"this player token is for player {self.player_id!r}; it can only read and "
-                f"subscribe to that player's data, not {player_id!r}"
-            )
-
-    def require_admin(self, action: str) -> None:
-        """Refuse `action` (e.g. "recording events") to anything but an API key."""
-        if not self.is_admin:
-            raise ForbiddenError(
-                f"{action} needs an API key; player tokens can only read their own data. "
-                "Send this from your server with `Authorization: Bearer <api key>`"
-            )
 
 
 class Authenticator:

@@ -13,16 +13,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.datastructures import Headers
 
-from app.auth import (
-    Authenticator,
-    AuthError,
-    ForbiddenError,
-    Principal,
-    generate_api_key,
-    issue_player_token,
-)
+from app.auth import Authenticator, generate_api_key, issue_player_token
 from app.settings import Settings
 from engine.errors import ConfigurationError
+from schema.permissions import AuthError, ForbiddenError, Principal
 
 API_KEY = "server-key-0123456789abcdef"
 OTHER_API_KEY = "second-server-key-fedcba9876"

@@ -1,0 +1,1 @@
+"""The GraphQL surface of Questline (Strawberry): thin, it calls the engine."""
