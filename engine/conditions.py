@@ -13,14 +13,18 @@ types is false; booleans are not numbers. Nothing is ever `eval`-ed.
 from __future__ import annotations
 
 import difflib
+import operator
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.errors import ConditionError
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
+# Stands for an absent property: it equals nothing and has no type that an
+# operator accepts, so it fails every test and only negations turn it true.
 _MISSING: Any = object()
+_T = TypeVar("_T")
 _COMBINATORS = ("all", "any", "not")
 
 
@@ -28,10 +32,7 @@ def compile_condition(spec: Any, path: str = "where") -> Predicate:
     """Compile a condition, raising ConditionError with the path of the fault."""
     if not isinstance(spec, Mapping):
         raise ConditionError(f"a condition must be a mapping, got {_kind(spec)}", path)
-    tests = [_compile_entry(str(key), value, f"{path}.{key}") for key, value in spec.items()]
-    if len(tests) == 1:
-        return tests[0]
-    return lambda properties: all(test(properties) for test in tests)
+    return _every([_compile_entry(str(key), value, f"{path}.{key}") for key, value in spec.items()])
 
 
 def _compile_entry(key: str, value: Any, path: str) -> Predicate:
@@ -39,25 +40,41 @@ def _compile_entry(key: str, value: Any, path: str) -> Predicate:
         if not isinstance(value, list) or not value:
             raise ConditionError(f"`{key}` needs a non-empty list of conditions", path)
         parts = [compile_condition(item, f"{path}[{n}]") for n, item in enumerate(value)]
-        combine = all if key == "all" else any
-        return lambda properties: combine(part(properties) for part in parts)
+        if key == "all":
+            return _every(parts)
+        return lambda properties: any(part(properties) for part in parts)
     if key == "not":
         inner = compile_condition(value, path)
         return lambda properties: not inner(properties)
-    get = _getter(key)
+    get = _getter(key, path)
     if isinstance(value, Mapping):
-        checks = [_operator(name, operand, f"{path}.{name}") for name, operand in value.items()]
+        checks = [
+            _operator(str(name), operand, f"{path}.{name}", key) for name, operand in value.items()
+        ]
         if not checks:
             raise ConditionError("an operator map needs at least one operator", path)
-        return lambda properties: all(check(get(properties)) for check in checks)
-    equals = _operator("eq", value, path)
+        check = _every(checks)
+        return lambda properties: check(get(properties))
+    equals = _operator("eq", value, path, key)
     return lambda properties: equals(get(properties))
 
 
-def _getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
-    parts = path.split(".")
+def _every(tests: list[Callable[[_T], bool]]) -> Callable[[_T], bool]:
+    """All tests must pass; a single test is returned as it is, without a wrapper."""
+    if len(tests) == 1:
+        return tests[0]
+    return lambda subject: all(test(subject) for test in tests)
+
+
+def _getter(key: str, path: str) -> Callable[[Mapping[str, Any]], Any]:
+    parts = key.split(".")
+    if not all(parts):
+        raise ConditionError(
+            f"property name {key!r} has an empty part; write nested properties as 'store.city'",
+            path,
+        )
     if len(parts) == 1:
-        return lambda properties: properties.get(path, _MISSING)
+        return lambda properties: properties.get(key, _MISSING)
 
     def get(properties: Mapping[str, Any]) -> Any:
         current: Any = properties
@@ -73,7 +90,7 @@ def _getter(path: str) -> Callable[[Mapping[str, Any]], Any]:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -81,39 +98,53 @@ def _same(a: Any, b: Any) -> bool:
     return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
-def _comparable(a: Any, b: Any) -> bool:
-    return (_is_number(a) and _is_number(b)) or (isinstance(a, str) and isinstance(b, str))
+def _membership(options: list[Any]) -> Callable[[Any], bool]:
+    """`value in options` with True kept apart from 1, hashed when the options allow it."""
+    try:
+        flags = frozenset(option for option in options if isinstance(option, bool))
+        others = frozenset(option for option in options if not isinstance(option, bool))
+    except TypeError:  # a list or mapping among the options: compare one by one
+        return lambda value: any(_same(value, option) for option in options)
+
+    def member(value: Any) -> bool:
+        if isinstance(value, bool):
+            return value in flags
+        try:
+            return value in others
+        except TypeError:  # a list or mapping value equals none of these hashable options
+            return False
+
+    return member
 
 
 _ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
-    "gt": lambda a, b: a > b,
-    "gte": lambda a, b: a >= b,
-    "lt": lambda a, b: a < b,
-    "lte": lambda a, b: a <= b,
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
 }
 OPERATORS = ("eq", "ne", *_ORDERINGS, "in", "not_in", "exists", "contains")
 
 
-def _operator(name: str, operand: Any, path: str) -> Callable[[Any], bool]:
+def _operator(name: str, operand: Any, path: str, key: str) -> Callable[[Any], bool]:
     if name == "eq":
-        return lambda value: value is not _MISSING and _same(value, operand)
+        return lambda value: _same(value, operand)
     if name == "ne":
-        return lambda value: value is _MISSING or not _same(value, operand)
+        return lambda value: not _same(value, operand)
     if name in _ORDERINGS:
         if not (_is_number(operand) or isinstance(operand, str)):
             raise ConditionError(
                 f"`{name}` compares with a number or a string, got {_kind(operand)}", path
             )
         order = _ORDERINGS[name]
-        return lambda value: _comparable(value, operand) and order(value, operand)
+        if isinstance(operand, str):
+            return lambda value: isinstance(value, str) and order(value, operand)
+        return lambda value: _is_number(value) and order(value, operand)
     if name in ("in", "not_in"):
         if not isinstance(operand, list):
             raise ConditionError(f"`{name}` needs a list, got {_kind(operand)}", path)
-        options = list(operand)
-        inside: Callable[[Any], bool] = lambda value: any(_same(value, o) for o in options)  # noqa: E731
-        if name == "in":
-            return lambda value: value is not _MISSING and inside(value)
-        return lambda value: value is _MISSING or not inside(value)
+        member = _membership(list(operand))
+        return member if name == "in" else lambda value: not member(value)
     if name == "exists":
         if not isinstance(operand, bool):
             raise ConditionError(f"`exists` needs true or false, got {_kind(operand)}", path)
@@ -123,7 +154,11 @@ def _operator(name: str, operand: Any, path: str) -> Callable[[Any], bool]:
     if name in _COMBINATORS:
         raise ConditionError(f"`{name}` combines conditions; it cannot be used on a property", path)
     hint = difflib.get_close_matches(name, OPERATORS, n=1)
-    suggestion = f"; did you mean '{hint[0]}'?" if hint else f"; use one of {', '.join(OPERATORS)}"
+    suggestion = (
+        f"; did you mean '{hint[0]}'?"
+        if hint
+        else f"; use one of {', '.join(OPERATORS)}, or '{key}.{name}' for a nested property"
+    )
     raise ConditionError(f"unknown operator '{name}'{suggestion}", path)
 
 
@@ -135,7 +170,17 @@ def _contains(value: Any, operand: Any) -> bool:
     return False
 
 
+_KINDS: dict[type, str] = {
+    dict: "a mapping",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    type(None): "null",
+}
+
+
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )
+    """How a designer would name a YAML value's type, for error messages."""
+    return _KINDS.get(type(value), type(value).__name__)

@@ -38,6 +38,13 @@ ORDER = {
         ({"all": [{"category": "coffee"}, {"amount": {"gte": 4}}]}, True),
         ({"any": [{"category": "tea"}, {"size": "L"}]}, True),
         ({"not": {"category": "coffee"}}, False),
+        ({"amount": {"gte": 4, "lt": 4.5}}, False),
+        (
+            {"all": [{"not": {"any": [{"size": "S"}, {"store.city": "Lyon"}]}}, {"member": True}]},
+            True,
+        ),
+        ({"store": {"eq": {"city": "Paris"}}}, True),
+        ({"tags": ["oat", "hot"]}, True),
         ({}, True),
     ],
 )
@@ -55,6 +62,12 @@ def test_each_operator_and_combinator(condition: dict[str, Any], expected: bool)
         ({"missing": {"exists": False}}, True),
         ({"store.missing.deeper": {"exists": False}}, True),
         ({"category.nested": "x"}, False),
+        ({"missing": {"eq": None}}, False),
+        ({"missing": {"in": [None]}}, False),
+        ({"missing": {"contains": "x"}}, False),
+        ({"missing": {"lt": 1}}, False),
+        ({"missing": {"exists": True}}, False),
+        ({"not": {"missing": "x"}}, True),
     ],
 )
 def test_a_missing_property_is_false_except_for_negations(
@@ -67,6 +80,13 @@ def test_type_mismatches_are_false_not_errors() -> None:
     assert compile_condition({"category": {"gt": 3}})(ORDER) is False
     assert compile_condition({"amount": {"lt": "z"}})(ORDER) is False
     assert compile_condition({"tags": {"gte": 1}})(ORDER) is False
+    assert compile_condition({"amount": {"contains": 4}})(ORDER) is False
+    assert compile_condition({"category": {"contains": 4}})(ORDER) is False
+    assert compile_condition({"store.city.name": "Paris"})(ORDER) is False
+
+
+def test_strings_compare_with_strings() -> None:
+    assert compile_condition({"size": {"gt": "A", "lte": "L"}})(ORDER) is True
 
 
 def test_booleans_are_not_numbers() -> None:
@@ -74,7 +94,12 @@ def test_booleans_are_not_numbers() -> None:
     assert compile_condition({"count": True})(ORDER) is False
     assert compile_condition({"member": {"gt": 0}})(ORDER) is False
     assert compile_condition({"member": {"in": [1]}})(ORDER) is False
+    assert compile_condition({"member": {"ne": 1}})(ORDER) is True
+    assert compile_condition({"member": {"not_in": [1]}})(ORDER) is True
+    assert compile_condition({"count": {"in": [True]}})(ORDER) is False
+    assert compile_condition({"flags": {"contains": 1}})({"flags": [True]}) is False
     assert compile_condition({"member": True})(ORDER) is True
+    assert compile_condition({"count": 1.0})(ORDER) is True
 
 
 @pytest.mark.parametrize(
@@ -86,8 +111,15 @@ def test_booleans_are_not_numbers() -> None:
         ({"amount": {"gt": [1]}}, "where.amount.gt", "number or a string"),
         ({"any": []}, "where.any", "non-empty list"),
         ({"any": [{"a": 1}, {"b": {"zz": 1}}]}, "where.any[1].b.zz", "unknown operator"),
-        ({"not": 3}, "where.not", "must be a mapping"),
+        ({"all": [{"not": {"a": {"nin": [1]}}}]}, "where.all[0].not.a.nin", "did you mean"),
+        ({"not": 3}, "where.not", "must be a mapping, got a number"),
+        ({"all": {"a": 1}}, "where.all", "non-empty list"),
+        ({"all": ["a"]}, "where.all[0]", "must be a mapping, got a string"),
+        ({"amount": {"all": [{"a": 1}]}}, "where.amount.all", "combines conditions"),
         ({"amount": {}}, "where.amount", "at least one operator"),
+        ({"store": {"city": "Paris"}}, "where.store.city", "'store.city' for a nested property"),
+        ({"amount": {1: 2}}, "where.amount.1", "unknown operator '1'"),
+        ({"store..city": "Paris"}, "where.store..city", "empty part"),
         ("coffee", "where", "must be a mapping"),
     ],
 )
@@ -95,3 +127,30 @@ def test_compile_errors_name_the_exact_path(condition: Any, path: str, message: 
     with pytest.raises(ConditionError, match=message) as raised:
         compile_condition(condition)
     assert raised.value.path == path
+
+
+def test_the_path_prefix_is_the_callers() -> None:
+    with pytest.raises(ConditionError) as raised:
+        compile_condition({"amount": {"gtee": 1}}, "challenges.coffee.where")
+    assert raised.value.path == "challenges.coffee.where.amount.gtee"
+    assert str(raised.value) == (
+        "challenges.coffee.where.amount.gtee: unknown operator 'gtee'; did you mean 'gte'?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("condition", "expected"),
+    [
+        ({"tags": {"in": ["oat", "hot"]}}, False),
+        ({"tags": {"not_in": ["oat", "hot"]}}, True),
+        ({"tags": {"in": [["oat", "hot"], "x"]}}, True),
+        ({"store": {"in": [{"city": "Paris"}]}}, True),
+        ({"count": {"in": [1.0, "one"]}}, True),
+        ({"member": {"in": [True, ["x"]]}}, True),
+        ({"member": {"in": [1, ["x"]]}}, False),
+    ],
+)
+def test_membership_works_for_lists_and_mappings_on_either_side(
+    condition: dict[str, Any], expected: bool
+) -> None:
+    assert compile_condition(condition)(ORDER) is expected
