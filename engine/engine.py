@@ -25,7 +25,7 @@ from engine.profiles import Profile, ProfileCache
 from engine.program.program import Program
 from engine.progress import PlayerProgress, player_progress
 from engine.store import keys
-from engine.store.base import Applied, Plan, Read, Store
+from engine.store.base import Applied, OutboxEntry, Plan, Read, Store
 from engine.unlocks import Unlock, unlock_from_entry
 
 Clock = Callable[[], datetime]
@@ -149,7 +149,11 @@ class Engine:
         """A player's unlocks from the outbox, oldest first, strictly after `after`."""
         check_identifier("playerId", player_id)
         entries = await self.store.outbox(player_id, after, limit)
-        return [unlock_from_entry(self.program, player_id, entry) for entry in entries]
+        return [self.describe(player_id, entry) for entry in entries]
+
+    def describe(self, player_id: str, entry: OutboxEntry) -> Unlock:
+        """An outbox entry as an unlock, described by the current program."""
+        return unlock_from_entry(self.program, player_id, entry)
 
     async def set_player(
         self,

@@ -1,0 +1,198 @@
+"""The Starlette application, built by a factory from one Settings object.
+
+    uvicorn --factory app.main:app_from_env
+
+Routes: /graphql (HTTP and graphql-transport-ws; GraphiQL in development),
+/healthz (the process is up), /readyz (store and database answer) and
+/metrics (Prometheus).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from app.auth import Authenticator
+from app.metrics import Metrics
+from app.service import Service
+from app.settings import Settings
+from engine.errors import QuestlineError, StoreError
+from schema import build_schema
+from schema.context import Context
+
+
+class QuestlineGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our context and WebSocket authentication."""
+
+    def __init__(self, service: Service, authenticator: Authenticator) -> None:
+        settings = service.settings
+        super().__init__(
+            build_schema(
+                development=settings.is_development,
+                max_depth=settings.max_query_depth,
+                max_tokens=settings.max_query_tokens,
+            ),
+            graphql_ide="graphiql" if settings.is_development else None,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+            keep_alive=True,
+            keep_alive_interval=15,
+        )
+        self.service = service
+        self.authenticator = authenticator
+
+    async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
+        context = Context(service=self.service)
+        if isinstance(request, Request):
+            try:
+                context.principal = self.authenticator.authenticate_headers(request.headers)
+            except QuestlineError as error:
+                context.auth_error = error
+        return context
+
+    async def on_ws_connect(self, context: Context) -> None:
+        """Authenticate a WebSocket from its connection_init payload, or close it (4403)."""
+        params = context.connection_params or {}
+        credential = (
+            params.get("authorization") or params.get("Authorization") or params.get("token")
+        )
+        if not isinstance(credential, str) or not credential:
+            raise ConnectionRejectionError(
+                {"code": "UNAUTHENTICATED", "message": "send {authorization: 'Bearer <token>'}"}
+            )
+        token = credential.removeprefix("Bearer ").strip()
+        try:
+            context.principal = self.authenticator.authenticate_token(token)
+        except QuestlineError as error:
+            raise ConnectionRejectionError({"code": error.code, "message": str(error)}) from None
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit (413) before they are parsed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse(
+            {
+                "errors": [
+                    {
+                        "message": f"request body larger than {self.limit} bytes",
+                        "extensions": {"code": "BODY_TOO_LARGE"},
+                    }
+                ]
+            },
+            status_code=413,
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Timing:
+    """Request latency per route into the Prometheus histogram."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            path = scope["path"] if scope["path"] in ROUTES else "other"
+            self.metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
+ROUTES = ("/graphql", "/healthz", "/readyz", "/metrics")
+
+
+def create_app(settings: Settings) -> Starlette:
+    metrics = Metrics()
+    service = Service(settings, metrics)
+    graphql = QuestlineGraphQL(service, Authenticator(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await service.start()
+        metrics.track_subscriptions(lambda: service.feed.subscribers)
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await service.ready()
+        except StoreError as error:
+            return JSONResponse({"status": "unavailable", "reason": str(error)}, status_code=503)
+        return JSONResponse({"status": "ready", "program": service.engine.program.version})
+
+    async def prometheus(request: Request) -> Response:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", prometheus),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(Timing, metrics=metrics)
+    return app
+
+
+def app_from_env() -> Starlette:
+    """The uvicorn factory: settings from QUESTLINE_* variables."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,62 @@
+"""Prometheus metrics of one process, in a registry of its own (no globals).
+
+With several workers each process reports its own numbers; scrape them all or
+aggregate in Prometheus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from engine.engine import Recorded
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "questline_events_ingested_total",
+            "Events accepted (new or duplicate).",
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "questline_events_duplicate_total",
+            "Events acknowledged as duplicates.",
+            registry=self.registry,
+        )
+        self.unlocks = Counter(
+            "questline_unlocks_total",
+            "Unlocks granted, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.subscriptions = Gauge(
+            "questline_active_subscriptions",
+            "Live unlock subscriptions in this process.",
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "questline_request_seconds",
+            "HTTP request latency.",
+            ["path"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+
+    def recorded(self, results: Sequence[Recorded]) -> None:
+        self.events.inc(len(results))
+        duplicates = sum(result.duplicate for result in results)
+        if duplicates:
+            self.duplicates.inc(duplicates)
+        for result in results:
+            if not result.duplicate:
+                for unlock in result.unlocks:
+                    self.unlocks.labels(unlock.kind.value).inc()
+
+    def track_subscriptions(self, count: Callable[[], int]) -> None:
+        self.subscriptions.set_function(count)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,40 @@
+"""Queries: a player's progress and the program catalog."""
+
+from __future__ import annotations
+
+import strawberry
+
+from engine.errors import EventError
+from engine.events import check_identifier
+from schema.context import Info
+from schema.errors import BadRequestError
+from schema.player import Player
+from schema.types import Program, program_of
+
+
+def player_id_of(raw: str) -> str:
+    """Player ids are checked like event ids, with an error that fits a query."""
+    try:
+        return check_identifier("id", raw)
+    except EventError as error:
+        raise BadRequestError(str(error)) from None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The player of the token sent (a player JWT).")
+    def me(self, info: Info) -> Player:
+        caller = info.context.caller()
+        if caller.player_id is None:
+            raise BadRequestError("`me` needs a player token; with an API key use `player(id:)`")
+        return Player(id=strawberry.ID(caller.player_id))
+
+    @strawberry.field(description="Any player (API key), or yourself (player token).")
+    def player(self, info: Info, id: strawberry.ID) -> Player | None:
+        info.context.caller().require_read(player_id_of(id))
+        return Player(id=id)
+
+    @strawberry.field(description="Challenges, milestones, streaks and visible badges.")
+    def program(self, info: Info) -> Program:
+        info.context.caller()
+        return program_of(info.context.service.engine.program)

@@ -1,0 +1,38 @@
+"""Live unlocks over graphql-transport-ws, with replay from a cursor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from engine.errors import QuestlineError
+from schema.context import Info
+from schema.errors import BadRequestError, coded
+from schema.query import player_id_of
+from schema.types import Unlock, unlock_of
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description=(
+            "Each new unlock of a player, once. With `since` (an Unlock.id), first what "
+            "came after it, then live, with no gap and no duplicate."
+        )
+    )
+    async def unlocks(
+        self, info: Info, player_id: strawberry.ID | None = None, since: str | None = None
+    ) -> AsyncGenerator[Unlock, None]:
+        try:
+            caller = info.context.caller()
+            target = player_id or caller.player_id
+            if target is None:
+                raise BadRequestError("playerId is required with an API key")
+            caller.require_read(player_id_of(target))
+            service = info.context.service
+            async for entry in service.feed.subscribe(str(target), since):
+                program = service.engine.program
+                yield unlock_of(program, service.engine.describe(str(target), entry))
+        except QuestlineError as error:
+            raise coded(error) from None

@@ -1,0 +1,98 @@
+"""Live unlocks over graphql-transport-ws (in process), replay and WebSocket auth."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from app.auth import issue_player_token
+from app.settings import Settings
+from tests.graphql_client import API_KEY, client_for, expired_token, gql, settings_for, subscription
+
+UNLOCKS = """subscription($player: ID, $since: String) {
+    unlocks(playerId: $player, since: $since) { id key kind } }"""
+RECORD = """mutation($id: String!) {
+    recordEvent(event: {id: $id, playerId: "ada", type: "purchase",
+                        properties: {category: "coffee"}}) { unlocks { id key } } }"""
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return settings_for(tmp_path)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with client_for(settings) as client:
+        yield client
+
+
+def next_unlock(ws: object) -> dict[str, str]:
+    message = ws.receive_json()  # type: ignore[attr-defined]
+    assert message["type"] == "next", message
+    unlock: dict[str, str] = message["payload"]["data"]["unlocks"]
+    return unlock
+
+
+def test_a_player_receives_their_unlocks_live(client: TestClient, settings: Settings) -> None:
+    token = issue_player_token(settings, "ada", 60)
+    with subscription(client, UNLOCKS, {}, token) as ws:
+        recorded = gql(client, RECORD, {"id": "e1"})["data"]["recordEvent"]["unlocks"]
+        received = [next_unlock(ws), next_unlock(ws)]
+        assert [u["key"] for u in received] == ["milestone:coffee-lover:1", "badge:first-sip"]
+        assert [u["id"] for u in received] == [u["id"] for u in recorded]
+
+
+def test_since_replays_what_was_missed_then_goes_live(client: TestClient) -> None:
+    first = gql(client, RECORD, {"id": "e1"})["data"]["recordEvent"]["unlocks"]
+    gql(client, RECORD, {"id": "e2"})  # daily-double, while nobody listens
+    with subscription(client, UNLOCKS, {"player": "ada", "since": first[-1]["id"]}, API_KEY) as ws:
+        assert next_unlock(ws)["key"].startswith("challenge:daily-double:day:")
+        gql(client, RECORD, {"id": "e3"})
+        keys = [next_unlock(ws)["key"] for _ in range(2)]
+        assert keys[0] == "milestone:coffee-lover:2"
+
+
+def test_a_websocket_without_valid_credentials_is_closed(
+    client: TestClient, settings: Settings
+) -> None:
+    for payload in (
+        {},
+        {"authorization": "Bearer not-a-key-0123456789"},
+        {"authorization": f"Bearer {expired_token(settings, 'ada')}"},
+    ):
+        with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
+            ws.send_json({"type": "connection_init", "payload": payload})
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4403
+
+
+def test_a_player_token_cannot_subscribe_to_another_player(
+    client: TestClient, settings: Settings
+) -> None:
+    token = issue_player_token(settings, "bob", 60)
+    with subscription(client, UNLOCKS, {"player": "ada"}, token) as ws:
+        message = ws.receive_json()
+        assert message["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_subscribers_are_released_when_clients_disconnect(
+    client: TestClient, settings: Settings
+) -> None:
+    token = issue_player_token(settings, "ada", 60)
+    service = client.app.state.service  # type: ignore[attr-defined]
+    with subscription(client, UNLOCKS, {}, token) as ws:
+        gql(client, RECORD, {"id": "e1"})
+        next_unlock(ws)
+        assert service.feed.subscribers == 1
+    for _ in range(100):
+        if service.feed.subscribers == 0:
+            break
+        time.sleep(0.02)
+    assert service.feed.subscribers == 0
