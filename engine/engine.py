@@ -151,6 +151,14 @@ class Engine:
         entries = await self.store.outbox(player_id, after, limit)
         return [self.describe(player_id, entry) for entry in entries]
 
+    def plan(self, event: Event) -> Plan:
+        """The store operations an event would cause, without applying them
+        (previews, benchmarks); uses the cached profile of its player."""
+        now = self.clock()
+        checked_event = self._check(event, now, 0, 1)
+        profile = self._cached_profile(checked_event.player_id)
+        return self._planner.plan(checked_event, profile, now, self._dedupe_ttl)
+
     def describe(self, player_id: str, entry: OutboxEntry) -> Unlock:
         """An outbox entry as an unlock, described by the current program."""
         return unlock_from_entry(self.program, player_id, entry)

@@ -74,6 +74,7 @@ class Planner:
         self._streaks: dict[str, list[tuple[str, Streak]]] = defaultdict(list)
         for milestone_id, milestone in program.milestones.items():
             self._milestones[milestone.metric].append((milestone_id, milestone))
+        self._skeletons: dict[tuple[Any, ...], _Skeleton] = {}
         self._order = {challenge_id: n for n, challenge_id in enumerate(program.challenges)}
         for challenge_id, challenge in program.challenges.items():
             goal_metrics = {goal.metric for goal in challenge.all_goals()}
@@ -90,36 +91,75 @@ class Planner:
     def plan(self, event: Event, profile: Profile, now: datetime, dedupe_ttl: int) -> Plan:
         """The plan of one checked event (occurred_at filled in) at engine time `now`."""
         player = event.player_id
+        tag = keys.player_tag(player)
         plan = Plan(
             player_id=player,
-            keys=[
-                keys.event(player, event.id),
-                keys.profile(player),
-                keys.unlocks(player),
-                keys.outbox(player),
-            ],
+            keys=[keys.event(player, event.id), tag + PROFILE, tag + UNLOCKS, tag + OUTBOX],
             profile_version=profile.version,
             dedupe_ttl=dedupe_ttl,
         )
+        fed = self._fed(event)
+        if not fed:
+            return plan
         draft = _Draft(plan, event, profile, now)
-        self._feed_metrics(draft)
-        if draft.registers:
-            touched = list(draft.registers)
-            self._claim_milestones(draft, touched)
-            self._claim_challenges(draft, touched)
-            self._extend_streaks(draft, touched)
+        signature = self._signature(draft, fed)
+        skeleton = self._skeletons.get(signature)
+        if skeleton is None:
+            skeleton = self._skeleton(draft, fed)
+            if len(self._skeletons) >= MAX_SKELETONS:
+                self._skeletons.clear()
+            self._skeletons[signature] = skeleton
+        skeleton.fill(plan, tag, [amount for _, _, amount in fed], draft.unlock)
         return plan
 
-    def _feed_metrics(self, draft: _Draft) -> None:
-        """Update the lifetime value and every needed bucket of each metric the event feeds."""
-        event, plan, player = draft.event, draft.plan, draft.event.player_id
+    def _fed(self, event: Event) -> list[tuple[MetricDef, str, int | str]]:
+        """The metrics this event feeds, with their operation and operand."""
+        fed = []
         for metric in self.program.metrics_by_event.get(event.type, ()):
             if metric.where is not None and not metric.where(event.properties):
                 continue
             operation = self._operation(metric, event)
-            if operation is None:
-                continue
-            name, amount = operation
+            if operation is not None:
+                fed.append((metric, *operation))
+        return fed
+
+    def _signature(
+        self, draft: _Draft, fed: list[tuple[MetricDef, str, int | str]]
+    ) -> tuple[Any, ...]:
+        """Everything the shape of a plan depends on besides the player and the amounts:
+        events with the same signature get the same operations."""
+        parts: list[Any] = [draft.event.type, draft.expiry_hours]
+        week_start = self.program.week_start
+        for metric, name, _ in fed:
+            parts.append(metric.id)
+            parts.append(name)
+            for granularity in self._granularities.get(metric.id, ()):
+                parts.append(draft.period(granularity, week_start).key)
+            for _, spec in self._windows.get(metric.id, ()):
+                window = periods.window_of(spec.start, spec.end, draft.profile.timezone)
+                parts.append(window.contains(draft.when))
+        for challenge_id, _ in self._claimable_challenges([metric.id for metric, _, _ in fed]):
+            audience = self.program.audiences.get(challenge_id)
+            if audience is not None:
+                parts.append(audience(draft.profile.attributes))
+        return tuple(parts)
+
+    def _skeleton(self, draft: _Draft, fed: list[tuple[MetricDef, str, int | str]]) -> _Skeleton:
+        """Plan the event with placeholders, the slow way, once per signature."""
+        template = Plan(player_id=TEMPLATE_PLAYER, keys=[""] * 4)
+        sketch = _Draft(template, draft.event, draft.profile, draft.now, TEMPLATE_PLAYER, _UNLOCK)
+        self._feed_metrics(sketch, [(m, name, _Amount(n)) for n, (m, name, _) in enumerate(fed)])
+        touched = list(sketch.registers)
+        self._claim_milestones(sketch, touched)
+        self._claim_challenges(sketch, touched)
+        self._extend_streaks(sketch, touched)
+        prefix = len(keys.player_tag(TEMPLATE_PLAYER))
+        return _Skeleton([key[prefix:] for key in template.keys[4:]], template.ops)
+
+    def _feed_metrics(self, draft: _Draft, fed: list[tuple[MetricDef, str, Any]]) -> None:
+        """Update the lifetime value and every needed bucket of each metric the event feeds."""
+        plan, player = draft.plan, draft.player
+        for metric, name, amount in fed:
             lifetime = plan.op(name, plan.key_index(keys.metric(player, metric.id)), amount, 0)
             touched: dict[str | None, int] = {None: lifetime}
             for granularity in self._granularities.get(metric.id, ()):
@@ -179,7 +219,7 @@ class Planner:
             )
 
     def _extend_streaks(self, draft: _Draft, touched: list[str]) -> None:
-        plan, player = draft.plan, draft.event.player_id
+        plan, player = draft.plan, draft.player
         for metric_id in touched:
             metric = self.program.metrics[metric_id]
             for streak_id, streak in self._streaks.get(metric_id, ()):
@@ -206,7 +246,7 @@ class Planner:
         by_bucket = draft.registers.setdefault(metric_id, {})
         if bucket not in by_bucket:
             kind = "card" if self.program.metrics[metric_id].aggregate == "distinct" else "get"
-            key = keys.metric(draft.event.player_id, metric_id, bucket)
+            key = keys.metric(draft.player, metric_id, bucket)
             by_bucket[bucket] = draft.plan.op(kind, draft.plan.key_index(key))
         return by_bucket[bucket]
 
@@ -249,22 +289,88 @@ class Planner:
         ]
 
 
+class _Amount:
+    """Placeholder for the operand of the n-th fed metric in a skeleton."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+_UNLOCK = "\0unlock"
+TEMPLATE_PLAYER = "\0"
+PROFILE, UNLOCKS, OUTBOX = (
+    keys.profile("")[len(keys.player_tag("")) :],
+    keys.unlocks("")[len(keys.player_tag("")) :],
+    keys.outbox("")[len(keys.player_tag("")) :],
+)
+#: Distinct plan shapes kept; a program has few, but periods roll over.
+MAX_SKELETONS = 4096
+
+
+class _Skeleton:
+    """The operations of one plan shape, filled in per event.
+
+    Operations without placeholders are shared between plans (stores only
+    read them); the others are copied with the event's operand or unlock time.
+    """
+
+    def __init__(self, suffixes: list[str], ops: list[list[Any]]) -> None:
+        self.suffixes = suffixes
+        self.steps: list[tuple[int, list[Any], int]] = []
+        for op in ops:
+            if op[0] == "claim":
+                self.steps.append((2, op, 0))
+            elif len(op) > 2 and isinstance(op[2], _Amount):
+                self.steps.append((1, op, op[2].index))
+            else:
+                self.steps.append((0, op, 0))
+
+    def fill(self, plan: Plan, tag: str, amounts: list[int | str], unlock: str) -> None:
+        plan.keys.extend([tag + suffix for suffix in self.suffixes])
+        ops = plan.ops
+        for kind, op, index in self.steps:
+            if kind == 0:
+                ops.append(op)
+            elif kind == 1:
+                copy = op.copy()
+                copy[2] = amounts[index]
+                ops.append(copy)
+            else:
+                copy = op.copy()
+                copy[4] = unlock
+                copy[5] = [[field, None if value is None else unlock] for field, value in op[5]]
+                ops.append(copy)
+
+
 class _Draft:
     """One event's plan in the making: its registers and the periods it falls in."""
 
-    def __init__(self, plan: Plan, event: Event, profile: Profile, now: datetime) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        event: Event,
+        profile: Profile,
+        now: datetime,
+        player: str | None = None,
+        unlock: str | None = None,
+    ) -> None:
         assert event.occurred_at is not None
         self.plan = plan
         self.event = event
+        self.player = event.player_id if player is None else player
         self.profile = profile
+        self.now = now
         self.when = event.occurred_at
         #: metric id -> bucket (None: lifetime) -> register holding its value
         self.registers: dict[str, dict[str | None, int]] = {}
         self._periods: dict[Granularity, periods.Period] = {}
-        self._unlock = str(int(now.timestamp() * 1000))
+        self.unlock = str(int(now.timestamp() * 1000)) if unlock is None else unlock
         # Stores expire keys by their own clock, and the engine's clock may be
         # injected (tests, replays): expiries are lifetimes counted from `now`.
         self._wall_offset = time.time() - now.timestamp()
+        self.expiry_hours = round(self._wall_offset / 3600)
 
     def period(self, granularity: Granularity, week_start: int) -> periods.Period:
         found = self._periods.get(granularity)
@@ -286,7 +392,7 @@ class _Draft:
     ) -> None:
         extras: list[list[str | None]] = []
         if badge is not None:
-            extras.append([keys.badge_unlock(badge), self._unlock])
+            extras.append([keys.badge_unlock(badge), self.unlock])
         if marker is not None:
             extras.append([marker, None])
-        self.plan.op("claim", field, conditions, requires or [], self._unlock, extras)
+        self.plan.op("claim", field, conditions, requires or [], self.unlock, extras)
