@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import strawberry
 from strawberry.extensions import MaxTokensLimiter, QueryDepthLimiter
@@ -26,3 +27,11 @@ def build_schema(
             typed_errors(development),
         ],
     )
+
+
+#: The committed SDL the mobile teams generate code from (`questline export-schema`).
+SDL_PATH = Path(__file__).with_name("schema.graphql")
+
+
+def sdl() -> str:
+    return build_schema().as_str() + "\n"

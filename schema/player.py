@@ -60,8 +60,9 @@ class Player:
 
     @strawberry.field(description="Durable unlock history, oldest first.")
     async def unlocks(
-        self, info: Info, first: int = 20, after: str | None = None
+        self, info: Info, first: int | None = 20, after: str | None = None
     ) -> UnlockConnection:
+        first = 20 if first is None else first
         if not 0 < first <= MAX_PAGE:
             raise BadRequestError(f"first must be between 1 and {MAX_PAGE}, got {first}")
         page = await info.context.service.history(self.id, after, first)
