@@ -1,51 +1,61 @@
 """Load a folder of YAML seed files as one validated, compiled program.
 
 Designers get every problem at once, each located as `file:line path`:
-YAML syntax, the shape of each file (pydantic models), then what only the
+YAML syntax, the shape of each item (pydantic models), then what only the
 whole program can tell: duplicate ids across files, unknown metrics, badges,
 challenges or milestone tiers, prerequisite cycles, bad timezones and
-conditions that do not compile.
+conditions that do not compile. An item that fails its own checks is left
+out of the cross-reference checks but still counts as defined, so one typo
+is reported once, not once more by every item that names it; for the same
+reason no name is called unknown while a file cannot be read as YAML.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterable, Mapping
+import re
+import types
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Union, get_args, get_origin
+from zoneinfo import available_timezones
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from engine.conditions import Predicate, compile_condition
 from engine.errors import ConditionError, ConfigurationError, ProgramError, SeedIssue
 from engine.periods import resolve_timezone
 from engine.program.models import (
-    Badge,
+    CONDITION_PLACEHOLDER,
+    CONDITION_SCHEMAS,
     Challenge,
     Metric,
-    Milestone,
     ProgramInfo,
     Reward,
     SeedFile,
-    Streak,
 )
 from engine.program.program import MetricDef, Program
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 SECTIONS = ("badges", "metrics", "milestones", "challenges", "streaks")
+#: Parts pydantic adds to an error location that are not keys of the YAML.
+_TAGS = frozenset({"date", "datetime", "[key]"})
 Location = tuple[str | int, ...]
 
 
 @dataclass
 class _File:
-    """One parsed seed file and the line of every path in it."""
+    """One seed file: its valid content and the line of every path in it."""
 
     name: str
-    lines: dict[Location, int]
+    lines: dict[Location, int] = field(default_factory=dict)
     seed: SeedFile | None = None
+    #: (section, id) of the items that failed their own validation.
+    invalid: set[Location] = field(default_factory=set)
 
     def line(self, location: Location) -> int | None:
         """Line of the longest known prefix of `location`."""
@@ -60,8 +70,9 @@ class _File:
 class _Collector:
     issues: list[SeedIssue] = field(default_factory=list)
 
-    def add(self, file: _File, location: Location, message: str) -> None:
-        self.issues.append(SeedIssue(file.name, file.line(location), _dotted(location), message))
+    def add(self, file: _File, location: Location, message: str, path: str | None = None) -> None:
+        dotted = _dotted(location) if path is None else path
+        self.issues.append(SeedIssue(file.name, file.line(location), dotted, message))
 
 
 def _dotted(location: Iterable[str | int]) -> str:
@@ -81,79 +92,172 @@ def _seed_files(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise ProgramError([SeedIssue(str(path), None, "", "no such file or folder")])
-    files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    files = sorted(
+        p
+        for p in path.iterdir()
+        if p.suffix in (".yaml", ".yml") and p.is_file() and not p.name.startswith(".")
+    )
     if not files:
-        raise ProgramError(
-            [SeedIssue(str(path), None, "", "no seed files (*.yaml) in this folder")]
-        )
+        raise ProgramError([SeedIssue(str(path), None, "", f"no seed files (*.yaml) in {path}")])
     return files
 
 
-def _lines(node: yaml.Node, location: Location, lines: dict[Location, int]) -> None:
-    lines.setdefault(location, node.start_mark.line + 1)
+# --- one file: YAML with line numbers, then the models ----------------------
+
+
+def _index_lines(node: yaml.Node, location: Location, file: _File, collector: _Collector) -> None:
+    """Record the line of every key and item; report keys given twice, which
+    YAML would otherwise resolve silently in favour of the last one."""
+    file.lines.setdefault(location, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             child = (*location, str(key.value))
-            lines[child] = key.start_mark.line + 1
-            _lines(value, child, lines)
+            line = key.start_mark.line + 1
+            if child in file.lines and key.value != "<<":
+                collector.issues.append(
+                    SeedIssue(
+                        file.name,
+                        line,
+                        _dotted(child),
+                        f"duplicate key, already given on line {file.lines[child]}",
+                    )
+                )
+                continue
+            file.lines[child] = line
+            _index_lines(value, child, file, collector)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _lines(item, (*location, index), lines)
+            _index_lines(item, (*location, index), file, collector)
 
 
-def _message(error: Mapping[str, Any]) -> str:
-    kind, message = error["type"], str(error["msg"])
-    if kind == "missing":
-        return "missing required key"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    if message.startswith("Input should be "):
-        message = "must be " + message.removeprefix("Input should be ")
-    if message.startswith("String should "):
-        message = "must " + message.removeprefix("String should ")
-    return message[:1].lower() + message[1:]
-
-
-def _parse(path: Path, collector: _Collector) -> _File | None:
-    file = _File(str(path), {})
+def _read_yaml(file: _File, collector: _Collector) -> Any:
+    """The file's data, with `file.lines` filled in; None when unreadable."""
     try:
-        text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        text = Path(file.name).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         collector.add(file, (), f"cannot read the file: {error}")
         return None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or str(error)
-        collector.issues.append(
-            SeedIssue(file.name, mark.line + 1 if mark else None, "", f"invalid YAML: {problem}")
-        )
-        return None
-    if node is not None:
-        _lines(node, (), file.lines)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        collector.add(file, (), "a seed file must be a mapping of sections")
-        return None
-    for section in data:
-        if section not in SeedFile.model_fields:
-            allowed = ", ".join(SeedFile.model_fields)
-            hint = _suggest(str(section), SeedFile.model_fields) or f"; sections are {allowed}"
-            collector.add(file, (str(section),), f"unknown section{hint}")
+    loader = yaml.SafeLoader(text)
     try:
-        file.seed = SeedFile.model_validate(
-            {k: v for k, v in data.items() if k in SeedFile.model_fields}
-        )
-    except ValidationError as error:
-        for problem in error.errors():
-            location = tuple(
-                part for part in problem["loc"] if part not in ("date", "datetime", "[key]")
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        _index_lines(node, (), file, collector)
+        return loader.construct_document(node)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        problem = error.problem or error.context or "cannot parse"
+        column = f" (column {mark.column + 1})" if mark else ""
+        line = mark.line + 1 if mark else None
+        collector.issues.append(SeedIssue(file.name, line, "", f"invalid YAML: {problem}{column}"))
+    except yaml.YAMLError as error:
+        collector.add(file, (), f"invalid YAML: {error}")
+    finally:
+        loader.dispose()
+    return None
+
+
+def _parse(path: Path, collector: _Collector) -> _File:
+    file = _File(str(path))
+    data = _read_yaml(file, collector)
+    if data is None:
+        return file
+    if not isinstance(data, dict):
+        collector.add(file, (), "a seed file must be a mapping of sections (metrics:, ...)")
+        return file
+    known: dict[str, Any] = {}
+    for section, content in data.items():
+        if section not in SeedFile.model_fields:
+            hint = _suggest(str(section), SeedFile.model_fields) or (
+                f"; sections are {', '.join(SeedFile.model_fields)}"
             )
-            collector.add(file, location, _message(problem))
+            collector.add(file, (str(section),), f"unknown section{hint}")
+        elif content is not None:  # a section whose entries are all commented out
+            known[section] = content
+    file.seed = _validate(file, known, collector)
     return file
+
+
+def _validate(file: _File, data: dict[str, Any], collector: _Collector) -> SeedFile:
+    """The file's valid items; every invalid one is reported and left out."""
+    try:
+        return SeedFile.model_validate(data)
+    except ValidationError as error:
+        broken: set[Location] = set()
+        for location, message in _problems(error.errors()):
+            collector.add(file, location, message)
+            # The program section is one item; elsewhere an item is (section, id).
+            broken.add(location[:1] if location[:1] == ("program",) else location[:2])
+    file.invalid = {item for item in broken if len(item) == 2}
+    kept = {
+        section: (
+            {k: v for k, v in content.items() if (section, k) not in broken}
+            if section != "program" and isinstance(content, dict)
+            else content
+        )
+        for section, content in data.items()
+        if (section,) not in broken
+    }
+    return SeedFile.model_validate(kept)  # items are independent: the rest is valid
+
+
+def _problems(errors: list[ErrorDetails]) -> Iterator[tuple[Location, str]]:
+    """Pydantic errors as (YAML location, message), once per location:
+    a union such as `date | datetime` fails once per member."""
+    seen: set[Location] = set()
+    for error in errors:
+        location = tuple(part for part in error["loc"] if part not in _TAGS)
+        if location not in seen:
+            seen.add(location)
+            yield location, _message(error, location)
+
+
+def _message(error: ErrorDetails, location: Location) -> str:
+    kind, message = error["type"], error["msg"]
+    if kind == "missing":
+        return "missing required key"
+    if kind == "extra_forbidden":
+        return "unknown key" + _suggest(str(location[-1]), _keys_at(location[:-1]))
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a mapping (key: value)"
+    if kind == "string_pattern_mismatch":
+        return "must be an id: lowercase letters, digits, '-' and '_', not starting with - or _"
+    if kind == "too_short":
+        least = error.get("ctx", {}).get("min_length", 1)
+        return f"needs at least {least} item{'s' * (least != 1)}"
+    message = re.sub(r"^(Value error|Assertion failed), ", "", message)
+    message = re.sub(r"^(Input|String|List) should ", "must ", message)
+    return message[:1].lower() + message[1:]
+
+
+def _keys_at(location: Location) -> list[str]:
+    """Keys allowed in the mapping at `location`, found by walking the models."""
+    annotation: Any = SeedFile
+    for part in location:
+        annotation = _inner(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found = annotation.model_fields.get(str(part))
+            if found is None:
+                return []
+            annotation = found.annotation
+        elif get_origin(annotation) in (dict, list):
+            annotation = get_args(annotation)[-1]
+        else:
+            return []
+    annotation = _inner(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _inner(annotation: Any) -> Any:
+    """The model or container inside `X | None`."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return next(arg for arg in get_args(annotation) if arg is not type(None))
+    return annotation
+
+
+# --- the whole program -------------------------------------------------------
 
 
 @dataclass
@@ -164,12 +268,21 @@ class _Merged:
     sections: dict[str, dict[str, tuple[_File, Any]]] = field(
         default_factory=lambda: {section: {} for section in SECTIONS}
     )
+    #: Ids defined by items that failed validation: known, but not checkable.
+    invalid: dict[str, set[str]] = field(
+        default_factory=lambda: {section: set() for section in SECTIONS}
+    )
+    #: False when a file could not be read as YAML: any id may be defined there.
+    complete: bool = True
 
 
 def _merge(files: list[_File], collector: _Collector) -> _Merged:
     merged = _Merged()
     for file in files:
+        for section, item_id in file.invalid:
+            merged.invalid[str(section)].add(str(item_id))
         if file.seed is None:
+            merged.complete = False
             continue
         if file.seed.program is not None:
             if merged.info is not None:
@@ -199,10 +312,13 @@ class _Checker:
 
     def __init__(self, merged: _Merged, collector: _Collector) -> None:
         self.sections = merged.sections
+        self.invalid = merged.invalid
+        self.complete = merged.complete
         self.collector = collector
 
     def reference(self, file: _File, location: Location, section: str, name: str | None) -> None:
-        if name is None or name in self.sections[section]:
+        known = name in self.sections[section] or name in self.invalid[section]
+        if name is None or known or not self.complete:
             return
         kind = section.removesuffix("s")
         hint = _suggest(name, self.sections[section])
@@ -253,7 +369,8 @@ class _Checker:
 def _ordered_challenges(
     challenges: dict[str, tuple[_File, Challenge]], collector: _Collector
 ) -> list[str]:
-    """Challenge ids with prerequisites first; cycles reported."""
+    """Challenge ids with prerequisites first, otherwise in file order; each
+    cycle reported once, where it closes."""
     order: list[str] = []
     state: dict[str, str] = {}
 
@@ -262,10 +379,11 @@ def _ordered_challenges(
             return
         if state.get(challenge_id) == "visiting":
             cycle = [*trail[trail.index(challenge_id) :], challenge_id]
-            file = challenges[challenge_id][0]
+            file, closing = challenges[trail[-1]]
+            n = next(n for n, r in enumerate(closing.requires) if r.challenge == challenge_id)
             collector.add(
                 file,
-                ("challenges", challenge_id, "requires"),
+                ("challenges", trail[-1], "requires", n, "challenge"),
                 f"prerequisite cycle: {' -> '.join(cycle)}",
             )
             return
@@ -281,17 +399,48 @@ def _ordered_challenges(
     return order
 
 
+def _check_timezone(merged: _Merged, collector: _Collector) -> None:
+    if merged.info is None:
+        return
+    file, info = merged.info
+    if info.timezone is None:
+        return
+    try:
+        resolve_timezone(info.timezone)
+    except ConfigurationError as error:
+        hint = _suggest(info.timezone, available_timezones())
+        collector.add(file, ("program", "timezone"), f"{error}{hint}")
+
+
+def _condition_location(file: _File, base: Location, rest: str) -> Location:
+    """The YAML location of a condition error path such as `.store.city.gte`
+    or `.all[1].amount`: property names may themselves contain dots, so
+    parts are joined until they name a key the file has."""
+    parts = re.findall(r"\[\d+\]|[^.\[\]]+", rest)
+    location, start = base, 0
+    while start < len(parts):
+        if parts[start].startswith("["):
+            location, start = (*location, int(parts[start][1:-1])), start + 1
+            continue
+        for end in range(len(parts), start, -1):
+            candidate = (*location, ".".join(parts[start:end]))
+            if candidate in file.lines:
+                location, start = candidate, end
+                break
+        else:
+            break
+    return location
+
+
 def _compile(spec: Any, file: _File, location: Location, collector: _Collector) -> Predicate | None:
     if spec is None:
         return None
+    base = _dotted(location)
     try:
-        return compile_condition(spec, _dotted(location))
+        return compile_condition(spec, base)
     except ConditionError as error:
-        parts = error.path.removeprefix(_dotted(location)).replace("[", ".").replace("]", "")
-        deeper = tuple(int(p) if p.isdigit() else p for p in parts.split(".") if p)
-        collector.issues.append(
-            SeedIssue(file.name, file.line((*location, *deeper)), error.path, error.message)
-        )
+        deeper = _condition_location(file, location, error.path.removeprefix(base))
+        collector.add(file, deeper, error.message, path=error.path)
         return None
 
 
@@ -304,21 +453,17 @@ def _metric(metric_id: str, metric: Metric, where: Predicate | None) -> MetricDe
 
 
 def load_program(path: str | Path) -> Program:
-    """Load, validate and compile a program folder (or a single file)."""
+    """Load, validate and compile a program folder (or a single file).
+
+    Raises ProgramError with every issue found, sorted by file and line.
+    """
     files_on_disk = _seed_files(Path(path))
     collector = _Collector()
-    parsed = [file for p in files_on_disk if (file := _parse(p, collector)) is not None]
-    merged = _merge(parsed, collector)
+    merged = _merge([_parse(p, collector) for p in files_on_disk], collector)
     _Checker(merged, collector).run()
+    _check_timezone(merged, collector)
     sections = merged.sections
     order = _ordered_challenges(sections["challenges"], collector)
-
-    info = merged.info[1] if merged.info else ProgramInfo()
-    if merged.info and info.timezone is not None:
-        try:
-            resolve_timezone(info.timezone)
-        except ConfigurationError as error:
-            collector.add(merged.info[0], ("program", "timezone"), str(error))
     metrics = {
         metric_id: _metric(
             metric_id,
@@ -335,34 +480,45 @@ def load_program(path: str | Path) -> Program:
         if compiled is not None:
             audiences[challenge_id] = compiled
     if collector.issues:
-        raise ProgramError(collector.issues)
+        raise ProgramError(sorted(collector.issues, key=lambda i: (i.file, i.line or 0)))
 
     by_event: dict[str, list[MetricDef]] = {}
-    for metric in metrics.values():
-        by_event.setdefault(metric.event, []).append(metric)
+    for metric_def in metrics.values():
+        by_event.setdefault(metric_def.event, []).append(metric_def)
     digest = hashlib.sha256()
     for file_path in files_on_disk:
         digest.update(file_path.name.encode() + b"\0" + file_path.read_bytes())
-    badges: dict[str, Badge] = {k: v for k, (_, v) in sections["badges"].items()}
-    milestones: dict[str, Milestone] = {k: v for k, (_, v) in sections["milestones"].items()}
-    streaks: dict[str, Streak] = {k: v for k, (_, v) in sections["streaks"].items()}
+    info = merged.info[1] if merged.info else ProgramInfo()
+    items = {section: {k: v for k, (_, v) in found.items()} for section, found in sections.items()}
     return Program(
         info=info,
         week_start=WEEKDAYS.index(info.week_start),
-        badges=badges,
-        metrics=metrics,
-        milestones=milestones,
-        challenges={
-            challenge_id: sections["challenges"][challenge_id][1] for challenge_id in order
-        },
-        streaks=streaks,
-        audiences=audiences,
-        metrics_by_event={event: tuple(defs) for event, defs in by_event.items()},
+        badges=types.MappingProxyType(items["badges"]),
+        metrics=types.MappingProxyType(metrics),
+        milestones=types.MappingProxyType(items["milestones"]),
+        challenges=types.MappingProxyType({k: items["challenges"][k] for k in order}),
+        streaks=types.MappingProxyType(items["streaks"]),
+        audiences=types.MappingProxyType(audiences),
+        metrics_by_event=types.MappingProxyType(
+            {event: tuple(defs) for event, defs in by_event.items()}
+        ),
         version=digest.hexdigest()[:12],
     )
 
 
 def program_json_schema() -> dict[str, Any]:
     """JSON Schema of one seed file, for yaml-language-server and other editors."""
-    schema = SeedFile.model_json_schema()
+    schema = _with_conditions(SeedFile.model_json_schema())
+    schema["$defs"] = {**schema["$defs"], **CONDITION_SCHEMAS}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def _with_conditions(schema: Any) -> Any:
+    """`schema` with every condition placeholder turned into a reference."""
+    if schema == CONDITION_PLACEHOLDER:
+        return {"$ref": "#/$defs/Condition"}
+    if isinstance(schema, dict):
+        return {key: _with_conditions(value) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_with_conditions(value) for value in schema]
+    return schema

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 Identifier = Annotated[
     str,
@@ -22,16 +22,63 @@ Identifier = Annotated[
         description="Lowercase id: letters, digits, '-' and '_'.",
     ),
 ]
-Condition = Annotated[
-    dict[str, Any],
-    Field(
-        description=(
-            "Property conditions: `{category: coffee}`, `{amount: {gte: 5}}`, "
-            "combined with `all`, `any`, `not`. Operators: eq ne gt gte lt lte in not_in "
-            "exists contains."
-        )
-    ),
-]
+# The condition language is checked by engine.conditions, not by pydantic. The
+# JSON Schema still describes it so that editors can complete operators: the
+# exported schema (loader.program_json_schema) swaps this placeholder for a
+# reference to CONDITION_SCHEMAS, which pydantic cannot hold as it is recursive.
+CONDITION_PLACEHOLDER: dict[str, Any] = {"x-questline": "condition"}
+Condition = Annotated[dict[str, Any], WithJsonSchema(CONDITION_PLACEHOLDER)]
+
+_OPERAND = {"type": ["string", "number", "boolean", "null"]}
+CONDITION_SCHEMAS: dict[str, Any] = {
+    "Condition": {
+        "type": "object",
+        "description": (
+            "Every entry must hold. A key is a property path (`store.city` digs into "
+            "nested objects) mapped to a value (equality) or to an operator map; "
+            "`all`, `any` and `not` combine conditions."
+        ),
+        "properties": {
+            "all": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"$ref": "#/$defs/Condition"},
+                "description": "Every condition of the list holds.",
+            },
+            "any": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"$ref": "#/$defs/Condition"},
+                "description": "At least one condition of the list holds.",
+            },
+            "not": {"$ref": "#/$defs/Condition", "description": "The condition does not hold."},
+        },
+        "additionalProperties": {
+            "anyOf": [_OPERAND, {"type": "array"}, {"$ref": "#/$defs/Operators"}]
+        },
+    },
+    "Operators": {
+        "type": "object",
+        "description": "Operators on one property; every one must hold.",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            "eq": {"description": "Equal to this value."},
+            "ne": {"description": "Not equal (true when the property is missing)."},
+            "gt": {"type": ["number", "string"], "description": "Greater than."},
+            "gte": {"type": ["number", "string"], "description": "Greater than or equal."},
+            "lt": {"type": ["number", "string"], "description": "Less than."},
+            "lte": {"type": ["number", "string"], "description": "Less than or equal."},
+            "in": {"type": "array", "description": "One of these values."},
+            "not_in": {
+                "type": "array",
+                "description": "None of these values (true when the property is missing).",
+            },
+            "exists": {"type": "boolean", "description": "The property is present (or absent)."},
+            "contains": {"description": "A string holding this text, or a list holding this item."},
+        },
+    },
+}
 
 
 class SeedModel(BaseModel):
@@ -62,6 +109,27 @@ class Reward(SeedModel):
     points: int = Field(default=0, ge=0, description="Points granted with the unlock.")
     badge: Identifier | None = Field(default=None, description="Badge granted with the unlock.")
 
+    @model_validator(mode="after")
+    def _grants_something(self) -> Reward:
+        if not self.points and self.badge is None:
+            raise ValueError("a reward needs `points` or `badge`")
+        return self
+
+
+class Step(SeedModel):
+    """What a milestone tier and a streak milestone unlock when reached."""
+
+    name: str | None = None
+    badge: Identifier | None = Field(default=None, description="Badge granted when reached.")
+    reward: Reward | None = None
+
+    @model_validator(mode="after")
+    def _one_badge(self) -> Step:
+        # An unlock carries one badge: the other would be silently dropped.
+        if self.badge is not None and self.reward is not None and self.reward.badge is not None:
+            raise ValueError("give the badge once, as `badge` or as `reward.badge`")
+        return self
+
 
 class Metric(SeedModel):
     """A per-player counter fed by events of one type.
@@ -87,11 +155,8 @@ class Metric(SeedModel):
         return self
 
 
-class MilestoneTier(SeedModel):
+class MilestoneTier(Step):
     at: float = Field(gt=0, description="Lifetime metric value that unlocks this tier.")
-    name: str | None = None
-    badge: Identifier | None = None
-    reward: Reward | None = None
 
 
 class Milestone(SeedModel):
@@ -114,7 +179,8 @@ class Goal(SeedModel):
 
 
 class Window(SeedModel):
-    """A fixed window, in the player's timezone when given as dates."""
+    """A fixed window: dates and date-times without an offset are read in the
+    player's timezone, so "Dec 1" starts at each player's local midnight."""
 
     start: date | datetime
     end: date | datetime = Field(description="Exclusive end; a date means its local midnight.")
@@ -123,6 +189,12 @@ class Window(SeedModel):
     def _ordered(self) -> Window:
         if type(self.start) is not type(self.end):
             raise ValueError("start and end must both be dates or both be date-times")
+        if (
+            isinstance(self.start, datetime)
+            and isinstance(self.end, datetime)
+            and (self.start.tzinfo is None) != (self.end.tzinfo is None)
+        ):
+            raise ValueError("give both start and end a UTC offset, or neither")
         if self.end <= self.start:
             raise ValueError("end must be after start")
         return self
@@ -181,11 +253,8 @@ class Freezes(SeedModel):
     earn_every: int = Field(ge=1, description="One freeze per this many extended periods.")
 
 
-class StreakMilestone(SeedModel):
+class StreakMilestone(Step):
     at: int = Field(gt=0, description="Streak length that unlocks this milestone.")
-    name: str | None = None
-    badge: Identifier | None = None
-    reward: Reward | None = None
 
 
 class Streak(SeedModel):
