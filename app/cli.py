@@ -8,14 +8,20 @@ the exit code says which happened.
 from __future__ import annotations
 
 import json
+import os
+import urllib.request
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from engine.errors import ProgramError
+from app.migrations import upgrade_database
+from app.serve import serve as run_server
+from app.settings import Settings
+from engine.errors import ConfigurationError, ProgramError, QuestlineError
 from engine.program.loader import load_program, program_json_schema
 from engine.program.program import Program
+from schema import SDL_PATH, sdl
 
 cli = typer.Typer(
     name="questline",
@@ -66,6 +72,103 @@ def validate(
 def seed_schema() -> None:
     """Print the JSON Schema of a seed file, for editor autocompletion."""
     typer.echo(json.dumps(program_json_schema(), indent=2))
+
+
+def _overrides(**options: object) -> dict[str, str]:
+    """Command-line options as the QUESTLINE_* variables they stand for."""
+    return {f"QUESTLINE_{name.upper()}": str(v) for name, v in options.items() if v is not None}
+
+
+def _settings(overrides: dict[str, str] | None = None) -> Settings:
+    """Settings from the environment, with command-line overrides validated the same way."""
+    try:
+        return Settings.from_env({**os.environ, **(overrides or {})})
+    except ConfigurationError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [QUESTLINE_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [QUESTLINE_PORT].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes; more than 1 needs Redis.")
+    ] = None,
+) -> None:
+    """Start the GraphQL server (SQLite and ./seed unless QUESTLINE_* say otherwise)."""
+    overrides = _overrides(host=host, port=port, workers=workers)
+    settings = _settings(overrides)
+    try:
+        load_program(settings.seed_path)
+        run_server(settings, overrides, typer.echo)
+    except ProgramError as error:
+        for issue in error.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(1) from None
+    except QuestlineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@cli.command("export-schema")
+def export_schema(
+    path: Annotated[Path, typer.Argument(help="Where to write the SDL; '-' prints it.")] = SDL_PATH,
+) -> None:
+    """Write the GraphQL SDL (schema/schema.graphql) that clients generate code from."""
+    if str(path) == "-":
+        typer.echo(sdl(), nl=False)
+        return
+    path.write_text(sdl())
+    typer.echo(f"wrote {path}")
+
+
+db = typer.Typer(help="The durable history database.", no_args_is_help=True)
+cli.add_typer(db, name="db")
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (QUESTLINE_DATABASE_URL) up to the latest."""
+    settings = _settings()
+    try:
+        upgrade_database(settings.database_url)
+    except QuestlineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"database is up to date: {settings.database_url.split('@')[-1]}")
+
+
+@cli.command()
+def reload(
+    url: Annotated[str, typer.Option(help="The running server.")] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None, typer.Option(help="Admin API key (default: first of QUESTLINE_API_KEYS).")
+    ] = None,
+) -> None:
+    """Ask a running server to reload the seed folder; a broken program is refused."""
+    key = api_key or next(iter(_settings().api_keys), None)
+    if key is None:
+        typer.echo("error: pass --api-key or set QUESTLINE_API_KEYS", err=True)
+        raise typer.Exit(2)
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/graphql",
+        data=json.dumps({"query": "mutation { reloadProgram { version changed } }"}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = json.load(response)
+    except OSError as failure:
+        typer.echo(f"error: cannot reach {url}: {failure}", err=True)
+        raise typer.Exit(2) from None
+    if body.get("errors"):
+        for problem in body["errors"]:
+            typer.echo(problem["message"], err=True)
+        raise typer.Exit(1)
+    result = body["data"]["reloadProgram"]
+    state = "reloaded" if result["changed"] else "unchanged"
+    typer.echo(f"program {state}: version {result['version']}")
 
 
 def main() -> None:
