@@ -88,18 +88,18 @@ class SeedModel(BaseModel):
 class ProgramInfo(SeedModel):
     """Program-wide settings; at most one file may hold the `program` section."""
 
-    name: str = "Questline program"
+    name: str = Field(default="Questline program", description="Shown to players and operators.")
     timezone: str | None = Field(
         default=None,
         description="Default IANA timezone of players without one, e.g. Europe/Paris.",
     )
     week_start: Literal[
         "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
-    ] = "monday"
+    ] = Field(default="monday", description="First day of a `week` for challenges and streaks.")
 
 
 class Badge(SeedModel):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="Shown to players.")
     description: str = ""
     icon: str | None = Field(default=None, description="URL of the badge image.")
     hidden: bool = Field(default=False, description="Not listed in the catalog until earned.")
@@ -119,7 +119,7 @@ class Reward(SeedModel):
 class Step(SeedModel):
     """What a milestone tier and a streak milestone unlock when reached."""
 
-    name: str | None = None
+    name: str | None = Field(default=None, description="Title of the unlock.")
     badge: Identifier | None = Field(default=None, description="Badge granted when reached.")
     reward: Reward | None = None
 
@@ -139,7 +139,9 @@ class Metric(SeedModel):
     """
 
     event: str = Field(min_length=1, description="Event type that feeds this metric.")
-    where: Condition | None = None
+    where: Condition | None = Field(
+        default=None, description="Only events whose properties match are counted."
+    )
     sum: str | None = Field(default=None, description="Add up this property (or `value`).")
     max: str | None = Field(default=None, description="Keep the largest value of this property.")
     distinct: str | None = Field(
@@ -226,8 +228,12 @@ class Challenge(SeedModel):
     metric: Identifier | None = Field(default=None, description="Shorthand for one goal.")
     target: float | None = Field(default=None, gt=0, description="Shorthand for one goal.")
     goals: list[Goal] = Field(default_factory=list, description="All goals are needed.")
-    requires: list[Prerequisite] = Field(default_factory=list)
-    audience: Condition | None = Field(default=None, description="Conditions on player attributes.")
+    requires: list[Prerequisite] = Field(
+        default_factory=list, description="Unlocks needed before this challenge can complete."
+    )
+    audience: Condition | None = Field(
+        default=None, description="Only players whose attributes match take part."
+    )
     reward: Reward | None = None
 
     @model_validator(mode="after")
@@ -261,7 +267,7 @@ class Streak(SeedModel):
     name: str | None = None
     description: str = ""
     metric: Identifier
-    per: Literal["day", "week"]
+    per: Literal["day", "week"] = Field(description="Length of one link of the streak.")
     min: float = Field(default=1, gt=0, description="Metric value a period needs to count.")
     freezes: Freezes | None = None
     milestones: list[StreakMilestone] = Field(default_factory=list)
