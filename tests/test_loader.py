@@ -1,0 +1,305 @@
+"""The seed loader: the example program loads, and every mistake a designer
+can make is reported at once, each as `file:line path: message`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.errors import ProgramError
+from engine.program.loader import load_program
+
+SEED = Path(__file__).resolve().parent.parent / "seed"
+
+
+class SeedCopy:
+    """A copy of the example program in `seed/` under a temporary folder,
+    broken the way a designer would break it."""
+
+    def __init__(self, root: Path) -> None:
+        self.folder = root / "seed"
+        shutil.copytree(SEED, self.folder)
+
+    def replace(self, file: str, old: str, new: str) -> None:
+        """Replace a snippet that occurs exactly once in `file`."""
+        path = self.folder / file
+        text = path.read_text(encoding="utf-8")
+        assert text.count(old) == 1, f"{old!r} is not unique in {file}"
+        path.write_text(text.replace(old, new), encoding="utf-8")
+
+    def write(self, file: str, text: str) -> None:
+        (self.folder / file).write_text(text, encoding="utf-8")
+
+    def line_of(self, file: str, needle: str) -> int:
+        """1-based line of the only line of `file` that holds `needle`."""
+        lines = (self.folder / file).read_text(encoding="utf-8").splitlines()
+        found = [n for n, line in enumerate(lines, start=1) if needle in line]
+        assert len(found) == 1, f"{needle!r} is on lines {found} of {file}"
+        return found[0]
+
+    def at(self, file: str, needle: str) -> str:
+        """`seed/<file>:<line>` for the line holding `needle`, as issues spell it."""
+        return f"seed/{file}:{self.line_of(file, needle)}"
+
+
+@pytest.fixture
+def seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SeedCopy:
+    """A copy of the example in `./seed`, so issues name `seed/<file>` as in the docs."""
+    monkeypatch.chdir(tmp_path)
+    return SeedCopy(tmp_path)
+
+
+def issues(path: str | Path = "seed") -> list[str]:
+    with pytest.raises(ProgramError) as caught:
+        load_program(path)
+    return [str(issue) for issue in caught.value.issues]
+
+
+def test_the_example_program_loads() -> None:
+    program = load_program(SEED)
+    assert program.info.name
+    assert program.info.timezone == "Europe/Paris"
+    assert program.week_start == 0
+    assert program.metrics and program.milestones and program.challenges and program.streaks
+    assert len(program.version) == 12
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "needle", "expected"),
+    [
+        pytest.param(
+            "challenges.yaml",
+            "    target: 3\n    reward: {points: 50}",
+            "    target: 0\n    reward: {points: 50}",
+            "target: 0",
+            "challenges.three-this-week.target: must be greater than 0",
+            id="a target that is not positive",
+        ),
+        pytest.param(
+            "challenges.yaml",
+            "    target: 2\n    reward: {points: 10}",
+            "    target: two\n    reward: {points: 10}",
+            "target: two",
+            "challenges.daily-double.target: must be a valid number, "
+            "unable to parse string as a number",
+            id="a target that is not a number",
+        ),
+        pytest.param(
+            "challenges.yaml",
+            "    every: day\n",
+            "    every: fortnight\n",
+            "every: fortnight",
+            "challenges.daily-double.every: must be 'day', 'week' or 'month'",
+            id="a period that does not exist",
+        ),
+        pytest.param(
+            "challenges.yaml",
+            "    every: day\n    metric: coffees",
+            "    every: day\n    metric: cofees",
+            "metric: cofees",
+            "challenges.daily-double.metric: unknown metric 'cofees'; did you mean 'coffees'?",
+            id="an unknown metric, with the closest one suggested",
+        ),
+        pytest.param(
+            "challenges.yaml",
+            "    audience: {beta: true}",
+            "    audience: {beta: true}\n    tragte: 2",
+            "tragte: 2",
+            "challenges.beta-tasting.tragte: unknown key; did you mean 'target'?",
+            id="an unknown key, with the closest one suggested",
+        ),
+        pytest.param(
+            "challenges.yaml",
+            "{milestone: coffee-lover, tier: 2}",
+            "{milestone: coffee-lover, tier: 7}",
+            "tier: 7",
+            "challenges.barista-pick.requires[1].tier: milestone 'coffee-lover' has 3 tiers",
+            id="a prerequisite tier the milestone does not have",
+        ),
+        pytest.param(
+            "milestones.yaml",
+            "badge: regular,",
+            "badge: regualr,",
+            "badge: regualr",
+            "milestones.coffee-lover.tiers[1].badge: unknown badge 'regualr'; "
+            "did you mean 'regular'?",
+            id="an unknown badge",
+        ),
+        pytest.param(
+            "metrics.yaml",
+            "{drink: {in: [espresso,",
+            "{drink: {inn: [espresso,",
+            "inn:",
+            "metrics.drinks-tried.where.drink.inn: unknown operator 'inn'; did you mean 'in'?",
+            id="an unknown condition operator, located inside the where",
+        ),
+        pytest.param(
+            "metrics.yaml",
+            "        - not: {drink: espresso}",
+            "        - not: {drink: {gt: [espresso]}}",
+            "gt: [espresso]",
+            "metrics.milk-drinks.where.all[1].not.drink.gt: "
+            "`gt` compares with a number or a string, got a list",
+            id="a condition operand of the wrong type, deep inside all and not",
+        ),
+        pytest.param(
+            "streaks.yaml",
+            "    per: week",
+            "    per: month",
+            "per: month",
+            "streaks.weekly-visits.per: must be 'day' or 'week'",
+            id="a streak period that streaks do not have",
+        ),
+        pytest.param(
+            "program.yaml",
+            "timezone: Europe/Paris",
+            "timezone: Europe/Pariss",
+            "Europe/Pariss",
+            "program.timezone: unknown timezone 'Europe/Pariss': use an IANA name such as "
+            "Europe/Paris; did you mean 'Europe/Paris'?",
+            id="a timezone that does not exist",
+        ),
+        pytest.param(
+            "streaks.yaml",
+            "streaks:",
+            "streak:",
+            "streak:",
+            "streak: unknown section; did you mean 'streaks'?",
+            id="an unknown section",
+        ),
+    ],
+)
+def test_each_mistake_is_reported_with_file_line_and_path(
+    seed: SeedCopy, file: str, old: str, new: str, needle: str, expected: str
+) -> None:
+    seed.replace(file, old, new)
+    assert issues() == [f"{seed.at(file, needle)} {expected}"]
+
+
+def test_a_prerequisite_cycle_is_reported_once_where_it_closes(seed: SeedCopy) -> None:
+    seed.replace(
+        "challenges.yaml",
+        "    target: 3\n    reward: {points: 50}",
+        "    target: 3\n    reward: {points: 50}\n    requires: [{challenge: barista-pick}]",
+    )
+    assert issues() == [
+        f"{seed.at('challenges.yaml', '- challenge: three-this-week')} "
+        "challenges.barista-pick.requires[0].challenge: "
+        "prerequisite cycle: three-this-week -> barista-pick -> three-this-week"
+    ]
+
+
+def test_a_duplicate_id_across_files_names_both_files(seed: SeedCopy) -> None:
+    seed.write("extra.yaml", "metrics:\n  coffees: {event: purchase}\n")
+    assert issues() == [
+        f"{seed.at('metrics.yaml', '  coffees:')} metrics.coffees: "
+        "duplicate id, also defined in seed/extra.yaml:2"
+    ]
+
+
+def test_a_yaml_syntax_error_gives_its_line(seed: SeedCopy) -> None:
+    seed.write("extra.yaml", "badges:\n  gold: {name: Gold}\n  silver: {name: [Silver}\n")
+    assert issues() == [
+        "seed/extra.yaml:3: invalid YAML: expected ',' or ']', but got '}' (column 25)"
+    ]
+
+
+def test_a_key_given_twice_is_reported_not_silently_overwritten(seed: SeedCopy) -> None:
+    seed.write("extra.yaml", "metrics:\n  lattes: {event: purchase}\n  lattes: {event: visit}\n")
+    assert issues() == ["seed/extra.yaml:3 metrics.lattes: duplicate key, already given on line 2"]
+
+
+def test_an_empty_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    [problem] = issues(tmp_path / "empty")
+    assert problem.startswith(str(tmp_path / "empty"))
+    assert "no seed files" in problem
+
+
+def test_a_missing_folder_is_an_error(tmp_path: Path) -> None:
+    assert issues(tmp_path / "nowhere") == [f"{tmp_path / 'nowhere'}: no such file or folder"]
+
+
+def test_exact_lines_in_a_small_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("cafe.yaml").write_text(
+        """\
+metrics:
+  coffees: {event: purchase, where: {category: coffee}}
+  spend:
+    event: purchase
+    sum: amount
+    max: amount
+challenges:
+  three-this-week:
+    every: week
+    metric: coffees
+    target: -1
+  weekend:
+    every: week
+    metric: coffees
+    target: 2
+    reward:
+      points: 5
+      badge: weekender
+"""
+    )
+    assert issues("cafe.yaml") == [
+        "cafe.yaml:3 metrics.spend: choose one aggregate, not sum and max",
+        "cafe.yaml:11 challenges.three-this-week.target: must be greater than 0",
+        "cafe.yaml:18 challenges.weekend.reward.badge: unknown badge 'weekender'",
+    ]
+
+
+def test_a_broken_item_is_reported_once_not_by_every_item_naming_it(seed: SeedCopy) -> None:
+    """`coffees` is used by milestones, challenges and streaks; its own fault is the only issue."""
+    seed.replace("metrics.yaml", "    where: {category: coffee}", "    wher: {category: coffee}")
+    assert issues() == [
+        f"{seed.at('metrics.yaml', 'wher:')} metrics.coffees.wher: unknown key; "
+        "did you mean 'where'?"
+    ]
+
+
+def test_every_error_of_every_file_is_reported_at_once(seed: SeedCopy) -> None:
+    seed.replace("program.yaml", "timezone: Europe/Paris", "timezone: Mars/Olympus")
+    seed.replace("metrics.yaml", "    sum: amount", "    sum: 12")
+    seed.replace("milestones.yaml", "badge: regular,", "badge: regualr,")
+    seed.replace("challenges.yaml", "    every: day\n", "    every: daily\n")
+    seed.replace("streaks.yaml", "    per: week", "    per: month")
+    found = issues()
+    assert [issue.split(" ", 1)[0] for issue in found] == [
+        seed.at("challenges.yaml", "every: daily"),
+        seed.at("metrics.yaml", "sum: 12"),
+        seed.at("milestones.yaml", "badge: regualr"),
+        seed.at("program.yaml", "Mars/Olympus"),
+        seed.at("streaks.yaml", "per: month"),
+    ]
+
+
+def test_prerequisites_come_first_in_challenge_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("chain.yaml").write_text(
+        """\
+metrics:
+  coffees: {event: purchase}
+challenges:
+  gold: {every: week, metric: coffees, target: 9, requires: [{challenge: silver}]}
+  daily: {every: day, metric: coffees, target: 1}
+  silver: {every: week, metric: coffees, target: 6, requires: [{challenge: bronze}]}
+  bronze: {every: week, metric: coffees, target: 3}
+"""
+    )
+    assert list(load_program("chain.yaml").challenges) == ["bronze", "silver", "gold", "daily"]
+
+
+def test_the_example_lists_each_prerequisite_before_the_challenge_needing_it() -> None:
+    program = load_program(SEED)
+    order = list(program.challenges)
+    for position, challenge in enumerate(program.challenges.values()):
+        for requirement in challenge.requires:
+            if requirement.challenge is not None:
+                assert order.index(requirement.challenge) < position
