@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.conditions import OPERATORS
 from engine.errors import ProgramError
-from engine.program.loader import load_program
+from engine.program.loader import load_program, program_json_schema
 
 SEED = Path(__file__).resolve().parent.parent / "seed"
 
@@ -303,3 +304,167 @@ def test_the_example_lists_each_prerequisite_before_the_challenge_needing_it() -
         for requirement in challenge.requires:
             if requirement.challenge is not None:
                 assert order.index(requirement.challenge) < position
+
+
+# --- smaller programs, for the checks the example does not reach -----------------
+
+RULES = """\
+badges:
+  first-sip: {name: First Sip}
+  regular: {name: Regular}
+metrics:
+  coffees: {event: purchase, where: {category: coffee}}
+"""
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty program folder `prog/` holding `base.yaml` (badges and a metric)."""
+    monkeypatch.chdir(tmp_path)
+    Path("prog").mkdir()
+    Path("prog/base.yaml").write_text(RULES, encoding="utf-8")
+    return Path("prog")
+
+
+def test_unknown_badges_are_reported_wherever_a_badge_is_named(folder: Path) -> None:
+    (folder / "rules.yaml").write_text(
+        """\
+milestones:
+  lover: {metric: coffees, tiers: [{at: 1, badge: first-sap}]}
+challenges:
+  three: {metric: coffees, target: 3, every: week, reward: {badge: gold}}
+streaks:
+  daily:
+    metric: coffees
+    per: day
+    milestones: [{at: 7, reward: {badge: regulars}}]
+"""
+    )
+    assert issues(folder) == [
+        "prog/rules.yaml:2 milestones.lover.tiers[0].badge: "
+        "unknown badge 'first-sap'; did you mean 'first-sip'?",
+        "prog/rules.yaml:4 challenges.three.reward.badge: unknown badge 'gold'",
+        "prog/rules.yaml:9 streaks.daily.milestones[0].reward.badge: "
+        "unknown badge 'regulars'; did you mean 'regular'?",
+    ]
+
+
+def test_an_unknown_milestone_prerequisite_is_reported(folder: Path) -> None:
+    (folder / "rules.yaml").write_text(
+        "challenges:\n"
+        "  loyal:\n"
+        "    {metric: coffees, target: 1, every: week, requires: [{milestone: lover, tier: 1}]}\n"
+    )
+    assert issues(folder) == [
+        "prog/rules.yaml:3 challenges.loyal.requires[0].milestone: unknown milestone 'lover'"
+    ]
+
+
+def test_only_one_file_may_hold_the_program_section(folder: Path) -> None:
+    (folder / "a.yaml").write_text("program: {name: One}\n")
+    (folder / "b.yaml").write_text("# settings\nprogram: {name: Two}\n")
+    assert issues(folder) == [
+        "prog/b.yaml:2 program: the program section is already in prog/a.yaml:1"
+    ]
+
+
+def test_condition_errors_in_nested_properties_and_audiences_are_located(folder: Path) -> None:
+    (folder / "rules.yaml").write_text(
+        """\
+metrics:
+  lyon:
+    event: visit
+    where:
+      store.city:
+        in: Lyon
+challenges:
+  three:
+    metric: coffees
+    target: 3
+    every: week
+    audience: {any: [{country: FR}, {beta: {is: true}}]}
+"""
+    )
+    assert issues(folder) == [
+        "prog/rules.yaml:6 metrics.lyon.where.store.city.in: `in` needs a list, got a string",
+        "prog/rules.yaml:12 challenges.three.audience.any[1].beta.is: unknown operator 'is'; "
+        "use one of eq, ne, gt, gte, lt, lte, in, not_in, exists, contains, "
+        "or 'beta.is' for a nested property",
+    ]
+
+
+def test_the_shape_of_each_item_is_checked_key_by_key(folder: Path) -> None:
+    (folder / "rules.yaml").write_text(
+        """\
+challenges:
+  window:
+    metric: coffees
+    target: 3
+    window: {start: 2026-12-01T08:00:00, end: 2026-12-02T08:00:00+01:00}
+  none: {every: day}
+  both: {every: day, metric: coffees, target: 1, reward: {}}
+milestones:
+  empty: {metric: coffees, tiers: []}
+  nameless:
+    tiers: [{at: 1}]
+  twice: {metric: coffees, tiers: [{at: 1, badge: regular, reward: {badge: first-sip}}]}
+streaks:
+  daily: {metric: coffees, per: day, freezes: {max: 0, earn_every: 7}}
+"""
+    )
+    assert issues(folder) == [
+        "prog/rules.yaml:5 challenges.window.window: give both start and end a UTC offset, "
+        "or neither",
+        "prog/rules.yaml:6 challenges.none: "
+        "a challenge needs a goal: `metric` and `target`, or `goals`",
+        "prog/rules.yaml:7 challenges.both.reward: a reward needs `points` or `badge`",
+        "prog/rules.yaml:9 milestones.empty.tiers: needs at least 1 item",
+        "prog/rules.yaml:10 milestones.nameless.metric: missing required key",
+        "prog/rules.yaml:12 milestones.twice.tiers[0]: "
+        "give the badge once, as `badge` or as `reward.badge`",
+        "prog/rules.yaml:14 streaks.daily.freezes.max: must be greater than or equal to 1",
+    ]
+
+
+def test_ids_and_the_shape_of_a_file_are_checked(folder: Path) -> None:
+    (folder / "ids.yaml").write_text("badges:\n  Gold_Star: {name: Gold}\nstreaks:\n")
+    (folder / "list.yaml").write_text("- metrics\n")
+    assert issues(folder) == [
+        "prog/ids.yaml:2 badges.Gold_Star: must be an id: lowercase letters, digits, "
+        "'-' and '_', not starting with - or _",
+        "prog/list.yaml:1: a seed file must be a mapping of sections (metrics:, ...)",
+    ]
+
+
+def test_while_a_file_is_not_yaml_no_name_is_called_unknown(folder: Path) -> None:
+    """The broken file may define the badge; the designer fixes the syntax first."""
+    (folder / "badges.yaml").write_text("badges:\n  gold: {name: Gold\n")
+    (folder / "rules.yaml").write_text(
+        "milestones:\n  lover: {metric: coffees, tiers: [{at: 1, badge: gold}]}\n"
+    )
+    [problem] = issues(folder)
+    assert problem.startswith("prog/badges.yaml:3: invalid YAML: ")
+
+
+def test_yml_files_are_read_and_hidden_files_are_not(folder: Path) -> None:
+    (folder / "more.yml").write_text("metrics:\n  visits: {event: visit}\n")
+    (folder / ".draft.yaml").write_text("metrics: [not, a, mapping]\n")
+    assert list(load_program(folder).metrics) == ["coffees", "visits"]
+
+
+def test_the_version_changes_with_the_content_and_only_with_it(folder: Path) -> None:
+    first = load_program(folder).version
+    assert load_program(folder).version == first
+    (folder / "base.yaml").write_text(RULES + "  visits: {event: visit}\n")
+    assert load_program(folder).version != first
+
+
+def test_the_json_schema_completes_the_condition_language() -> None:
+    schema = program_json_schema()
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["title"] == "Questline seed file"
+    where = schema["$defs"]["Metric"]["properties"]["where"]["anyOf"]
+    audience = schema["$defs"]["Challenge"]["properties"]["audience"]["anyOf"]
+    assert {"$ref": "#/$defs/Condition"} in where and {"$ref": "#/$defs/Condition"} in audience
+    assert set(schema["$defs"]["Condition"]["properties"]) == {"all", "any", "not"}
+    assert set(schema["$defs"]["Operators"]["properties"]) == set(OPERATORS)
