@@ -16,7 +16,7 @@ import socket
 import sqlite3
 import subprocess
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -518,13 +518,17 @@ async def test_a_cursor_that_is_not_an_outbox_id_is_refused(store: Store) -> Non
         await store.outbox(PLAYER, "yesterday", 10)
 
 
-async def start_listening(store: Store, count: int) -> asyncio.Task[list[Any]]:
-    """A task collecting the next `count` items of store.listen(), once it is subscribed."""
+Listen = Callable[[Callable[[], None]], AsyncIterator[Any]]
+
+
+async def start_listening(listen: Listen, count: int) -> asyncio.Task[list[Any]]:
+    """A task collecting the next `count` items of `listen` (store.listen or
+    store.listen_broadcasts), once it is subscribed."""
     ready = asyncio.Event()
 
     async def collect() -> list[Any]:
         received = []
-        stream = cast(AsyncGenerator[Any, None], store.listen(on_ready=ready.set))
+        stream = cast(AsyncGenerator[Any, None], listen(ready.set))
         async with contextlib.aclosing(stream):
             async for item in stream:
                 received.append(item)
@@ -538,7 +542,7 @@ async def start_listening(store: Store, count: int) -> asyncio.Task[list[Any]]:
 
 
 async def test_a_listener_receives_what_apply_commits(store: Store) -> None:
-    listening = await start_listening(store, 2)
+    listening = await start_listening(store.listen, 2)
     first = await store.apply(coffee_plan("e1"))
     await store.apply(coffee_plan("e1"))  # a duplicate publishes nothing
     other = new_plan("e9", player="bob")
@@ -548,6 +552,47 @@ async def test_a_listener_receives_what_apply_commits(store: Store) -> None:
         (PLAYER, first.entries),
         ("bob", second.entries),
     ]
+
+
+async def test_every_broadcast_listener_receives_each_broadcast_once(store: Store) -> None:
+    first = await start_listening(store.listen_broadcasts, 2)
+    second = await start_listening(store.listen_broadcasts, 2)
+    await store.broadcast("program", "v2")
+    await store.broadcast("other", '{"any": "text"}')
+    expected = [("program", "v2"), ("other", '{"any": "text"}')]
+    assert await asyncio.wait_for(first, 5) == expected
+    assert await asyncio.wait_for(second, 5) == expected
+
+
+async def test_broadcasts_and_unlocks_reach_only_their_own_listeners(store: Store) -> None:
+    unlocks = await start_listening(store.listen, 1)
+    broadcasts = await start_listening(store.listen_broadcasts, 1)
+    await store.broadcast("program", "v2")
+    applied = await store.apply(coffee_plan("e1"))
+    assert await asyncio.wait_for(unlocks, 5) == [(PLAYER, applied.entries)]
+    assert await asyncio.wait_for(broadcasts, 5) == [("program", "v2")]
+
+
+async def test_closing_the_store_ends_its_listeners(store: Store) -> None:
+    unlocks = await start_listening(store.listen, 5)
+    broadcasts = await start_listening(store.listen_broadcasts, 5)
+    await store.close()
+    assert await asyncio.wait_for(unlocks, 5) == []
+    assert await asyncio.wait_for(broadcasts, 5) == []
+
+
+async def test_outbox_players_names_each_player_with_an_unlock(store: Store) -> None:
+    assert [player async for player in store.outbox_players()] == []
+    for player in ("ada", "team:7/bob", "carol"):
+        plan = new_plan("e1", player=player)
+        plan.op("claim", "badge:b", [], [], '{"b":1}', [])
+        await store.apply(plan)
+    quiet = new_plan("e1", player="dave")  # counts, but never unlocked anything
+    quiet.op("add", quiet.key_index(metric("coffees", "dave")), 1, 0)
+    await store.apply(quiet)
+    await store.set_profile("erin", {"timezone": "UTC"})
+    named = [player async for player in store.outbox_players()]
+    assert set(named) == {"ada", "team:7/bob", "carol"}
 
 
 # --- the URL --------------------------------------------------------------------
@@ -627,7 +672,7 @@ async def test_an_unreachable_redis_says_what_to_check() -> None:
 async def test_redis_listener_survives_a_dropped_connection(
     redis_store: Store, raw_redis: redis.asyncio.Redis
 ) -> None:
-    listening = await start_listening(redis_store, 1)
+    listening = await start_listening(redis_store.listen, 1)
     assert await raw_redis.client_kill_filter(_type="pubsub") == 1
     for _ in range(100):  # until it has subscribed again
         if (await raw_redis.pubsub_numsub(keys.UNLOCK_CHANNEL))[0][1] == 1:
@@ -636,6 +681,50 @@ async def test_redis_listener_survives_a_dropped_connection(
     applied = await redis_store.apply(coffee_plan("e1"))
     assert await asyncio.wait_for(listening, 5) == [(PLAYER, applied.entries)]
     assert (await raw_redis.pubsub_numsub(keys.UNLOCK_CHANNEL))[0][1] == 0
+
+
+async def test_redis_broadcasts_reach_every_store_sharing_the_server(
+    redis_store: Store, clean_redis_url: str
+) -> None:
+    other = store_from_url(clean_redis_url)  # as another process would
+    try:
+        here = await start_listening(redis_store.listen_broadcasts, 1)
+        there = await start_listening(other.listen_broadcasts, 1)
+        await other.broadcast("program", "v2")
+        assert await asyncio.wait_for(here, 5) == [("program", "v2")]
+        assert await asyncio.wait_for(there, 5) == [("program", "v2")]
+    finally:
+        await other.close()
+
+
+async def pubsub_connections(raw_redis: redis.asyncio.Redis) -> int:
+    return len(await raw_redis.client_list(_type="pubsub"))
+
+
+async def test_redis_listeners_of_a_store_share_one_pub_sub_connection(
+    redis_store: Store, raw_redis: redis.asyncio.Redis
+) -> None:
+    listening = [await start_listening(redis_store.listen, 1) for _ in range(3)]
+    listening.append(await start_listening(redis_store.listen_broadcasts, 1))
+    assert await pubsub_connections(raw_redis) == 1
+    await redis_store.broadcast("program", "v2")
+    applied = await redis_store.apply(coffee_plan("e1"))
+    for task in listening[:3]:
+        assert await asyncio.wait_for(task, 5) == [(PLAYER, applied.entries)]
+    assert await asyncio.wait_for(listening[3], 5) == [("program", "v2")]
+    assert await pubsub_connections(raw_redis) == 0
+    again = await start_listening(redis_store.listen_broadcasts, 1)  # opens it anew
+    assert await pubsub_connections(raw_redis) == 1
+    await redis_store.broadcast("program", "v3")
+    assert await asyncio.wait_for(again, 5) == [("program", "v3")]
+
+
+async def test_redis_outbox_players_skips_keys_that_only_look_like_outboxes(
+    redis_store: Store, raw_redis: redis.asyncio.Redis
+) -> None:
+    await redis_store.apply(coffee_plan("e1"))
+    await raw_redis.set("{p:mallory}:outbox", "not a stream")
+    assert [player async for player in redis_store.outbox_players()] == [PLAYER]
 
 
 # --- both at once ----------------------------------------------------------------
@@ -744,7 +833,7 @@ async def test_sqlite_refuses_a_file_that_is_not_a_database(tmp_path: Path) -> N
 
 async def test_sqlite_listeners_end_when_the_store_closes(tmp_path: Path) -> None:
     store = store_from_url(f"sqlite:///{tmp_path / 'store.db'}")
-    listening = await start_listening(store, 5)
+    listening = await start_listening(store.listen, 5)
     applied = await store.apply(coffee_plan("e1"))
     await store.close()
     assert await asyncio.wait_for(listening, 5) == [(PLAYER, applied.entries)]
@@ -830,9 +919,12 @@ async def cluster_store(redis_cluster_url: str) -> AsyncIterator[Store]:
 
 
 async def test_redis_cluster_runs_plans_batches_reads_and_listeners(cluster_store: Store) -> None:
-    listening = await start_listening(cluster_store, 1)
+    listening = await start_listening(cluster_store.listen, 1)
+    broadcasts = await start_listening(cluster_store.listen_broadcasts, 1)
     first = await cluster_store.apply(coffee_plan("e1"))
+    await cluster_store.broadcast("program", "v2")
     assert await asyncio.wait_for(listening, 5) == [(PLAYER, first.entries)]
+    assert await asyncio.wait_for(broadcasts, 5) == [("program", "v2")]
     players = [f"p{index}" for index in range(20)]
     results = await cluster_store.apply_many(random_plans(3, 200, players))
     assert await cluster_store.set_profile(PLAYER, {"timezone": "UTC"}) == 1
@@ -842,4 +934,8 @@ async def test_redis_cluster_runs_plans_batches_reads_and_listeners(cluster_stor
     expected = await reference.apply_many(random_plans(3, 200, players))
     assert comparable(results) == comparable(expected)
     assert await state_of(cluster_store, players) == await state_of(reference, players)
+    await reference.apply(coffee_plan("e1"))
+    everyone = {player async for player in reference.outbox_players()}
+    assert {player async for player in cluster_store.outbox_players()} == everyone
+    assert len(everyone) > 10  # spread over every node of the cluster
     await reference.close()

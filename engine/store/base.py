@@ -148,7 +148,36 @@ class Store(abc.ABC):
 
         Yields (player id, entries). `on_ready` is called once the listener
         is really subscribed, so nothing committed after that is missed. One
-        listener per process is enough; the engine's feed fans it out.
+        listener per process is enough; the engine's feed fans it out. On Redis
+        every listener of one store object shares one pub/sub connection.
+        """
+
+    @abc.abstractmethod
+    def outbox_players(self) -> AsyncIterator[str]:
+        """Every player who has an outbox, in no particular order.
+
+        For start-up recovery, which copies every outbox into durable history.
+        A player may be named more than once (Redis SCAN may repeat a key), and
+        one whose first unlock is committed during the walk may be missed.
+        """
+
+    @abc.abstractmethod
+    async def broadcast(self, channel: str, message: str) -> None:
+        """Send `message` to every `listen_broadcasts()` of every process
+        sharing this store, this one's included.
+
+        For rare control messages (a reloaded program), not data: like Redis
+        pub/sub, a process that is not listening at that moment never sees it.
+        """
+
+    @abc.abstractmethod
+    def listen_broadcasts(
+        self, on_ready: Callable[[], None] | None = None
+    ) -> AsyncIterator[tuple[str, str]]:
+        """Every broadcast sent from now on, as (channel, message).
+
+        `on_ready` as in `listen`. Shares the process's one listener
+        connection with `listen`, however many iterators are open.
         """
 
     @abc.abstractmethod

@@ -28,12 +28,21 @@ Unlock keys (the fields of the unlocks hash) are granted once, ever:
 
 Unlock keys live in the unlocks hash, so a Redis flush loses them; the
 service copies every unlock to SQL before acknowledging it.
+
+Pub/sub channels (Redis only; the SQLite store fans out in-process):
+
+    questline:unlocks                  every committed unlock: {"p": player, "e": entries}
+    questline:broadcast                Store.broadcast(): {"c": channel, "m": message}
 """
 
 from __future__ import annotations
 
 SCALE = 1_000_000
 UNLOCK_CHANNEL = "questline:unlocks"
+BROADCAST_CHANNEL = "questline:broadcast"
+#: SCAN pattern of every outbox (ids cannot hold `{` or `}`, so it matches nothing else).
+OUTBOX_PATTERN = "{p:*}:outbox"
+_OUTBOX_PREFIX, _OUTBOX_SUFFIX = "{p:", "}:outbox"
 
 
 def player_tag(player_id: str) -> str:
@@ -54,6 +63,11 @@ def unlocks(player_id: str) -> str:
 
 def outbox(player_id: str) -> str:
     return f"{player_tag(player_id)}:outbox"
+
+
+def outbox_player(key: str) -> str:
+    """The player whose outbox `key` is: the inverse of `outbox()`."""
+    return key.removeprefix(_OUTBOX_PREFIX).removesuffix(_OUTBOX_SUFFIX)
 
 
 def metric(player_id: str, metric_id: str, bucket: str | None = None) -> str:

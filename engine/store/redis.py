@@ -25,7 +25,7 @@ import json
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from importlib import resources
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -56,6 +56,8 @@ RECONNECT_DELAY, MAX_RECONNECT_DELAY = 0.1, 2.0
 
 APPLY_LUA = resources.files("engine.store").joinpath("lua/apply.lua").read_text("utf-8")
 CLUSTER_SCHEME = "redis+cluster://"
+#: What the one pub/sub connection of a process follows.
+CHANNELS = (keys.UNLOCK_CHANNEL, keys.BROADCAST_CHANNEL)
 
 #: hiredis packs commands in C; its stub wrongly types the argument as a 1-tuple.
 _pack_command = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
@@ -85,6 +87,9 @@ class RedisStore(Store):
             self._pool = self._client.connection_pool
             self._send = self._stream
         self._closed = False
+        self._followers: dict[str, set[asyncio.Queue[str | None]]] = {c: set() for c in CHANNELS}
+        self._subscriber: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
 
     async def apply(self, plan: Plan) -> Applied:
         return (await self.apply_many((plan,)))[0]
@@ -228,47 +233,119 @@ class RedisStore(Store):
     async def listen(
         self, on_ready: Callable[[], None] | None = None
     ) -> AsyncIterator[tuple[str, list[OutboxEntry]]]:
-        """Follow the unlock channel on one pub/sub connection.
+        async with contextlib.aclosing(self._follow(keys.UNLOCK_CHANNEL, on_ready)) as messages:
+            async for data in messages:
+                yield _published(data)
+
+    async def listen_broadcasts(
+        self, on_ready: Callable[[], None] | None = None
+    ) -> AsyncIterator[tuple[str, str]]:
+        async with contextlib.aclosing(self._follow(keys.BROADCAST_CHANNEL, on_ready)) as messages:
+            async for data in messages:
+                message = json.loads(data)
+                yield message["c"], message["m"]
+
+    async def broadcast(self, channel: str, message: str) -> None:
+        data = json.dumps({"c": channel, "m": message}, separators=(",", ":"))
+        try:
+            await self._client.publish(keys.BROADCAST_CHANNEL, data)
+        except _FAILURES as error:
+            raise self._error(error) from error
+
+    async def outbox_players(self) -> AsyncIterator[str]:
+        # Only streams: a stray key matching the pattern must not reach XRANGE.
+        found = self._client.scan_iter(match=keys.OUTBOX_PATTERN, count=1000, _type="stream")
+        try:
+            async for key in found:
+                yield keys.outbox_player(key)
+        except _FAILURES as error:
+            raise self._error(error) from error
+
+    async def _follow(
+        self, channel: str, on_ready: Callable[[], None] | None
+    ) -> AsyncGenerator[str, None]:
+        """Messages of one channel, from the store's one pub/sub connection.
+
+        The first follower opens the connection (`_subscribe`), the last one
+        to leave closes it, so listeners and broadcast listeners of a process
+        never cost more than one connection between them.
+        """
+        if self._closed:
+            return
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._followers[channel].add(queue)
+        if self._subscriber is None:
+            self._subscribed = asyncio.Event()
+            self._subscriber = asyncio.create_task(
+                self._subscribe(self._subscribed), name="questline-redis-pubsub"
+            )
+        subscribed = self._subscribed
+        try:
+            if on_ready is not None:
+                await subscribed.wait()
+                on_ready()
+            while (data := await queue.get()) is not None:
+                yield data
+        finally:
+            self._followers[channel].discard(queue)
+            if not any(self._followers.values()):
+                await self._stop_subscriber()
+
+    async def _subscribe(self, subscribed: asyncio.Event) -> None:
+        """Hold the pub/sub connection and hand each message to its channel's followers.
 
         redis-py reconnects a dropped pub/sub connection and subscribes again
         on its own (even when it then raises), so one PubSub object lives as
-        long as the listener and a failure only costs a pause. `on_ready` fires
-        on the server's subscribe confirmation, not when SUBSCRIBE is sent.
-        Unlocks published while the connection is down are not replayed here:
-        subscribers catch up from the outbox with their last cursor.
+        long as the followers and a failure only costs a pause. `subscribed`
+        is set on the server's confirmation, not when SUBSCRIBE is sent.
+        Messages published while the connection is down are not replayed:
+        unlock subscribers catch up from the outbox with their last cursor.
         """
         pubsub = self._client.pubsub()
         delay = RECONNECT_DELAY
         try:
-            while not self._closed:
+            while True:
                 try:
                     if not pubsub.subscribed:
                         if isinstance(self._client, RedisCluster):
                             await self._client.initialize()  # pub/sub needs the slot map
-                        await pubsub.subscribe(keys.UNLOCK_CHANNEL)
+                        await pubsub.subscribe(*CHANNELS)
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            yield _published(message["data"])
-                        elif message["type"] == "subscribe":
+                            for queue in self._followers[message["channel"]]:
+                                queue.put_nowait(message["data"])
+                        elif message["type"] == "subscribe" and message["data"] == len(CHANNELS):
                             if delay > RECONNECT_DELAY:
-                                log.info("unlock listener back on Redis at %s", self._where)
+                                log.info("pub/sub listener back on Redis at %s", self._where)
                             delay = RECONNECT_DELAY
-                            if on_ready is not None:
-                                on_ready()
-                                on_ready = None
+                            subscribed.set()
                 except _FAILURES as error:
-                    if self._closed:
-                        return
+                    subscribed.clear()
                     log.warning(
-                        "unlock listener lost Redis at %s (%s); retrying in %.1fs",
+                        "pub/sub listener lost Redis at %s (%s); retrying in %.1fs",
                         self._where,
                         error,
                         delay,
                     )
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, MAX_RECONNECT_DELAY)
+        except Exception:
+            self._end_followers()  # a bug: end them rather than leave them waiting
+            raise
         finally:
             await _quietly_close(pubsub)
+
+    async def _stop_subscriber(self) -> None:
+        subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            subscriber.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await subscriber
+
+    def _end_followers(self) -> None:
+        for followers in self._followers.values():
+            for queue in followers:
+                queue.put_nowait(None)
 
     async def ping(self) -> None:
         try:
@@ -278,6 +355,8 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         self._closed = True
+        await self._stop_subscriber()
+        self._end_followers()
         try:
             await self._client.aclose()
         except _FAILURES as error:

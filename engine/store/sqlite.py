@@ -15,8 +15,8 @@ sqlite3 blocks, so every call runs on one worker thread that owns the
 connection: one plan is one `BEGIN IMMEDIATE` transaction, a batch is one
 transaction with a savepoint per plan, so a failing plan leaves no trace while
 the others commit. With `synchronous=FULL` a plan is on disk when `apply`
-returns. Unlocks are fanned out in-process, to the `listen()` generators of
-this store object.
+returns. Unlocks and broadcasts are fanned out in-process, to the `listen()`
+and `listen_broadcasts()` generators of this store object.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ class SqliteStore(Store):
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="questline-sqlite")
         self._db: sqlite3.Connection | None = None
         self._listeners: set[asyncio.Queue[Published | None]] = set()
+        self._broadcast_listeners: set[asyncio.Queue[tuple[str, str] | None]] = set()
         self._since_purge = 0
         self._closed = False
 
@@ -127,18 +128,25 @@ class SqliteStore(Store):
             raise ValueError("the profile field 'version' is the store's own; pick another name")
         return await self._run(self._set_profile, keys.profile(player_id), fields)
 
-    async def listen(
+    def listen(
         self, on_ready: Callable[[], None] | None = None
     ) -> AsyncIterator[tuple[str, list[OutboxEntry]]]:
-        queue: asyncio.Queue[Published | None] = asyncio.Queue()
-        self._listeners.add(queue)
-        try:
-            if on_ready is not None:
-                on_ready()
-            while (item := await queue.get()) is not None:
-                yield item
-        finally:
-            self._listeners.discard(queue)
+        return _follow(self._listeners, on_ready)
+
+    def listen_broadcasts(
+        self, on_ready: Callable[[], None] | None = None
+    ) -> AsyncIterator[tuple[str, str]]:
+        return _follow(self._broadcast_listeners, on_ready)
+
+    async def broadcast(self, channel: str, message: str) -> None:
+        if self._closed:
+            raise StoreError(f"the SQLite store at {self._path!r} is closed")
+        for queue in self._broadcast_listeners:
+            queue.put_nowait((channel, message))
+
+    async def outbox_players(self) -> AsyncIterator[str]:
+        for key in await self._run(self._outbox_keys):
+            yield keys.outbox_player(key)
 
     async def ping(self) -> None:
         await self._run(self._ping)
@@ -146,8 +154,9 @@ class SqliteStore(Store):
     async def close(self) -> None:
         if self._closed:
             return
-        for queue in self._listeners:
-            queue.put_nowait(None)
+        for listeners in (self._listeners, self._broadcast_listeners):
+            for queue in listeners:
+                queue.put_nowait(None)
         try:
             await self._run(self._close)
         finally:
@@ -449,6 +458,11 @@ class SqliteStore(Store):
 
         return self._snapshot(work)
 
+    def _outbox_keys(self) -> list[str]:
+        return self._snapshot(
+            lambda db: [key for (key,) in db.execute("SELECT DISTINCT key FROM outbox")]
+        )
+
     def _snapshot(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Read-only work, in one read transaction so it sees one state."""
         db = self._connection()
@@ -480,6 +494,21 @@ class SqliteStore(Store):
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+async def _follow(
+    listeners: set[asyncio.Queue[T | None]], on_ready: Callable[[], None] | None
+) -> AsyncIterator[T]:
+    """What is put in a queue of `listeners` from now on, until None (the store closed)."""
+    queue: asyncio.Queue[T | None] = asyncio.Queue()
+    listeners.add(queue)
+    try:
+        if on_ready is not None:
+            on_ready()
+        while (item := await queue.get()) is not None:
+            yield item
+    finally:
+        listeners.discard(queue)
 
 
 def _entries(payload: str) -> list[OutboxEntry]:
