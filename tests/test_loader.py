@@ -468,3 +468,21 @@ def test_the_json_schema_completes_the_condition_language() -> None:
     assert {"$ref": "#/$defs/Condition"} in where and {"$ref": "#/$defs/Condition"} in audience
     assert set(schema["$defs"]["Condition"]["properties"]) == {"all", "any", "not"}
     assert set(schema["$defs"]["Operators"]["properties"]) == set(OPERATORS)
+
+
+def test_a_key_given_twice_is_checked_where_its_last_value_is(folder: Path) -> None:
+    """YAML keeps the last value, so that is the one validated and located."""
+    (folder / "more.yaml").write_text(
+        """\
+metrics:
+  visits: {event: visit, where: {store: {in: [a]}}}
+  visits:
+    event: visit
+    where: {store: {inn: [a]}}
+"""
+    )
+    assert issues(folder) == [
+        "prog/more.yaml:3 metrics.visits: duplicate key, already given on line 2",
+        "prog/more.yaml:5 metrics.visits.where.store.inn: unknown operator 'inn'; "
+        "did you mean 'in'?",
+    ]

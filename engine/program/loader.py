@@ -107,7 +107,8 @@ def _seed_files(path: Path) -> list[Path]:
 
 def _index_lines(node: yaml.Node, location: Location, file: _File, collector: _Collector) -> None:
     """Record the line of every key and item; report keys given twice, which
-    YAML would otherwise resolve silently in favour of the last one."""
+    YAML would otherwise resolve silently in favour of the last one (whose
+    lines are then the ones kept, as its value is the one validated)."""
     file.lines.setdefault(location, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
@@ -122,7 +123,8 @@ def _index_lines(node: yaml.Node, location: Location, file: _File, collector: _C
                         f"duplicate key, already given on line {file.lines[child]}",
                     )
                 )
-                continue
+                for known in [known for known in file.lines if known[: len(child)] == child]:
+                    del file.lines[known]
             file.lines[child] = line
             _index_lines(value, child, file, collector)
     elif isinstance(node, yaml.SequenceNode):
