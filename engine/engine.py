@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from engine.errors import BatchTooLargeError, EventError
 from engine.events import Event, check_identifier, checked
@@ -66,7 +67,7 @@ class Engine:
         self.store = store
         self.settings = settings or EngineSettings()
         self.clock = clock
-        self._default_timezone = resolve_timezone(self.settings.default_timezone)
+        self._default_timezone = self._timezone_of(program)
         self._profiles = ProfileCache()
         # Events may be retried as long as they could still be accepted.
         self._dedupe_ttl = (
@@ -81,7 +82,16 @@ class Engine:
 
     def use_program(self, program: Program) -> None:
         """Serve a new program from the next event on (hot reload)."""
+        timezone = self._timezone_of(program)
+        if timezone != self._default_timezone:
+            self._default_timezone = timezone
+            self._profiles.clear()  # they carry the old default
         self._planner = Planner(program, self.settings.late_tolerance)
+
+    def _timezone_of(self, program: Program) -> ZoneInfo:
+        """Players without a timezone of their own live in the program's,
+        else in the settings' default."""
+        return resolve_timezone(program.info.timezone or self.settings.default_timezone)
 
     async def record(self, event: Event) -> Recorded:
         """Record one event in one atomic store call (one round trip on Redis)."""

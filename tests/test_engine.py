@@ -315,3 +315,23 @@ async def test_a_profile_changed_by_another_engine_is_picked_up(
     )
     assert "challenge:vip-only:day:2026-11-25" in [u.key for u in result.unlocks]
     await other.store.close()
+
+
+async def test_players_without_a_timezone_live_in_the_programs(
+    store_url: str, clock: Clock
+) -> None:
+    store = store_from_url(store_url)
+    engine = Engine(load_program(PROGRAM), store, EngineSettings(default_timezone="UTC"), clock)
+    at = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)  # 00:30 on Nov 25 in Paris
+    keys = []
+    for n in range(2):
+        event = Event(
+            id=f"tz{n}",
+            player_id="ada",
+            type="purchase",
+            occurred_at=at,
+            properties={"category": "coffee"},
+        )
+        keys += [unlock.key for unlock in (await engine.record(event)).unlocks]
+    assert "challenge:daily-double:day:2026-11-25" in keys
+    await store.close()
