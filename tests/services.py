@@ -59,7 +59,7 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
 @contextmanager
 def redis_server() -> Iterator[str]:
     """Start a throwaway redis-server on a free port; yield its URL."""
-    binary = os.environ.get("QUESTLINE_TEST_REDIS_SERVER") or shutil.which("redis-server")
+    binary = shutil.which(os.environ.get("QUESTLINE_TEST_REDIS_SERVER") or "redis-server")
     if binary is None:
         raise ServiceUnavailable(REDIS_HELP)
     port = free_port()
