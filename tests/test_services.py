@@ -15,6 +15,8 @@ def test_private_redis_server_is_not_the_shared_one(redis_url: str) -> None:
 
 def test_a_missing_redis_server_fails_with_install_advice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUESTLINE_TEST_REDIS_SERVER", "/nonexistent/redis-server")
-    with pytest.raises(services.ServiceUnavailable, match="apt-get install redis-server"):
-        with services.redis_server():
-            pass
+    with (
+        pytest.raises(services.ServiceUnavailable, match="apt-get install redis-server"),
+        services.redis_server(),
+    ):
+        pass
