@@ -96,3 +96,21 @@ def test_subscribers_are_released_when_clients_disconnect(
             break
         time.sleep(0.02)
     assert service.feed.subscribers == 0
+
+
+def test_subscriptions_per_connection_are_limited(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, max_subscriptions_per_connection=1)
+    with (
+        client_for(settings) as client,
+        subscription(client, UNLOCKS, {"player": "ada"}, API_KEY) as ws,
+    ):
+        ws.send_json(
+            {
+                "id": "2",
+                "type": "subscribe",
+                "payload": {"query": UNLOCKS, "variables": {"player": "bob"}},
+            }
+        )
+        refused = ws.receive_json()
+        assert (refused["id"], refused["type"]) == ("2", "error")
+        assert "limit" in refused["payload"][0]["message"]
