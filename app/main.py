@@ -4,14 +4,17 @@
 
 Routes: /graphql (HTTP and graphql-transport-ws; GraphiQL in development),
 /healthz (the process is up), /readyz (store and database answer) and
-/metrics (Prometheus).
+/metrics (Prometheus). SIGHUP reloads the program.
 """
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -150,6 +153,27 @@ class Timing:
 ROUTES = ("/graphql", "/healthz", "/readyz", "/metrics")
 
 
+@contextmanager
+def reload_on_hangup(service: Service) -> Iterator[None]:
+    """SIGHUP reloads the program (`kill -HUP <pid>`), as `reloadProgram` does.
+
+    Only the main thread of a POSIX process can take signals: uvicorn runs
+    the app there, a test client does not, and then nothing is installed.
+    With `--workers N`, uvicorn's parent process takes SIGHUP itself and
+    restarts the workers; a signal sent to one worker reloads in place.
+    """
+    hangup = getattr(signal, "SIGHUP", None)
+    if hangup is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(hangup, service.reload_in_background)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(hangup)
+
+
 def create_app(settings: Settings) -> Starlette:
     metrics = Metrics()
     service = Service(settings, metrics)
@@ -157,10 +181,11 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await service.start()
-        metrics.track_subscriptions(lambda: service.feed.subscribers)
         try:
-            yield
+            await service.start()
+            metrics.track_subscriptions(lambda: service.feed.subscribers)
+            with reload_on_hangup(service):
+                yield
         finally:
             await service.stop()
 

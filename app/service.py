@@ -3,12 +3,19 @@
 Built and started inside the app's lifespan (never at import). Recording an
 event and copying its unlocks to SQL happen before the answer is sent, so an
 acknowledged unlock is never only in Redis; a retried event re-copies its
-original unlocks, which makes the copy idempotent and self-healing.
+original unlocks, which makes the copy idempotent and self-healing. A crash
+between the store's claim and the copy leaves the unlock only in the outbox,
+so start-up copies every outbox entry history lacks (`recover_history`).
+
+A program reload (mutation or SIGHUP) is announced through the store, and
+every worker sharing it loads its own seed folder in turn (`_converge`): all
+of them serve the new version, or keep the old one and log why not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -22,7 +29,7 @@ from app.metrics import Metrics
 from app.migrations import upgrade_database
 from app.settings import Settings
 from engine.engine import Engine, EngineSettings, Recorded
-from engine.errors import CursorError
+from engine.errors import CursorError, ProgramError, QuestlineError, StoreError
 from engine.events import Event
 from engine.feed import Feed
 from engine.program.loader import load_program
@@ -32,6 +39,11 @@ from engine.unlocks import Unlock, UnlockKind
 from schema.context import HistoryPage
 
 logger = logging.getLogger("questline.service")
+
+#: Broadcast channel on which a worker announces the program version it serves.
+PROGRAM_CHANNEL = "program"
+#: Outbox entries read per round trip when recovering history at start-up.
+RECOVERY_PAGE = 500
 
 
 def unlock_data(unlock: Unlock) -> records.UnlockData:
@@ -70,6 +82,8 @@ class Service:
         self._feed: Feed | None = None
         self._database: Database | None = None
         self._reload_lock = asyncio.Lock()
+        self._announcements: asyncio.Task[None] | None = None
+        self._reloads: set[asyncio.Task[None]] = set()
 
     @property
     def engine(self) -> Engine:
@@ -103,17 +117,50 @@ class Service:
                 max_batch=settings.max_batch,
             ),
         )
+        recovered = await self.recover_history()
+        logger.info("history recovery: %d unlocks found only in the outbox, now copied", recovered)
         self._feed = Feed(self._store)
         await self._feed.start()
+        listening = asyncio.Event()
+        self._announcements = asyncio.create_task(
+            self._follow_announcements(listening), name="questline-program-announcements"
+        )
+        await listening.wait()
         logger.info("program %r version %s loaded", program.info.name, program.version)
 
     async def stop(self) -> None:
+        for task in (self._announcements, *self._reloads):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._feed is not None:
             await self._feed.stop()
         if self._store is not None:
             await self._store.close()
         if self._database is not None:
             self._database.dispose()
+
+    async def recover_history(self) -> int:
+        """Copy into history every outbox entry it lacks; return how many there were.
+
+        Only a crash between the store's claim and the copy in `record` leaves
+        one behind, but start-up cannot tell which, so it reads every outbox;
+        the copy skips what is already there.
+        """
+        recovered = 0
+        async for player_id in self.engine.store.outbox_players():
+            after = None
+            while True:
+                page = await self.engine.unlocks(player_id, after, RECOVERY_PAGE)
+                if page:
+                    recovered += await to_thread.run_sync(
+                        records.save_unlocks, self.database, [unlock_data(u) for u in page]
+                    )
+                    after = page[-1].id
+                if len(page) < RECOVERY_PAGE:
+                    break
+        return recovered
 
     async def record(self, events: Sequence[Event]) -> list[Recorded]:
         results = await self.engine.record_many(events)
@@ -140,7 +187,44 @@ class Service:
         )
 
     async def reload_program(self) -> tuple[str, bool]:
-        """Validate the seed folder and swap it in; a broken one raises ProgramError."""
+        """Validate the seed folder, swap it in and tell the other workers.
+
+        A broken program raises ProgramError and the current one keeps
+        serving. The version is announced even when it did not change here,
+        so repeating a reload whose announcement failed still makes every
+        worker converge. Returns (version, changed here).
+        """
+        version, changed = await self._load()
+        try:
+            await self.engine.store.broadcast(PROGRAM_CHANNEL, version)
+        except StoreError as error:
+            raise StoreError(
+                f"program {version} serves here, but the other workers could not be told: "
+                f"{error}; reload again once the store answers"
+            ) from error
+        return version, changed
+
+    def reload_in_background(self) -> None:
+        """Start a reload nobody waits for (SIGHUP); its outcome goes to the log."""
+        task = asyncio.create_task(self._reload_logged(), name="questline-reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_logged(self) -> None:
+        serving = self.engine.program.version
+        try:
+            version, changed = await self.reload_program()
+        except ProgramError as error:
+            logger.error("program reload refused, still serving version %s: %s", serving, error)
+        except QuestlineError as error:
+            logger.error("program reload failed: %s", error)
+        except Exception:
+            logger.exception("program reload failed")  # nobody else would hear of it
+        else:
+            if not changed:
+                logger.info("program reload: version %s unchanged", version)
+
+    async def _load(self) -> tuple[str, bool]:
         async with self._reload_lock:
             program = await to_thread.run_sync(load_program, self.settings.seed_path)
             changed = program.version != self.engine.program.version
@@ -148,6 +232,45 @@ class Service:
                 self.engine.use_program(program)
                 logger.info("program reloaded: version %s", program.version)
             return program.version, changed
+
+    async def _follow_announcements(self, listening: asyncio.Event) -> None:
+        async for channel, version in self.engine.store.listen_broadcasts(listening.set):
+            if channel != PROGRAM_CHANNEL or version == self.engine.program.version:
+                continue  # our own announcement, or a worker catching up with us
+            serving = self.engine.program.version
+            try:
+                await self._converge(version)
+            except ProgramError as error:
+                logger.error(
+                    "another worker serves program %s, but the seed folder here does not "
+                    "load; still serving version %s: %s",
+                    version,
+                    serving,
+                    error,
+                )
+            except QuestlineError as error:
+                logger.error(
+                    "following program %s announced by another worker failed: %s", version, error
+                )
+            except Exception:  # keep following: the next announcement may succeed
+                logger.exception("following program %s announced by another worker failed", version)
+
+    async def _converge(self, version: str) -> None:
+        """Another worker announced `version`: load the seed folder here too.
+
+        Workers that see different files (say, different hosts) each serve
+        their own and say so; one that loads a newer version than announced
+        (the files changed again meanwhile) announces it, so all converge.
+        """
+        loaded, changed = await self._load()
+        if loaded != version:
+            logger.warning(
+                "another worker announced program %s, but the seed folder here is version %s",
+                version,
+                loaded,
+            )
+            if changed:
+                await self.engine.store.broadcast(PROGRAM_CHANNEL, loaded)
 
     async def ready(self) -> None:
         """Raise StoreError unless the store and the database answer."""
