@@ -4,8 +4,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
+from app.settings import Settings
 from tests import services
+from tests.graphql_client import client_for, settings_for
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +48,16 @@ def postgres_url() -> Iterator[str]:
             yield url
     except services.ServiceUnavailable as error:
         pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Service settings on private SQLite files, the test program and known credentials."""
+    return settings_for(tmp_path)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app, started (lifespan run), behind Starlette's TestClient."""
+    with client_for(settings) as client:
+        yield client

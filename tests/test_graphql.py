@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,17 +28,6 @@ query($id: ID!) {
     badges { badge { id name } unlockedAt }
   }
 }"""
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return settings_for(tmp_path)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with client_for(settings) as client:
-        yield client
 
 
 def coffee(event_id: str, player: str = "ada") -> dict[str, object]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,17 +18,6 @@ UNLOCKS = """subscription($player: ID, $since: String) {
 RECORD = """mutation($id: String!) {
     recordEvent(event: {id: $id, playerId: "ada", type: "purchase",
                         properties: {category: "coffee"}}) { unlocks { id key } } }"""
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return settings_for(tmp_path)
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with client_for(settings) as client:
-        yield client
 
 
 def next_unlock(ws: object) -> dict[str, str]:
