@@ -112,6 +112,9 @@ def test_the_seed_schema_describes_every_section(runner: CliRunner) -> None:
         "milestones",
         "challenges",
         "streaks",
+        "points",
+        "tiers",
+        "rewards",
     }
     assert schema["additionalProperties"] is False
 

@@ -4,10 +4,11 @@ Designers get every problem at once, each located as `file:line path`:
 YAML syntax, the shape of each item (pydantic models), then what only the
 whole program can tell: duplicate ids across files, unknown metrics, badges,
 challenges or milestone tiers, prerequisite cycles, bad timezones and
-conditions that do not compile. An item that fails its own checks is left
-out of the cross-reference checks but still counts as defined, so one typo
-is reported once, not once more by every item that names it; for the same
-reason no name is called unknown while a file cannot be read as YAML.
+conditions that do not compile, tiers named by rewards. An item that fails
+its own checks is left out of the cross-reference checks but still counts as
+defined, so one typo is reported once, not once more by every item that
+names it; for the same reason no name is called unknown while a file cannot
+be read as YAML.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import re
 import types
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 from zoneinfo import available_timezones
@@ -32,16 +35,24 @@ from engine.periods import resolve_timezone
 from engine.program.models import (
     CONDITION_PLACEHOLDER,
     CONDITION_SCHEMAS,
+    DURATION_PATTERN,
     Challenge,
+    EarnRule,
     Metric,
+    Points,
     ProgramInfo,
     Reward,
     SeedFile,
+    Tiers,
 )
-from engine.program.program import MetricDef, Program
+from engine.program.program import EarnRuleDef, MetricDef, Program, TierDef, TierLadder
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-SECTIONS = ("badges", "metrics", "milestones", "challenges", "streaks")
+#: Sections holding items by id, merged across files.
+SECTIONS = ("badges", "metrics", "milestones", "challenges", "streaks", "rewards")
+#: Sections that are one item, held by at most one file.
+SINGLE_SECTIONS = ("program", "points", "tiers")
+_DURATION_UNITS = {"d": timedelta(days=1), "w": timedelta(weeks=1)}
 #: Parts pydantic adds to an error location that are not keys of the YAML.
 _TAGS = frozenset({"date", "datetime", "[key]"})
 Location = tuple[str | int, ...]
@@ -54,7 +65,8 @@ class _File:
     name: str
     lines: dict[Location, int] = field(default_factory=dict)
     seed: SeedFile | None = None
-    #: (section, id) of the items that failed their own validation.
+    #: (section, id) of the items that failed their own validation, and
+    #: (section,) of the one-item sections that did.
     invalid: set[Location] = field(default_factory=set)
 
     def line(self, location: Location) -> int | None:
@@ -188,13 +200,14 @@ def _validate(file: _File, data: dict[str, Any], collector: _Collector) -> SeedF
         broken: set[Location] = set()
         for location, message in _problems(error.errors()):
             collector.add(file, location, message)
-            # The program section is one item; elsewhere an item is (section, id).
-            broken.add(location[:1] if location[:1] == ("program",) else location[:2])
-    file.invalid = {item for item in broken if len(item) == 2}
+            # A one-item section fails as a whole; elsewhere an item is (section, id).
+            single = location[0] in SINGLE_SECTIONS
+            broken.add(location[:1] if single else location[:2])
+    file.invalid = {item for item in broken if len(item) == 2 or item[0] in SINGLE_SECTIONS}
     kept = {
         section: (
             {k: v for k, v in content.items() if (section, k) not in broken}
-            if section != "program" and isinstance(content, dict)
+            if section not in SINGLE_SECTIONS and isinstance(content, dict)
             else content
         )
         for section, content in data.items()
@@ -223,6 +236,8 @@ def _message(error: ErrorDetails, location: Location) -> str:
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return "must be a mapping (key: value)"
     if kind == "string_pattern_mismatch":
+        if error.get("ctx", {}).get("pattern") == DURATION_PATTERN:
+            return "must be a number of days or weeks, such as 365d or 52w"
         return "must be an id: lowercase letters, digits, '-' and '_', not starting with - or _"
     if kind == "too_short":
         least = error.get("ctx", {}).get("min_length", 1)
@@ -266,7 +281,8 @@ def _inner(annotation: Any) -> Any:
 class _Merged:
     """Definitions of all files, each id with the file that defined it."""
 
-    info: tuple[_File, ProgramInfo] | None = None
+    #: One-item sections (program, points, tiers) with the file holding each.
+    singles: dict[str, tuple[_File, Any]] = field(default_factory=dict)
     sections: dict[str, dict[str, tuple[_File, Any]]] = field(
         default_factory=lambda: {section: {} for section in SECTIONS}
     )
@@ -274,6 +290,8 @@ class _Merged:
     invalid: dict[str, set[str]] = field(
         default_factory=lambda: {section: set() for section in SECTIONS}
     )
+    #: One-item sections given somewhere but failing validation.
+    invalid_singles: set[str] = field(default_factory=set)
     #: False when a file could not be read as YAML: any id may be defined there.
     complete: bool = True
 
@@ -281,21 +299,27 @@ class _Merged:
 def _merge(files: list[_File], collector: _Collector) -> _Merged:
     merged = _Merged()
     for file in files:
-        for section, item_id in file.invalid:
-            merged.invalid[str(section)].add(str(item_id))
+        for item in file.invalid:
+            if len(item) == 1:
+                merged.invalid_singles.add(str(item[0]))
+            else:
+                merged.invalid[str(item[0])].add(str(item[1]))
         if file.seed is None:
             merged.complete = False
             continue
-        if file.seed.program is not None:
-            if merged.info is not None:
-                first = merged.info[0]
+        for single in SINGLE_SECTIONS:
+            content = getattr(file.seed, single)
+            if content is None:
+                continue
+            if single in merged.singles:
+                first = merged.singles[single][0]
                 collector.add(
                     file,
-                    ("program",),
-                    f"the program section is already in {first.name}:{first.line(('program',))}",
+                    (single,),
+                    f"the {single} section is already in {first.name}:{first.line((single,))}",
                 )
             else:
-                merged.info = (file, file.seed.program)
+                merged.singles[single] = (file, content)
         for section in SECTIONS:
             for item_id, item in getattr(file.seed, section).items():
                 seen = merged.sections[section].get(item_id)
@@ -316,6 +340,8 @@ class _Checker:
         self.sections = merged.sections
         self.invalid = merged.invalid
         self.complete = merged.complete
+        self.singles = merged.singles
+        self.invalid_singles = merged.invalid_singles
         self.collector = collector
 
     def reference(self, file: _File, location: Location, section: str, name: str | None) -> None:
@@ -330,7 +356,21 @@ class _Checker:
         if reward is not None:
             self.reference(file, (*location, "reward", "badge"), "badges", reward.badge)
 
+    def tier(self, file: _File, location: Location, name: str | None) -> None:
+        if name is None or "tiers" in self.invalid_singles or not self.complete:
+            return
+        found = self.singles.get("tiers")
+        if found is None:
+            message = f"unknown tier '{name}': the program has no `tiers` section"
+        elif name in found[1].levels:
+            return
+        else:
+            message = f"unknown tier '{name}'{_suggest(name, found[1].levels)}"
+        self.collector.add(file, location, message)
+
     def run(self) -> None:
+        for reward_id, (file, reward) in self.sections["rewards"].items():
+            self.tier(file, ("rewards", reward_id, "min_tier"), reward.min_tier)
         for milestone_id, (file, milestone) in self.sections["milestones"].items():
             at = ("milestones", milestone_id)
             self.reference(file, (*at, "metric"), "metrics", milestone.metric)
@@ -402,9 +442,9 @@ def _ordered_challenges(
 
 
 def _check_timezone(merged: _Merged, collector: _Collector) -> None:
-    if merged.info is None:
+    if "program" not in merged.singles:
         return
-    file, info = merged.info
+    file, info = merged.singles["program"]
     if info.timezone is None:
         return
     try:
@@ -454,6 +494,44 @@ def _metric(metric_id: str, metric: Metric, where: Predicate | None) -> MetricDe
     return MetricDef(metric_id, metric.event, "count", None, where, metric.description)
 
 
+def _earn_rule(rule_id: str, rule: EarnRule, where: Predicate | None) -> EarnRuleDef:
+    return EarnRuleDef(
+        id=rule_id,
+        event=rule.event,
+        where=where,
+        per=rule.per,
+        # Through str: Decimal(0.1) would carry the float's binary error into the points.
+        rate=None if rule.rate is None else Decimal(str(rule.rate)),
+        points=rule.points,
+        cap=rule.cap,
+        description=rule.description,
+    )
+
+
+def _duration(text: str) -> timedelta:
+    """`365d` or `52w`, as the models' pattern accepts them."""
+    return int(text[:-1]) * _DURATION_UNITS[text[-1]]
+
+
+def _ladder(tiers: Tiers) -> TierLadder:
+    return TierLadder(
+        levels=tuple(
+            TierDef(
+                id=level_id,
+                rank=rank,
+                name=level.name,
+                description=level.description,
+                qualifying_points=level.qualifying_points,
+                multiplier=Decimal(str(level.multiplier)),
+                benefits=tuple(level.benefits),
+            )
+            for rank, (level_id, level) in enumerate(tiers.levels.items())
+        ),
+        window=timedelta(days=tiers.window_days),
+        review=tiers.review,
+    )
+
+
 def load_program(path: str | Path) -> Program:
     """Load, validate and compile a program folder (or a single file).
 
@@ -481,16 +559,28 @@ def load_program(path: str | Path) -> Program:
         )
         if compiled is not None:
             audiences[challenge_id] = compiled
+    points: Points = merged.singles["points"][1] if "points" in merged.singles else Points()
+    earn_rules = {}
+    for rule_id, rule in points.earn.items():
+        at = ("points", "earn", rule_id, "where")
+        where = _compile(rule.where, merged.singles["points"][0], at, collector)
+        earn_rules[rule_id] = _earn_rule(rule_id, rule, where)
     if collector.issues:
         raise ProgramError(sorted(collector.issues, key=lambda i: (i.file, i.line or 0)))
 
     by_event: dict[str, list[MetricDef]] = {}
     for metric_def in metrics.values():
         by_event.setdefault(metric_def.event, []).append(metric_def)
+    earn_by_event: dict[str, list[EarnRuleDef]] = {}
+    for rule_def in earn_rules.values():
+        earn_by_event.setdefault(rule_def.event, []).append(rule_def)
     digest = hashlib.sha256()
     for file_path in files_on_disk:
         digest.update(file_path.name.encode() + b"\0" + file_path.read_bytes())
-    info = merged.info[1] if merged.info else ProgramInfo()
+    info: ProgramInfo = (
+        merged.singles["program"][1] if "program" in merged.singles else ProgramInfo()
+    )
+    tiers: Tiers | None = merged.singles["tiers"][1] if "tiers" in merged.singles else None
     items = {section: {k: v for k, (_, v) in found.items()} for section, found in sections.items()}
     return Program(
         info=info,
@@ -505,6 +595,13 @@ def load_program(path: str | Path) -> Program:
             {event: tuple(defs) for event, defs in by_event.items()}
         ),
         version=digest.hexdigest()[:12],
+        earn_rules=types.MappingProxyType(earn_rules),
+        earn_rules_by_event=types.MappingProxyType(
+            {event: tuple(rules) for event, rules in earn_by_event.items()}
+        ),
+        points_expire_after=None if points.expire_after is None else _duration(points.expire_after),
+        tiers=None if tiers is None else _ladder(tiers),
+        rewards=types.MappingProxyType(items["rewards"]),
     )
 
 

@@ -12,12 +12,21 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+DURATION_PATTERN = r"^[1-9][0-9]*[dw]$"
 Identifier = Annotated[
     str,
     Field(
-        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        pattern=ID_PATTERN,
         max_length=64,
         description="Lowercase id: letters, digits, '-' and '_'.",
     ),
@@ -280,6 +289,114 @@ class Streak(SeedModel):
         return self
 
 
+Duration = Annotated[
+    str,
+    Field(
+        pattern=DURATION_PATTERN,
+        description="A duration in days or weeks: `365d`, `52w`.",
+    ),
+]
+
+
+class EarnCap(SeedModel):
+    """The most points one earn rule grants a player in one period of their local time."""
+
+    per: Literal["day", "week", "month"] = Field(description="Period the cap resets on.")
+    points: int = Field(gt=0, description="Points at most, tier multiplier included.")
+
+
+class EarnRule(SeedModel):
+    """Points for events of one type: `rate` points per 1.00 of the property `per`
+    (rounded down, after the tier multiplier), or a fixed number of `points`."""
+
+    event: str = Field(min_length=1, description="Event type that earns points.")
+    where: Condition | None = Field(
+        default=None, description="Only events whose properties match earn points."
+    )
+    per: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Property holding the amount (`value` means the event's own value).",
+    )
+    rate: float | None = Field(default=None, gt=0, description="Points per 1.00 of `per`.")
+    points: int | None = Field(default=None, gt=0, description="Fixed points per event.")
+    cap: EarnCap | None = Field(default=None, description="Most points per day, week or month.")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> EarnRule:
+        if (self.per is None) != (self.rate is None):
+            raise ValueError("`per` and `rate` go together")
+        if (self.rate is None) == (self.points is None):
+            raise ValueError("give either `per` and `rate`, or `points`")
+        return self
+
+
+class Points(SeedModel):
+    """How players earn points, and when unspent points expire."""
+
+    expire_after: Duration | None = Field(
+        default=None,
+        description="Points expire this long after they were granted, oldest first; "
+        "never when absent.",
+    )
+    earn: dict[Identifier, EarnRule] = Field(default_factory=dict, description="Earn rules, by id.")
+
+
+class TierLevel(SeedModel):
+    name: str = Field(min_length=1, description="Shown to players.")
+    description: str = ""
+    qualifying_points: int = Field(
+        ge=0, description="Points earned within the window needed to reach this tier."
+    )
+    multiplier: float = Field(
+        default=1, gt=0, description="Earn rules grant this many times their points."
+    )
+    benefits: list[str] = Field(default_factory=list, description="Shown to players.")
+
+
+class Tiers(SeedModel):
+    """Tiers by points earned in a rolling window: reached at once, lost only at review."""
+
+    window_days: int = Field(
+        default=365, ge=1, description="Qualifying points are those earned in this many days."
+    )
+    review: Literal["monthly", "quarterly"] = Field(
+        default="quarterly", description="How often players below their tier move down."
+    )
+    levels: dict[Identifier, TierLevel] = Field(
+        min_length=1, description="Lowest first; the first one needs 0 qualifying points."
+    )
+
+    @field_validator("levels")
+    @classmethod
+    def _ascending(cls, levels: dict[str, TierLevel]) -> dict[str, TierLevel]:
+        thresholds = [level.qualifying_points for level in levels.values()]
+        if thresholds[0] != 0:
+            raise ValueError("the first level is where every player starts: give it 0 points")
+        if thresholds != sorted(set(thresholds)):
+            raise ValueError("levels must have strictly increasing `qualifying_points`")
+        return levels
+
+
+class CatalogReward(SeedModel):
+    """Something players spend points on."""
+
+    name: str = Field(min_length=1, description="Shown to players.")
+    description: str = ""
+    icon: str | None = Field(default=None, description="URL of the reward image.")
+    cost: int = Field(gt=0, description="Points it costs.")
+    stock: int | None = Field(
+        default=None, ge=0, description="How many can be redeemed in all; unlimited when absent."
+    )
+    per_player_limit: int | None = Field(
+        default=None, ge=1, description="How many times one player may redeem it."
+    )
+    min_tier: Identifier | None = Field(
+        default=None, description="Tier a player needs (or any tier above it)."
+    )
+
+
 class SeedFile(SeedModel):
     """One YAML file of a program; every section is optional."""
 
@@ -295,3 +412,8 @@ class SeedFile(SeedModel):
     milestones: dict[Identifier, Milestone] = Field(default_factory=dict)
     challenges: dict[Identifier, Challenge] = Field(default_factory=dict)
     streaks: dict[Identifier, Streak] = Field(default_factory=dict)
+    points: Points | None = None
+    tiers: Tiers | None = None
+    rewards: dict[Identifier, CatalogReward] = Field(
+        default_factory=dict, description="The rewards catalog, by id."
+    )

@@ -9,10 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
 from typing import Literal
 
 from engine.conditions import Predicate
-from engine.program.models import Badge, Challenge, Milestone, ProgramInfo, Streak
+from engine.program.models import (
+    Badge,
+    CatalogReward,
+    Challenge,
+    EarnCap,
+    Milestone,
+    ProgramInfo,
+    Streak,
+)
 
 Aggregate = Literal["count", "sum", "max", "distinct"]
 
@@ -26,6 +36,44 @@ class MetricDef:
     property: str | None
     where: Predicate | None
     description: str
+
+
+@dataclass(frozen=True, slots=True)
+class EarnRuleDef:
+    id: str
+    event: str
+    where: Predicate | None
+    #: Dotted property path of the amount ("value": the event's own value); None: fixed.
+    per: str | None
+    #: Points per 1.00 of the amount, exact (a float such as 0.1 would round wrongly).
+    rate: Decimal | None
+    #: Fixed points per event.
+    points: int | None
+    cap: EarnCap | None
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class TierDef:
+    id: str
+    rank: int  # 0 for the first level, where every player starts
+    name: str
+    description: str
+    qualifying_points: int
+    multiplier: Decimal
+    benefits: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TierLadder:
+    #: Lowest first; levels[0] needs 0 qualifying points.
+    levels: tuple[TierDef, ...]
+    window: timedelta
+    review: Literal["monthly", "quarterly"]
+
+    def get(self, tier_id: str | None) -> TierDef:
+        """The level with this id; the first level for None or a removed id."""
+        return next((level for level in self.levels if level.id == tier_id), self.levels[0])
 
 
 @dataclass(frozen=True)
@@ -42,3 +90,11 @@ class Program:
     metrics_by_event: Mapping[str, tuple[MetricDef, ...]]
     #: Short hash of the seed files, to tell programs apart after a reload.
     version: str
+    earn_rules: Mapping[str, EarnRuleDef]
+    earn_rules_by_event: Mapping[str, tuple[EarnRuleDef, ...]]
+    #: How long granted points stay spendable; None: forever.
+    points_expire_after: timedelta | None
+    #: None when the program has no tiers.
+    tiers: TierLadder | None
+    #: The rewards catalog.
+    rewards: Mapping[str, CatalogReward]
