@@ -161,6 +161,34 @@ class Engine:
         entries = await self.store.outbox(player_id, after, limit)
         return [self.describe(player_id, entry) for entry in entries]
 
+    async def grant(self, player_id: str, key: str) -> list[Unlock]:
+        """Claim an unlock that no counter decides (a tier reached): once, ever,
+        into the outbox and the live feed like any other unlock.
+
+        Returns the unlock; granting the same key again returns it again (for
+        as long as an event result is kept), or nothing once that has lapsed.
+        """
+        check_identifier("playerId", player_id)
+        for _ in range(MAX_REPLANS + 1):
+            profile = await self.profile(player_id)
+            plan = Plan(
+                player_id=player_id,
+                keys=[
+                    keys.grant(player_id, key),
+                    keys.profile(player_id),
+                    keys.unlocks(player_id),
+                    keys.outbox(player_id),
+                ],
+                profile_version=profile.version,
+                dedupe_ttl=self._dedupe_ttl,
+            )
+            plan.op("claim", key, [], [], str(int(self.clock().timestamp() * 1000)), [])
+            applied = await self.store.apply(plan)
+            if applied.status != "stale":
+                return [self.describe(player_id, entry) for entry in applied.entries]
+            await self.profile(player_id, refresh=True)
+        raise EventError("the player's profile keeps changing; retry the grant")
+
     def plan(self, event: Event) -> Plan:
         """The store operations an event would cause, without applying them
         (previews, benchmarks); uses the cached profile of its player."""

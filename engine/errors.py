@@ -9,7 +9,15 @@
     │   └── EventInFutureError      too far ahead of the server clock (EVENT_IN_FUTURE)
     ├── BatchTooLargeError          more events in one call than allowed (BATCH_TOO_LARGE)
     ├── CursorError                 a paging or replay cursor that is not ours (BAD_CURSOR)
-    └── StoreError                  the counter store failed (STORE_UNAVAILABLE)
+    ├── StoreError                  the counter store failed (STORE_UNAVAILABLE)
+    └── PointsError                 points cannot move as asked (BAD_POINTS)
+        ├── InsufficientPointsError the balance is lower than the cost (INSUFFICIENT_POINTS)
+        ├── UnknownRewardError      no reward with this id in the catalog (UNKNOWN_REWARD)
+        ├── OutOfStockError         the reward's stock is used up (OUT_OF_STOCK)
+        ├── LimitReachedError       the player redeemed it as often as allowed (LIMIT_REACHED)
+        ├── TierRequiredError       the reward needs a higher tier (TIER_REQUIRED)
+        └── IdempotencyKeyReusedError  the key already named another request
+                                    (IDEMPOTENCY_KEY_REUSED)
 
 Each error carries a stable `code` so the GraphQL layer can map it to
 `extensions.code` without knowing the class hierarchy, and a message written
@@ -88,3 +96,31 @@ class CursorError(QuestlineError):
 
 class StoreError(QuestlineError):
     code = "STORE_UNAVAILABLE"
+
+
+class PointsError(QuestlineError):
+    code = "BAD_POINTS"
+
+
+class InsufficientPointsError(PointsError):
+    code = "INSUFFICIENT_POINTS"
+
+
+class UnknownRewardError(PointsError):
+    code = "UNKNOWN_REWARD"
+
+
+class OutOfStockError(PointsError):
+    code = "OUT_OF_STOCK"
+
+
+class LimitReachedError(PointsError):
+    code = "LIMIT_REACHED"
+
+
+class TierRequiredError(PointsError):
+    code = "TIER_REQUIRED"
+
+
+class IdempotencyKeyReusedError(PointsError):
+    code = "IDEMPOTENCY_KEY_REUSED"

@@ -110,7 +110,12 @@ def describe(program: Program, key: str) -> Description:
     if kind == "badge":
         badge = program.badges.get(rest)
         return Description(UnlockKind.BADGE, badge.name if badge else rest, rest)
-    return Description(UnlockKind.TIER if kind == "tier" else UnlockKind.BADGE, key)
+    if kind == "tier":
+        tier_id = rest.split(":", 1)[0]
+        levels = program.tiers.levels if program.tiers is not None else ()
+        level = next((level for level in levels if level.id == tier_id), None)
+        return Description(UnlockKind.TIER, level.name if level is not None else key)
+    return Description(UnlockKind.BADGE, key)
 
 
 def unlock_time(unlock: str) -> datetime:

@@ -5,6 +5,7 @@ step of one event touches a single Redis Cluster slot. The SQLite store uses
 the very same names in its tables, which keeps the two backends comparable.
 
     {p:<id>}:event:<event id>          string  result of a recorded event (dedupe), TTL
+    {p:<id>}:grant:<unlock key>        string  result of a granted unlock (Engine.grant), TTL
     {p:<id>}:profile                   hash    version, timezone, attributes (JSON)
     {p:<id>}:unlocks                   hash    unlock key -> unlock JSON; also markers
     {p:<id>}:outbox                    stream  one entry per unlock: key, unlock JSON
@@ -24,6 +25,7 @@ Unlock keys (the fields of the unlocks hash) are granted once, ever:
     challenge:<id>                     a fixed-window challenge
     streak:<id>:<length>               a streak milestone
     badge:<id>                         a badge, granted by any of the above
+    tier:<id>:<date>                   a change of tier (up at once, down at a review)
     done:challenge:<id>                marker: completed at least once (prerequisites)
 
 Unlock keys live in the unlocks hash, so a Redis flush loses them; the
@@ -36,6 +38,8 @@ Pub/sub channels (Redis only; the SQLite store fans out in-process):
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 SCALE = 1_000_000
 UNLOCK_CHANNEL = "questline:unlocks"
@@ -51,6 +55,10 @@ def player_tag(player_id: str) -> str:
 
 def event(player_id: str, event_id: str) -> str:
     return f"{player_tag(player_id)}:event:{event_id}"
+
+
+def grant(player_id: str, unlock_key: str) -> str:
+    return f"{player_tag(player_id)}:grant:{unlock_key}"
 
 
 def profile(player_id: str) -> str:
@@ -98,3 +106,7 @@ def streak_unlock(streak_id: str, length: int) -> str:
 
 def badge_unlock(badge_id: str) -> str:
     return f"badge:{badge_id}"
+
+
+def tier_unlock(tier_id: str, day: date) -> str:
+    return f"tier:{tier_id}:{day.isoformat()}"
