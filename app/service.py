@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import fields
 
 from anyio import to_thread
 from sqlalchemy import Engine as Database
@@ -42,8 +42,9 @@ logger = logging.getLogger("questline.service")
 
 #: Broadcast channel on which a worker announces the program version it serves.
 PROGRAM_CHANNEL = "program"
-#: Outbox entries read per round trip when recovering history at start-up.
-RECOVERY_PAGE = 500
+#: Recovering history at start-up: outbox entries per read, players per transaction.
+RECOVERY_PAGE, RECOVERY_PLAYERS = 500, 100
+UNLOCK_FIELDS = fields(Unlock)
 
 
 def unlock_data(unlock: Unlock) -> records.UnlockData:
@@ -56,7 +57,8 @@ def unlock_data(unlock: Unlock) -> records.UnlockData:
         points=unlock.points,
         unlocked_at=unlock.unlocked_at,
         outbox_id=unlock.id,
-        payload=json.dumps(asdict(unlock), default=str),
+        # Shallow on purpose: dataclasses.asdict deep-copies, which cost more than the rest.
+        payload=json.dumps({f.name: getattr(unlock, f.name) for f in UNLOCK_FIELDS}, default=str),
     )
 
 
@@ -146,21 +148,26 @@ class Service:
 
         Only a crash between the store's claim and the copy in `record` leaves
         one behind, but start-up cannot tell which, so it reads every outbox;
-        the copy skips what is already there.
+        the copy skips what is already there. The unlocks of a group of
+        players are copied in one transaction: one commit per player made
+        start-up several times slower.
         """
         recovered = 0
+        unlocks: list[records.UnlockData] = []
+        players = 0
         async for player_id in self.engine.store.outbox_players():
             after = None
             while True:
                 page = await self.engine.unlocks(player_id, after, RECOVERY_PAGE)
-                if page:
-                    recovered += await to_thread.run_sync(
-                        records.save_unlocks, self.database, [unlock_data(u) for u in page]
-                    )
-                    after = page[-1].id
+                unlocks += [unlock_data(unlock) for unlock in page]
                 if len(page) < RECOVERY_PAGE:
                     break
-        return recovered
+                after = page[-1].id
+            players += 1
+            if players % RECOVERY_PLAYERS == 0:
+                recovered += await to_thread.run_sync(records.save_unlocks, self.database, unlocks)
+                unlocks = []
+        return recovered + await to_thread.run_sync(records.save_unlocks, self.database, unlocks)
 
     async def record(self, events: Sequence[Event]) -> list[Recorded]:
         results = await self.engine.record_many(events)
