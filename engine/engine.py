@@ -12,7 +12,7 @@ engine serves (hot reload); an event is always planned against one program.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +27,7 @@ from engine.program.program import Program
 from engine.progress import PlayerProgress, player_progress
 from engine.store import keys
 from engine.store.base import Applied, OutboxEntry, Plan, Read, Store
-from engine.unlocks import Unlock, unlock_from_entry
+from engine.unlocks import Descriptions, Unlock
 
 Clock = Callable[[], datetime]
 
@@ -75,6 +75,7 @@ class Engine:
             + 86400
         )
         self._planner = Planner(program, self.settings.late_tolerance)
+        self._descriptions = Descriptions(program)
 
     @property
     def program(self) -> Program:
@@ -87,6 +88,7 @@ class Engine:
             self._default_timezone = timezone
             self._profiles.clear()  # they carry the old default
         self._planner = Planner(program, self.settings.late_tolerance)
+        self._descriptions = Descriptions(program)
 
     def _timezone_of(self, program: Program) -> ZoneInfo:
         """Players without a timezone of their own live in the program's,
@@ -109,11 +111,13 @@ class Engine:
         accepted = [
             self._check(event, now, index, len(events)) for index, event in enumerate(events)
         ]
-        planner = self._planner
+        planner, descriptions = self._planner, self._descriptions
         results: list[Applied | None] = [None] * len(accepted)
-        pending = list(range(len(accepted)))
+        pending: Sequence[int] = range(len(accepted))
         for _ in range(MAX_REPLANS + 1):
-            plans = [
+            # Planned as the store consumes them, so Redis runs the first
+            # plans while the next are being planned.
+            plans = (
                 planner.plan(
                     accepted[i],
                     self._cached_profile(accepted[i].player_id),
@@ -121,15 +125,14 @@ class Engine:
                     self._dedupe_ttl,
                 )
                 for i in pending
-            ]
-            applied = await self._apply(plans)
+            )
+            applied = await self._apply(plans, len(pending))
             stale = []
             for i, outcome in zip(pending, applied, strict=True):
                 if outcome.status == "stale":
                     stale.append(i)
                 else:
                     results[i] = outcome
-                    self._remember(accepted[i].player_id)
             if not stale:
                 break
             for player_id in {accepted[i].player_id for i in stale}:
@@ -137,11 +140,12 @@ class Engine:
             pending = stale
         else:
             raise EventError("the player's profile keeps changing; retry the event")
+        describe = descriptions.unlock
         return [
             Recorded(
                 event.id,
                 outcome.status == "duplicate",
-                [unlock_from_entry(planner.program, event.player_id, e) for e in outcome.entries],
+                [describe(event.player_id, entry) for entry in outcome.entries],
             )
             for event, outcome in zip(accepted, results, strict=True)
             if outcome is not None
@@ -199,7 +203,7 @@ class Engine:
 
     def describe(self, player_id: str, entry: OutboxEntry) -> Unlock:
         """An outbox entry as an unlock, described by the current program."""
-        return unlock_from_entry(self.program, player_id, entry)
+        return self._descriptions.unlock(player_id, entry)
 
     async def set_player(
         self,
@@ -237,14 +241,19 @@ class Engine:
             raise type(error)(f"events[{index}] ({event.id!r}): {error}") from None
 
     def _cached_profile(self, player_id: str) -> Profile:
-        """Plan optimistically with what we know; a stale guess costs one re-plan."""
-        return self._profiles.get(player_id) or Profile(0, self._default_timezone)
+        """Plan optimistically with what we know; a stale guess costs one re-plan.
 
-    def _remember(self, player_id: str) -> None:
-        if self._profiles.get(player_id) is None:
-            self._profiles.put(player_id, Profile(0, self._default_timezone))
+        A player never seen is taken to have no profile (version 0) and
+        remembered so: if that is wrong the store says the plan is stale and
+        `profile(refresh=True)` replaces the guess.
+        """
+        profile = self._profiles.get(player_id)
+        if profile is None:
+            profile = Profile(0, self._default_timezone)
+            self._profiles.put(player_id, profile)
+        return profile
 
-    async def _apply(self, plans: list[Plan]) -> list[Applied]:
-        if len(plans) == 1:
-            return [await self.store.apply(plans[0])]
+    async def _apply(self, plans: Iterator[Plan], count: int) -> list[Applied]:
+        if count == 1:
+            return [await self.store.apply(next(plans))]
         return await self.store.apply_many(plans)

@@ -8,6 +8,12 @@ atomically and claims exactly the unlocks whose thresholds are crossed.
 
 Counter values are integers: counts and distinct counts as they are, sums and
 maxima scaled by `keys.SCALE`, so that Redis and SQLite agree to the unit.
+
+The hot path plans an event in a few microseconds: the operations depend only
+on a short signature (the metrics fed, the moment's periods and windows, the
+audiences the player is in), so they are built once per signature as a
+`Shape` and every event only supplies its keys and `Plan.args` (the unlock
+time, then the operand of each metric fed).
 """
 
 from __future__ import annotations
@@ -15,25 +21,41 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from engine import periods
+from engine.conditions import Predicate
 from engine.events import Event
-from engine.periods import Granularity
+from engine.periods import Granularity, Period, Window
 from engine.profiles import Profile
 from engine.program.models import Challenge, Milestone, Streak
 from engine.program.models import Window as WindowSpec
 from engine.program.program import MetricDef, Program
 from engine.store import keys
-from engine.store.base import Plan
+from engine.store.base import Arg, Plan, Shape
 from engine.unlocks import granted_badge
 
 #: How long a finished window's counters stay readable for progress screens.
 WINDOW_RETENTION = timedelta(days=30)
+#: Moments are cached per quarter of an hour: every UTC offset in use is a
+#: multiple of 15 minutes, so a local midnight never falls inside one.
+QUARTER = 900
+#: Distinct plan shapes kept; a program has few, but periods roll over.
+MAX_SKELETONS = 4096
+#: Cached moments (timezone, quarter of an hour) kept.
+MAX_MOMENTS = 16384
+
+#: Plan.args[0] is the unlock time; the operand of the n-th metric fed is args[n + 1].
+UNLOCK = Arg(0)
 
 _MISSING = object()
+
+Operand = int | str
+Reader = Callable[[Event], Operand | None]
 
 
 def lookup(properties: Mapping[str, Any], path: str) -> Any:
@@ -61,6 +83,36 @@ def window_bucket(challenge_id: str) -> str:
     return f"window:{challenge_id}"
 
 
+def operation_of(metric: MetricDef) -> str:
+    """The store operation that feeds a metric."""
+    if metric.aggregate in ("count", "sum"):
+        return "add"
+    return "max" if metric.aggregate == "max" else "distinct"
+
+
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    """A metric an event type may feed: its bit in a signature and how to read its operand."""
+
+    bit: int
+    metric: MetricDef
+    where: Predicate | None
+    read: Reader
+
+
+@dataclass(frozen=True, slots=True)
+class _Moment:
+    """Where an instant falls for a player: its periods and the windows open then.
+
+    `number` tells apart moments that plan differently (another period,
+    window or timezone) and is equal for moments that plan the same.
+    """
+
+    number: int
+    periods: Mapping[Granularity, Period]
+    windows: Mapping[str, Window | None]
+
+
 class Planner:
     """The rules of one program, indexed for the hot path."""
 
@@ -74,7 +126,6 @@ class Planner:
         self._streaks: dict[str, list[tuple[str, Streak]]] = defaultdict(list)
         for milestone_id, milestone in program.milestones.items():
             self._milestones[milestone.metric].append((milestone_id, milestone))
-        self._skeletons: dict[tuple[Any, ...], _Skeleton] = {}
         self._order = {challenge_id: n for n, challenge_id in enumerate(program.challenges)}
         for challenge_id, challenge in program.challenges.items():
             goal_metrics = {goal.metric for goal in challenge.all_goals()}
@@ -87,92 +138,168 @@ class Planner:
         for streak_id, streak in program.streaks.items():
             self._streaks[streak.metric].append((streak_id, streak))
             self._granularities[streak.metric].add(Granularity(streak.per))
+        self._all_granularities = sorted(set().union(*self._granularities.values()))
+        self._all_windows = {
+            challenge_id: challenge.window
+            for challenge_id, challenge in program.challenges.items()
+            if challenge.window is not None
+        }
+        self._feeds: dict[str, list[_Feed]] = {}
+        self._audiences: dict[str, list[tuple[int, Predicate]]] = {}
+        for event_type, metrics in program.metrics_by_event.items():
+            self._feeds[event_type] = [
+                _Feed(1 << n, metric, metric.where, _reader(metric))
+                for n, metric in enumerate(metrics)
+            ]
+            audiences = {
+                challenge_id: program.audiences[challenge_id]
+                for metric in metrics
+                for challenge_id, _ in self._challenges.get(metric.id, ())
+                if challenge_id in program.audiences
+            }
+            self._audiences[event_type] = [
+                (1 << n, predicate) for n, predicate in enumerate(audiences.values())
+            ]
+        self._skeletons: dict[tuple[Any, ...], _Skeleton] = {}
+        self._moments: dict[tuple[ZoneInfo, int], _Moment] = {}
+        self._moment_numbers: dict[tuple[Any, ...], int] = {}
+        self._now: datetime | None = None
+        self._unlock = ""
+        self._wall_offset = 0.0
+        self._expiry_hours = 0
 
     def plan(self, event: Event, profile: Profile, now: datetime, dedupe_ttl: int) -> Plan:
         """The plan of one checked event (occurred_at filled in) at engine time `now`."""
         player = event.player_id
         tag = keys.player_tag(player)
-        plan = Plan(
-            player_id=player,
-            keys=[keys.event(player, event.id), tag + PROFILE, tag + UNLOCKS, tag + OUTBOX],
-            profile_version=profile.version,
-            dedupe_ttl=dedupe_ttl,
-        )
-        fed = self._fed(event)
+        plan_keys = [keys.event(player, event.id), tag + PROFILE, tag + UNLOCKS, tag + OUTBOX]
+        if now is not self._now:
+            self._use_now(now)
+        args: list[Any] = [self._unlock]
+        fed = self._fed(event, args)
         if not fed:
-            return plan
-        draft = _Draft(plan, event, profile, now)
-        signature = self._signature(draft, fed)
+            return Plan(player, plan_keys, [], profile.version, dedupe_ttl)
+        assert event.occurred_at is not None
+        moment = self._moment(event.occurred_at, profile.timezone)
+        signature = (
+            event.type,
+            fed,
+            moment.number,
+            self._audience_mask(event.type, profile.attributes),
+            self._expiry_hours,
+        )
         skeleton = self._skeletons.get(signature)
         if skeleton is None:
-            skeleton = self._skeleton(draft, fed)
+            skeleton = self._skeleton(event, fed, moment, profile)
             if len(self._skeletons) >= MAX_SKELETONS:
                 self._skeletons.clear()
             self._skeletons[signature] = skeleton
-        skeleton.fill(plan, tag, [amount for _, _, amount in fed], draft.unlock)
-        return plan
+        plan_keys += [tag + suffix for suffix in skeleton.suffixes]
+        shape = skeleton.shape
+        return Plan(player, plan_keys, shape.ops, profile.version, dedupe_ttl, args, shape)
 
-    def _fed(self, event: Event) -> list[tuple[MetricDef, str, int | str]]:
-        """The metrics this event feeds, with their operation and operand."""
-        fed = []
-        for metric in self.program.metrics_by_event.get(event.type, ()):
-            if metric.where is not None and not metric.where(event.properties):
+    def _use_now(self, now: datetime) -> None:
+        """Per engine time: the unlock time and how to turn moments into expiries.
+
+        Stores expire keys by their own clock, and the engine's clock may be
+        injected (tests, replays): expiries are lifetimes counted from `now`.
+        """
+        self._now = now
+        self._unlock = str(int(now.timestamp() * 1000))
+        self._wall_offset = time.time() - now.timestamp()
+        self._expiry_hours = round(self._wall_offset / 3600)
+
+    def _fed(self, event: Event, args: list[Any]) -> int:
+        """The metrics this event feeds, as bits; their operands are appended to `args`."""
+        fed = 0
+        properties = event.properties
+        for feed in self._feeds.get(event.type, ()):
+            if feed.where is not None and not feed.where(properties):
                 continue
-            operation = self._operation(metric, event)
-            if operation is not None:
-                fed.append((metric, *operation))
+            operand = feed.read(event)
+            if operand is not None:
+                fed |= feed.bit
+                args.append(operand)
         return fed
 
-    def _signature(
-        self, draft: _Draft, fed: list[tuple[MetricDef, str, int | str]]
-    ) -> tuple[Any, ...]:
-        """Everything the shape of a plan depends on besides the player and the amounts:
-        events with the same signature get the same operations."""
-        parts: list[Any] = [draft.event.type, draft.expiry_hours]
+    def _audience_mask(self, event_type: str, attributes: Mapping[str, Any]) -> int:
+        mask = 0
+        for bit, audience in self._audiences[event_type]:
+            if audience(attributes):
+                mask |= bit
+        return mask
+
+    def _moment(self, when: datetime, timezone: ZoneInfo) -> _Moment:
+        quarter = int(when.timestamp() // QUARTER)
+        moment = self._moments.get((timezone, quarter))
+        if moment is None:
+            moment = self._new_moment(when, timezone, quarter)
+        return moment
+
+    def _new_moment(self, when: datetime, timezone: ZoneInfo, quarter: int) -> _Moment:
+        """Periods and windows of `when`, cached for its whole quarter of an hour
+        when no period or window starts or ends inside it."""
         week_start = self.program.week_start
-        for metric, name, _ in fed:
-            parts.append(metric.id)
-            parts.append(name)
-            for granularity in self._granularities.get(metric.id, ()):
-                parts.append(draft.period(granularity, week_start).key)
-            for _, spec in self._windows.get(metric.id, ()):
-                window = periods.window_of(spec.start, spec.end, draft.profile.timezone)
-                parts.append(window.contains(draft.when))
-        for challenge_id, _ in self._claimable_challenges([metric.id for metric, _, _ in fed]):
-            audience = self.program.audiences.get(challenge_id)
-            if audience is not None:
-                parts.append(audience(draft.profile.attributes))
-        return tuple(parts)
+        found = {
+            granularity: periods.period_of(when, granularity, timezone, week_start)
+            for granularity in self._all_granularities
+        }
+        windows: dict[str, Window | None] = {}
+        for challenge_id, spec in self._all_windows.items():
+            window = periods.window_of(spec.start, spec.end, timezone)
+            windows[challenge_id] = window if window.contains(when) else None
+        description = (
+            timezone.key,
+            *(period.index for period in found.values()),
+            *(window is not None for window in windows.values()),
+        )
+        number = self._moment_numbers.setdefault(description, len(self._moment_numbers))
+        start, end = quarter * QUARTER, (quarter + 1) * QUARTER
+        boundaries = [p.starts_at.timestamp() for p in found.values()]
+        boundaries += [p.ends_at.timestamp() for p in found.values()]
+        for spec in self._all_windows.values():
+            window = periods.window_of(spec.start, spec.end, timezone)
+            boundaries += [window.starts_at.timestamp(), window.ends_at.timestamp()]
+        moment = _Moment(number, found, windows)
+        if not any(start < boundary < end for boundary in boundaries):
+            if len(self._moments) >= MAX_MOMENTS:
+                self._moments.clear()
+            self._moments[(timezone, quarter)] = moment
+        return moment
 
-    def _skeleton(self, draft: _Draft, fed: list[tuple[MetricDef, str, int | str]]) -> _Skeleton:
-        """Plan the event with placeholders, the slow way, once per signature."""
+    def _skeleton(self, event: Event, fed: int, moment: _Moment, profile: Profile) -> _Skeleton:
+        """Plan an event of this signature with placeholders, the slow way, once."""
         template = Plan(player_id=TEMPLATE_PLAYER, keys=[""] * 4)
-        sketch = _Draft(template, draft.event, draft.profile, draft.now, TEMPLATE_PLAYER, _UNLOCK)
-        self._feed_metrics(sketch, [(m, name, _Amount(n)) for n, (m, name, _) in enumerate(fed)])
-        touched = list(sketch.registers)
-        self._claim_milestones(sketch, touched)
-        self._claim_challenges(sketch, touched)
-        self._extend_streaks(sketch, touched)
+        draft = _Draft(template, moment, profile, self._wall_offset)
+        feeds = [feed for feed in self._feeds[event.type] if feed.bit & fed]
+        self._feed_metrics(draft, [feed.metric for feed in feeds])
+        touched = list(draft.registers)
+        self._claim_milestones(draft, touched)
+        self._claim_challenges(draft, touched)
+        self._extend_streaks(draft, touched)
         prefix = len(keys.player_tag(TEMPLATE_PLAYER))
-        return _Skeleton([key[prefix:] for key in template.keys[4:]], template.ops)
+        return _Skeleton([key[prefix:] for key in template.keys[4:]], Shape(template.ops))
 
-    def _feed_metrics(self, draft: _Draft, fed: list[tuple[MetricDef, str, Any]]) -> None:
+    def _feed_metrics(self, draft: _Draft, metrics: list[MetricDef]) -> None:
         """Update the lifetime value and every needed bucket of each metric the event feeds."""
-        plan, player = draft.plan, draft.player
-        for metric, name, amount in fed:
-            lifetime = plan.op(name, plan.key_index(keys.metric(player, metric.id)), amount, 0)
+        plan = draft.plan
+        for n, metric in enumerate(metrics):
+            name, amount = operation_of(metric), Arg(n + 1)
+            lifetime = plan.op(
+                name, plan.key_index(keys.metric(TEMPLATE_PLAYER, metric.id)), amount, 0
+            )
             touched: dict[str | None, int] = {None: lifetime}
             for granularity in self._granularities.get(metric.id, ()):
-                period = draft.period(granularity, self.program.week_start)
+                period = draft.moment.periods[granularity]
                 expire = draft.expiry(period.ends_at + self._late_tolerance + timedelta(days=1))
-                key = keys.metric(player, metric.id, period.key)
+                key = keys.metric(TEMPLATE_PLAYER, metric.id, period.key)
                 touched[period.key] = plan.op(name, plan.key_index(key), amount, expire)
-            for challenge_id, spec in self._windows.get(metric.id, ()):
-                window = periods.window_of(spec.start, spec.end, draft.profile.timezone)
-                if window.contains(draft.when):
+            for challenge_id, _ in self._windows.get(metric.id, ()):
+                window = draft.moment.windows[challenge_id]
+                if window is not None:
                     bucket = window_bucket(challenge_id)
                     expire = draft.expiry(window.ends_at + WINDOW_RETENTION)
-                    key = keys.metric(player, metric.id, bucket)
+                    key = keys.metric(TEMPLATE_PLAYER, metric.id, bucket)
                     touched[bucket] = plan.op(name, plan.key_index(key), amount, expire)
             draft.registers[metric.id] = touched
 
@@ -195,7 +322,7 @@ class Planner:
                 continue
             goals = challenge.all_goals()
             if challenge.every is not None:
-                period = draft.period(Granularity(challenge.every), self.program.week_start)
+                period = draft.moment.periods[Granularity(challenge.every)]
                 bucket = period.key
                 field = keys.challenge_unlock(challenge_id, period.key)
             else:
@@ -219,15 +346,15 @@ class Planner:
             )
 
     def _extend_streaks(self, draft: _Draft, touched: list[str]) -> None:
-        plan, player = draft.plan, draft.player
+        plan = draft.plan
         for metric_id in touched:
             metric = self.program.metrics[metric_id]
             for streak_id, streak in self._streaks.get(metric_id, ()):
-                period = draft.period(Granularity(streak.per), self.program.week_start)
+                period = draft.moment.periods[Granularity(streak.per)]
                 freezes = streak.freezes
                 length = plan.op(
                     "streak",
-                    plan.key_index(keys.streak(player, streak_id)),
+                    plan.key_index(keys.streak(TEMPLATE_PLAYER, streak_id)),
                     period.index,
                     draft.registers[metric_id][period.key],
                     threshold(metric, streak.min),
@@ -246,30 +373,9 @@ class Planner:
         by_bucket = draft.registers.setdefault(metric_id, {})
         if bucket not in by_bucket:
             kind = "card" if self.program.metrics[metric_id].aggregate == "distinct" else "get"
-            key = keys.metric(draft.player, metric_id, bucket)
+            key = keys.metric(TEMPLATE_PLAYER, metric_id, bucket)
             by_bucket[bucket] = draft.plan.op(kind, draft.plan.key_index(key))
         return by_bucket[bucket]
-
-    def _operation(self, metric: MetricDef, event: Event) -> tuple[str, int | str] | None:
-        """The store operation and operand for one metric, or None when the
-        event lacks the property the metric aggregates."""
-        if metric.aggregate == "count":
-            return "add", 1
-        assert metric.property is not None
-        value = (
-            event.value if metric.property == "value" else lookup(event.properties, metric.property)
-        )
-        if metric.aggregate == "distinct":
-            if value is _MISSING or value is None or isinstance(value, dict | list):
-                return None
-            return "distinct", str(value)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            return None
-        return ("add" if metric.aggregate == "sum" else "max"), round(value * keys.SCALE)
 
     def _claimable_challenges(self, touched: list[str]) -> list[tuple[str, Challenge]]:
         """Challenges fed by the touched metrics, in program order (prerequisites first)."""
@@ -289,95 +395,75 @@ class Planner:
         ]
 
 
-class _Amount:
-    """Placeholder for the operand of the n-th fed metric in a skeleton."""
+def _reader(metric: MetricDef) -> Reader:
+    """How to read a metric's operand from an event; None when the event lacks it."""
+    if metric.aggregate == "count":
+        return _one
+    path = metric.property
+    assert path is not None
+    if path == "value":
+        read: Callable[[Event], Any] = _own_value
+    elif "." in path:
 
-    __slots__ = ("index",)
+        def read(event: Event) -> Any:
+            return lookup(event.properties, path)
 
-    def __init__(self, index: int) -> None:
-        self.index = index
+    else:
+
+        def read(event: Event) -> Any:
+            return event.properties.get(path, _MISSING)
+
+    if metric.aggregate == "distinct":
+        return lambda event: _member(read(event))
+    return lambda event: _scaled(read(event))
 
 
-_UNLOCK = "\0unlock"
+def _one(event: Event) -> int:
+    return 1
+
+
+def _own_value(event: Event) -> float:
+    return event.value
+
+
+def _member(value: Any) -> str | None:
+    if value is _MISSING or value is None or isinstance(value, dict | list):
+        return None
+    return str(value)
+
+
+def _scaled(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return round(value * keys.SCALE)
+
+
 TEMPLATE_PLAYER = "\0"
 PROFILE, UNLOCKS, OUTBOX = (
     keys.profile("")[len(keys.player_tag("")) :],
     keys.unlocks("")[len(keys.player_tag("")) :],
     keys.outbox("")[len(keys.player_tag("")) :],
 )
-#: Distinct plan shapes kept; a program has few, but periods roll over.
-MAX_SKELETONS = 4096
 
 
+@dataclass(frozen=True, slots=True)
 class _Skeleton:
-    """The operations of one plan shape, filled in per event.
+    """The shape of one signature and the player-free tails of its keys."""
 
-    Operations without placeholders are shared between plans (stores only
-    read them); the others are copied with the event's operand or unlock time.
-    """
-
-    def __init__(self, suffixes: list[str], ops: list[list[Any]]) -> None:
-        self.suffixes = suffixes
-        self.steps: list[tuple[int, list[Any], int]] = []
-        for op in ops:
-            if op[0] == "claim":
-                self.steps.append((2, op, 0))
-            elif len(op) > 2 and isinstance(op[2], _Amount):
-                self.steps.append((1, op, op[2].index))
-            else:
-                self.steps.append((0, op, 0))
-
-    def fill(self, plan: Plan, tag: str, amounts: list[int | str], unlock: str) -> None:
-        plan.keys.extend([tag + suffix for suffix in self.suffixes])
-        ops = plan.ops
-        for kind, op, index in self.steps:
-            if kind == 0:
-                ops.append(op)
-            elif kind == 1:
-                copy = op.copy()
-                copy[2] = amounts[index]
-                ops.append(copy)
-            else:
-                copy = op.copy()
-                copy[4] = unlock
-                copy[5] = [[field, None if value is None else unlock] for field, value in op[5]]
-                ops.append(copy)
+    suffixes: list[str]
+    shape: Shape
 
 
 class _Draft:
-    """One event's plan in the making: its registers and the periods it falls in."""
+    """A shape in the making: its registers and the moment it plans for."""
 
-    def __init__(
-        self,
-        plan: Plan,
-        event: Event,
-        profile: Profile,
-        now: datetime,
-        player: str | None = None,
-        unlock: str | None = None,
-    ) -> None:
-        assert event.occurred_at is not None
+    def __init__(self, plan: Plan, moment: _Moment, profile: Profile, wall_offset: float) -> None:
         self.plan = plan
-        self.event = event
-        self.player = event.player_id if player is None else player
+        self.moment = moment
         self.profile = profile
-        self.now = now
-        self.when = event.occurred_at
         #: metric id -> bucket (None: lifetime) -> register holding its value
         self.registers: dict[str, dict[str | None, int]] = {}
-        self._periods: dict[Granularity, periods.Period] = {}
-        self.unlock = str(int(now.timestamp() * 1000)) if unlock is None else unlock
-        # Stores expire keys by their own clock, and the engine's clock may be
-        # injected (tests, replays): expiries are lifetimes counted from `now`.
-        self._wall_offset = time.time() - now.timestamp()
-        self.expiry_hours = round(self._wall_offset / 3600)
-
-    def period(self, granularity: Granularity, week_start: int) -> periods.Period:
-        found = self._periods.get(granularity)
-        if found is None:
-            found = periods.period_of(self.when, granularity, self.profile.timezone, week_start)
-            self._periods[granularity] = found
-        return found
+        self._wall_offset = wall_offset
 
     def expiry(self, moment: datetime) -> int:
         return int(moment.timestamp() + self._wall_offset)
@@ -390,9 +476,9 @@ class _Draft:
         requires: list[str] | None = None,
         marker: str | None = None,
     ) -> None:
-        extras: list[list[str | None]] = []
+        extras: list[list[Any]] = []
         if badge is not None:
-            extras.append([keys.badge_unlock(badge), self.unlock])
+            extras.append([keys.badge_unlock(badge), UNLOCK])
         if marker is not None:
             extras.append([marker, None])
-        self.plan.op("claim", field, conditions, requires or [], self.unlock, extras)
+        self.plan.op("claim", field, conditions, requires or [], UNLOCK, extras)

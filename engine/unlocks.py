@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 
 from engine.program.models import Reward
 from engine.program.program import Program
@@ -118,20 +119,48 @@ def describe(program: Program, key: str) -> Description:
     return Description(UnlockKind.BADGE, key)
 
 
+@lru_cache(maxsize=1024)
 def unlock_time(unlock: str) -> datetime:
-    """When an unlock was claimed: the store keeps milliseconds since the epoch."""
+    """When an unlock was claimed: the store keeps milliseconds since the epoch.
+
+    Cached: every unlock of one engine call carries the same time.
+    """
     return datetime.fromtimestamp(int(unlock) / 1000, UTC)
 
 
 def unlock_from_entry(program: Program, player_id: str, entry: OutboxEntry) -> Unlock:
-    described = describe(program, entry.key)
+    return _unlock(describe(program, entry.key), player_id, entry)
+
+
+class Descriptions:
+    """The unlocks of one program, each key described once: recording events
+    describes the same few keys over and over."""
+
+    #: Keys remembered; recurring challenges add a few every period.
+    capacity = 4096
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self._described: dict[str, Description] = {}
+
+    def unlock(self, player_id: str, entry: OutboxEntry) -> Unlock:
+        """An outbox entry as an unlock, as `unlock_from_entry` describes it."""
+        described = self._described.get(entry.key)
+        if described is None:
+            if len(self._described) >= self.capacity:
+                self._described.clear()
+            described = self._described[entry.key] = describe(self.program, entry.key)
+        return _unlock(described, player_id, entry)
+
+
+def _unlock(described: Description, player_id: str, entry: OutboxEntry) -> Unlock:
     return Unlock(
-        id=entry.id,
-        key=entry.key,
-        kind=described.kind,
-        player_id=player_id,
-        title=described.title,
-        badge=described.badge,
-        points=described.points,
-        unlocked_at=unlock_time(entry.unlock),
+        entry.id,
+        entry.key,
+        described.kind,
+        player_id,
+        described.title,
+        described.badge,
+        described.points,
+        unlock_time(entry.unlock),
     )

@@ -335,3 +335,59 @@ async def test_players_without_a_timezone_live_in_the_programs(
         keys += [unlock.key for unlock in (await engine.record(event)).unlocks]
     assert "challenge:daily-double:day:2026-11-25" in keys
     await store.close()
+
+
+async def test_a_batch_spanning_days_counts_each_event_in_its_own_day(
+    engine: Engine, clock: Clock
+) -> None:
+    days = [WEDNESDAY - timedelta(days=2), WEDNESDAY - timedelta(days=1), WEDNESDAY]
+    times = [days[0], days[2], days[1], days[0] + timedelta(hours=1), days[2]]
+    events = [
+        Event(
+            id=f"{player}{n}",
+            player_id=player,
+            type="purchase",
+            occurred_at=at + timedelta(minutes=n),
+            properties={"category": "coffee"},
+        )
+        for n, at in enumerate(times)
+        for player in ("ada", "bob")
+    ]
+    results = await engine.record_many(events)
+    for player in ("ada", "bob"):
+        unlocked = [
+            unlock.key
+            for event, result in zip(events, results, strict=True)
+            if event.player_id == player
+            for unlock in result.unlocks
+        ]
+        doubles = sorted(key for key in unlocked if key.startswith("challenge:daily-double"))
+        assert doubles == [
+            "challenge:daily-double:day:2026-11-23",
+            "challenge:daily-double:day:2026-11-25",
+        ]
+
+
+async def test_a_window_opening_within_a_quarter_hour_counts_from_its_first_second(
+    store_url: str, clock: Clock, tmp_path: Path
+) -> None:
+    program = tmp_path / "program.yaml"
+    program.write_text(
+        "program: {name: Opening, timezone: Europe/Paris}\n"
+        "metrics:\n  visits: {event: visit}\n"
+        "challenges:\n"
+        "  opening:\n"
+        "    metric: visits\n    target: 1\n"
+        "    window: {start: 2026-11-25T11:07:00, end: 2026-11-26T00:00:00}\n"
+    )
+    store = store_from_url(store_url)
+    engine = Engine(load_program(program), store, clock=clock)
+    clock.advance(minutes=10)
+    before, after = [
+        await engine.record(
+            Event(id=str(n), player_id="ada", type="visit", occurred_at=WEDNESDAY + at)
+        )
+        for n, at in enumerate((timedelta(minutes=6, seconds=59), timedelta(minutes=7)))
+    ]
+    assert (before.unlocks, [u.key for u in after.unlocks]) == ([], ["challenge:opening"])
+    await store.close()

@@ -27,7 +27,7 @@ import redis.asyncio
 from engine.errors import ConfigurationError, CursorError, StoreError
 from engine.store import keys, sqlite_path, store_from_url
 from engine.store import sqlite as sqlite_store
-from engine.store.base import Applied, Plan, Read, Store, cursor_order
+from engine.store.base import Applied, Arg, Plan, Read, Shape, Store, cursor_order
 from engine.store.sqlite import SqliteStore
 from tests.services import _wait_for_port as wait_for_port
 from tests.services import free_port
@@ -179,6 +179,77 @@ async def test_read_returns_each_kind_in_order(store: Store) -> None:
         Read("card", metric("cities")),
     ]
     assert await store.read(reads) == [{"badge:b": '{"b":1}'}, 2, 1]
+
+
+async def test_sqlite_buckets_keep_the_expiry_they_started_with(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    store = SqliteStore(str(tmp_path / "store.db"), clock=lambda: now[0])
+    bucket = keys.metric(PLAYER, "coffees", "day:1")
+    assert await add(store, "e1", bucket, 2, 1_000_100) == 2
+    assert await add(store, "e2", bucket, 2, 1_000_900) == 4
+    now[0] = 1_000_100.5
+    assert await value(store, bucket) == 0
+    await store.close()
+
+
+async def test_get_reads_its_key_as_it_was_before_later_ops_of_the_plan(store: Store) -> None:
+    await add(store, "e1", metric("coffees"), 4)
+    plan = new_plan("e2")
+    before = plan.op("get", plan.key_index(metric("coffees")))
+    plan.op("add", plan.key_index(metric("coffees")), 10, 0)
+    after = plan.op("get", plan.key_index(metric("coffees")))
+    probe(plan, before)
+    probe(plan, after)
+    applied = await store.apply(plan)
+    assert (probed(applied, plan, before), probed(applied, plan, after)) == (4, 14)
+
+
+async def test_a_distinct_count_nobody_reads_is_still_kept(store: Store) -> None:
+    for index, member in enumerate(["paris", "lyon", "paris"]):
+        plan = new_plan(f"e{index}")
+        plan.op("distinct", plan.key_index(metric("cities")), member, 0)
+        await store.apply(plan)
+    assert await store.read([Read("card", metric("cities"))]) == [2]
+
+
+# --- shapes ---------------------------------------------------------------------
+
+
+def shaped_plans(players: list[str]) -> list[Plan]:
+    """Plans of one shape: a coffee (the amount is args[1]) and a tier at 2
+    coffees whose unlock (args[0]) carries the player's name."""
+    coffees = metric("coffees", "")[len(keys.player_tag("")) :]
+    shape = Shape(
+        [
+            ["add", 4, Arg(1), 0],
+            ["claim", "milestone:coffee:2", [[0, 2]], [], Arg(0), [["badge:b", Arg(0)]]],
+        ]
+    )
+    plans = []
+    for index, player in enumerate(players):
+        plan = new_plan(f"e{index}", player)
+        plan.keys.append(keys.player_tag(player) + coffees)
+        plans.append(Plan(player, plan.keys, shape.ops, 0, 3600, [f'"{player}"', index], shape))
+    return plans
+
+
+async def test_plans_of_one_shape_each_use_their_own_keys_and_args(store: Store) -> None:
+    results = await store.apply_many(shaped_plans(["ada", "bob", "cy", "ada", "cy"]))
+    assert [unlocks_of(applied) for applied in results] == [
+        [],
+        [],
+        [("milestone:coffee:2", '"cy"'), ("badge:b", '"cy"')],
+        [("milestone:coffee:2", '"ada"'), ("badge:b", '"ada"')],
+        [],
+    ]
+    totals = await store.read([Read("int", metric("coffees", p)) for p in ("ada", "bob", "cy")])
+    assert totals == [3, 1, 6]
+
+
+async def test_a_plan_of_a_shape_cannot_add_ops(store: Store) -> None:
+    [plan] = shaped_plans(["ada"])
+    with pytest.raises(ValueError, match="shape"):
+        plan.op("get", 4)
 
 
 # --- streaks --------------------------------------------------------------------
@@ -643,6 +714,31 @@ async def test_redis_sets_the_expiry_of_buckets_and_event_records(
     assert 3590 < await raw_redis.ttl(bucket) <= 3600
     assert await raw_redis.ttl(metric("coffees")) == -2
     assert 8 * 24 * 3600 - 10 < await raw_redis.ttl(keys.event(PLAYER, "e1")) <= 8 * 24 * 3600
+
+
+async def test_redis_buckets_keep_the_expiry_they_started_with(
+    redis_store: Store, raw_redis: redis.asyncio.Redis
+) -> None:
+    soon, later = int(time.time()) + 600, int(time.time()) + 3600
+    for kind, member in (("add", 1), ("max", 5), ("distinct", "paris")):
+        bucket = keys.metric(PLAYER, kind, "day:2026-11-25")
+        for index, expire_at in enumerate((soon, later)):
+            plan = new_plan(f"{kind}{index}")
+            plan.op(kind, plan.key_index(bucket), member if index == 0 else 7, expire_at)
+            await redis_store.apply(plan)
+        assert 590 < await raw_redis.ttl(bucket) <= 600, kind
+
+
+async def test_redis_a_plan_failing_on_a_key_of_the_wrong_type_fails_alone(
+    redis_store: Store, raw_redis: redis.asyncio.Redis
+) -> None:
+    await raw_redis.hset(metric("coffees", "bob"), "not", "a counter")
+    wrong = new_plan("e1", player="bob")
+    wrong.op("add", wrong.key_index(metric("coffees", "bob")), 1, 0)
+    with pytest.raises(StoreError, match=r"plan 1 of the batch \(player 'bob'\).*WRONGTYPE"):
+        await redis_store.apply_many([coffee_plan("e1"), wrong, coffee_plan("e2")])
+    assert await value(redis_store, metric("coffees")) == 2
+    assert await raw_redis.exists(keys.event("bob", "e1")) == 0
 
 
 async def test_redis_reloads_the_script_after_a_flush(

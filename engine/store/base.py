@@ -6,7 +6,7 @@ executes atomically (a Lua script on Redis, one transaction on SQLite). The
 rules therefore live once, in Python, and every backend only has to agree on
 what these few operations mean.
 
-Operations (JSON lists; `k` indexes `Plan.keys`; op *i* leaves its result in
+Operations (lists; `k` indexes `Plan.keys`; op *i* leaves its result in
 register R[i] for later ops):
 
     ["add", k, amount, expire_at]      INCRBY; result: new value
@@ -26,12 +26,23 @@ register R[i] for later ops):
                                        unlock JSON is appended to the outbox and published.
                                        result: 1 when newly claimed, else 0
 
-`expire_at` is a Unix time in seconds (0: never). Streak state is a hash with
-`last` (period index), `current`, `longest`, `freezes`: the same period again
-changes nothing, an older period changes nothing, the next period extends,
-a gap of g periods is bridged when g <= freezes (consuming g), else the streak
-restarts at 1; a freeze is earned whenever current is a multiple of
-`earn_every`, up to `freeze_max`.
+`expire_at` is a Unix time in seconds (0: never) that a key gets when it
+starts: `max` and `distinct` set it when they create the key, `add` when the
+new value equals the amount (a new key, or one that was at zero). Otherwise
+the key keeps its expiry, so a bucket's lifetime is fixed by its first event.
+
+Streak state is a hash with `last` (period index), `current`, `longest`,
+`freezes`: the same period again changes nothing, an older period changes
+nothing, the next period extends, a gap of g periods is bridged when
+g <= freezes (consuming g), else the streak restarts at 1; a freeze is earned
+whenever current is a multiple of `earn_every`, up to `freeze_max`.
+
+An operand (amount, value, member) or an unlock may be an `Arg`: the value at
+that index of `Plan.args`. Plans of one shape share one `Shape` (their ops,
+never changed once built) and differ only in keys and args, which lets a store
+translate the ops once for many plans. Registers that no later op reads need
+not be computed, and reads (`get`, `card`) may be deferred until a condition
+needs them: nothing observable depends on it.
 
 Before any operation the store checks the event key (`Plan.keys[0]`): an
 event seen before returns its original result and changes nothing. It also
@@ -43,8 +54,7 @@ is done (status "stale"), so the engine can re-plan.
 from __future__ import annotations
 
 import abc
-import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,15 +62,41 @@ from typing import Any, Literal
 EVENT_KEY, PROFILE_KEY, UNLOCKS_KEY, OUTBOX_KEY = 0, 1, 2, 3
 
 
+@dataclass(frozen=True, slots=True)
+class Arg:
+    """Stands for `Plan.args[index]` as an op's operand or a claim's unlock."""
+
+    index: int
+
+
+class Shape:
+    """Operations shared by many plans, each with its own keys and `Plan.args`.
+
+    Never changed once built: a store may translate `ops` once into its own
+    form and keep it in `compiled`, under the store's name.
+    """
+
+    __slots__ = ("compiled", "ops")
+
+    def __init__(self, ops: list[list[Any]]) -> None:
+        self.ops = ops
+        self.compiled: dict[str, Any] = {}
+
+
 @dataclass(slots=True)
 class Plan:
-    """What one event does to one player's keys."""
+    """What one event does to one player's keys.
+
+    A plan of a `shape` has `ops is shape.ops` and must not add any.
+    """
 
     player_id: str
     keys: list[str]
     ops: list[list[Any]] = field(default_factory=list)
     profile_version: int = 0
     dedupe_ttl: int = 8 * 24 * 3600
+    args: list[Any] = field(default_factory=list)
+    shape: Shape | None = None
 
     def key_index(self, key: str) -> int:
         """Position of `key` in `keys`, appending it the first time."""
@@ -72,14 +108,14 @@ class Plan:
 
     def op(self, *operation: Any) -> int:
         """Append an operation; return its register number."""
+        if self.shape is not None:
+            raise ValueError("a plan of a shape shares its ops; build the shape instead")
         self.ops.append(list(operation))
         return len(self.ops) - 1
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {"p": self.player_id, "v": self.profile_version, "t": self.dedupe_ttl, "o": self.ops},
-            separators=(",", ":"),
-        )
+    def value(self, operand: Any) -> Any:
+        """An operand or unlock as written in an op, with an `Arg` looked up."""
+        return self.args[operand.index] if isinstance(operand, Arg) else operand
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +161,10 @@ class Store(abc.ABC):
         """Execute one plan atomically, in one round trip."""
 
     @abc.abstractmethod
-    async def apply_many(self, plans: Sequence[Plan]) -> list[Applied]:
-        """Execute many plans, each atomically, in as few round trips as possible."""
+    async def apply_many(self, plans: Iterable[Plan]) -> list[Applied]:
+        """Execute many plans, each atomically and in order, in as few round trips
+        as possible. `plans` may be a generator: a store may consume it while
+        earlier plans are running, so planning overlaps with the store's work."""
 
     @abc.abstractmethod
     async def read(self, reads: Sequence[Read]) -> list[Any]:

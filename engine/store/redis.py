@@ -1,31 +1,36 @@
 """The Redis counter store: production, shared by every worker process.
 
-A plan runs as one Lua script (lua/apply.lua) through EVALSHA, so one event
-costs one round trip and is atomic. Its ops travel as flat arguments rather
-than JSON (see `_evalsha`). Batches are streamed on one connection in chunks,
-each chunk written before the replies of the previous one are read, so Redis
-and Python work at the same time. New unlocks are appended to the player's
-outbox stream and published on `keys.UNLOCK_CHANNEL` by the script itself, so
-a listener in any process sees every unlock as soon as it is committed.
+Plans run in a Lua script (lua/apply.lua) through EVALSHA: one event costs
+one round trip and is atomic, and a batch runs in chunks of many plans per
+call, each chunk atomic as a whole (stronger than each plan alone). Ops travel
+as flat arguments rather than JSON, each plan shape once per chunk (see
+`_Chunk`). Chunks are streamed on one connection, each written before the
+replies of the previous one are read, so Redis and Python work at the same
+time. New unlocks are appended to the player's outbox stream and published on
+`keys.UNLOCK_CHANNEL` by the script itself, so a listener in any process sees
+every unlock as soon as it is committed.
 
 Redis does not roll a script back when a command inside it fails (say a key
-holds the wrong type): commands already run stay applied. Plans built by the
-engine never do that; a failure surfaces as `StoreError`.
+holds the wrong type): commands of that plan already run stay applied, the
+other plans of its chunk run. Plans built by the engine never do that; a
+failure surfaces as `StoreError`.
 
 `redis+cluster://` URLs use Redis Cluster: all keys of a plan share the
 player's hash tag, hence one slot, and batches go through redis-py's cluster
-pipeline, which routes each script by slot.
+pipeline, one plan per script call, each routed by its slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -45,12 +50,17 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.errors import StoreError
 from engine.store import cursor_position, keys
-from engine.store.base import Applied, OutboxEntry, Plan, Read, Store
+from engine.store.base import Applied, Arg, OutboxEntry, Plan, Read, Store
 
 log = logging.getLogger(__name__)
 
 #: Chunks of a batch written before the replies of the first are read.
 CHUNKS_IN_FLIGHT = 2
+#: Plans per chunk: one EVALSHA runs them all, so this also bounds how long a
+#: batch holds the server at once.
+CHUNK_SIZE = 100
+#: The key of this store's form of a shape in `Shape.compiled`.
+COMPILED = "redis"
 #: Seconds between attempts to resubscribe, doubling up to the maximum.
 RECONNECT_DELAY, MAX_RECONNECT_DELAY = 0.1, 2.0
 
@@ -71,7 +81,7 @@ class RedisStore(Store):
 
     shared = True
 
-    def __init__(self, url: str, *, chunk_size: int = 500) -> None:
+    def __init__(self, url: str, *, chunk_size: int = CHUNK_SIZE) -> None:
         self._where = _without_password(url)
         self._chunk_size = chunk_size
         self._client: Redis | RedisCluster
@@ -94,76 +104,76 @@ class RedisStore(Store):
     async def apply(self, plan: Plan) -> Applied:
         return (await self.apply_many((plan,)))[0]
 
-    async def apply_many(self, plans: Sequence[Plan]) -> list[Applied]:
-        replies: list[Any] = [None] * len(plans)
-        pending: Sequence[int] = range(len(plans))
-        reconnected = False
+    async def apply_many(self, plans: Iterable[Plan]) -> list[Applied]:
+        batch: list[Plan] = []
+        source = iter(plans)
         try:
-            while pending:
-                try:
-                    answers = await self._send([plans[index] for index in pending])
-                except ConnectionError:
-                    # A pooled connection the server dropped (restart, idle
-                    # timeout). Sending again is safe even for plans that did
-                    # run: they answer "duplicate" with their original entries.
-                    if reconnected:
-                        raise
-                    reconnected = True
-                    continue
-                refused = []
-                for index, answer in zip(pending, answers, strict=True):
-                    if isinstance(answer, NoScriptError):
-                        refused.append(index)
-                    else:
-                        replies[index] = answer
-                if refused:
-                    # The server lost its scripts (restart, SCRIPT FLUSH); a
-                    # refused plan did not run, so sending it again is safe.
-                    self._sha = await self._client.script_load(APPLY_LUA)
-                pending = refused
+            try:
+                replies = await self._send(source, batch)
+            except ConnectionError:
+                # A pooled connection the server dropped (restart, idle
+                # timeout). Sending again is safe even for plans that did
+                # run: they answer "duplicate" with their original entries.
+                batch += source
+                replies = await self._send(iter(batch), [])
+            while refused := [
+                i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)
+            ]:
+                # The server lost its scripts (restart, SCRIPT FLUSH); a
+                # refused plan did not run, so sending it again is safe.
+                self._sha = await self._client.script_load(APPLY_LUA)
+                again = await self._send(iter([batch[i] for i in refused]), [])
+                for index, reply in zip(refused, again, strict=True):
+                    replies[index] = reply
         except _FAILURES as error:
             raise self._error(error) from error
         except (TypeError, ValueError) as error:
-            # Only a malformed op gets here, while being packed; nothing was sent.
+            # Only a malformed op gets here, while being packed; its chunk was not sent.
             raise StoreError(f"a plan has an operation Redis cannot take: {error}") from error
         for index, reply in enumerate(replies):
             if isinstance(reply, Exception):
-                context = ""
-                if len(plans) > 1:
-                    context = f"plan {index} of the batch (player {plans[index].player_id!r})"
-                raise self._error(reply, context) from reply
-        return [_applied(reply) for reply in replies]
+                failure = reply
+            elif reply[0] == "error":
+                failure = ResponseError(reply[1])
+            else:
+                continue
+            context = ""
+            if len(batch) > 1:
+                context = f"plan {index} of the batch (player {batch[index].player_id!r})"
+            raise self._error(failure, context) from failure
+        return [_applied(status, payload) for status, payload in replies]
 
-    async def _stream(self, plans: Sequence[Plan]) -> list[Any]:
-        """EVALSHA every plan on one connection, in order; error replies as values.
+    async def _stream(self, plans: Iterator[Plan], batch: list[Plan]) -> list[Any]:
+        """Run the plans in chunks on one connection, one EVALSHA per chunk.
 
-        Chunks are written ahead of reading the replies of earlier ones, so
-        Redis runs one chunk while we encode the next and decode the last:
-        on a small machine that overlap is most of the batch throughput.
-        Commands are packed by hiredis, which costs a fraction of redis-py's
-        pure-Python packer.
+        `plans` is consumed a chunk at a time (each added to `batch`), and a
+        chunk is written before the replies of earlier ones are read, so
+        Redis runs one chunk while we plan and encode the next and decode the
+        last: on a small machine that overlap is most of the batch throughput.
+        Returns each plan's reply: (status, payload), or an error.
         """
         pool = self._pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         replies: list[Any] = []
-        unread: deque[int] = deque()
+        unread: deque[_Chunk] = deque()
 
-        async def read(count: int) -> None:
-            # One deadline per chunk instead of redis-py's one per reply.
-            async with asyncio.timeout(connection.socket_timeout):
-                for _ in range(count):
+        async def read(chunk: _Chunk) -> None:
+            answer: Any = None
+            if chunk.sent:
+                async with asyncio.timeout(connection.socket_timeout):
                     try:
-                        replies.append(await connection.read_response(timeout=math.inf))
+                        answer = await connection.read_response(timeout=math.inf)
                     except ResponseError as error:
-                        replies.append(error)
+                        answer = error
+            replies.extend(chunk.replies(answer))
 
-        sha, size = self._sha, self._chunk_size
         try:
-            for start in range(0, len(plans), size):
-                chunk = plans[start : start + size]
-                packed = b"".join([_pack_command(_evalsha(sha, plan)) for plan in chunk])
-                await connection.send_packed_command(packed)
-                unread.append(len(chunk))
+            while chunk_plans := list(itertools.islice(plans, self._chunk_size)):
+                batch += chunk_plans
+                chunk = _Chunk(chunk_plans)
+                if chunk.sent:
+                    await connection.send_packed_command(chunk.packed(self._sha))
+                unread.append(chunk)
                 if len(unread) > CHUNKS_IN_FLIGHT:
                     await read(unread.popleft())
             while unread:
@@ -176,15 +186,19 @@ class RedisStore(Store):
             await pool.release(connection)
         return replies
 
-    async def _pipeline(self, plans: Sequence[Plan]) -> list[Any]:
-        """EVALSHA every plan through a cluster pipeline, which routes by slot."""
+    async def _pipeline(self, plans: Iterator[Plan], batch: list[Plan]) -> list[Any]:
+        """One EVALSHA per plan through a cluster pipeline, which routes by slot."""
         replies: list[Any] = []
-        size = self._chunk_size
-        for start in range(0, len(plans), size):
+        while chunk_plans := list(itertools.islice(plans, self._chunk_size)):
+            batch += chunk_plans
+            chunks = [_Chunk([plan]) for plan in chunk_plans]
             pipe = self._client.pipeline(transaction=False)
-            for plan in plans[start : start + size]:
-                pipe.execute_command(*_evalsha(self._sha, plan))
-            replies.extend(await pipe.execute(raise_on_error=False))
+            for chunk in chunks:
+                if chunk.sent:
+                    pipe.execute_command(*chunk.arguments(self._sha))
+            answers = iter(await pipe.execute(raise_on_error=False))
+            for chunk in chunks:
+                replies += chunk.replies(next(answers) if chunk.sent else None)
         return replies
 
     async def read(self, reads: Sequence[Read]) -> list[Any]:
@@ -380,43 +394,170 @@ class RedisStore(Store):
         return StoreError(f"{context}: {message}" if context else message)
 
 
-def _evalsha(sha: str, plan: Plan) -> tuple[Any, ...]:
-    """The EVALSHA command of a plan: its keys, then the ARGV lua/apply.lua reads.
+#: The one-letter op codes of lua/apply.lua.
+_CODES = {
+    "add": "a",
+    "max": "m",
+    "distinct": "d",
+    "get": "g",
+    "card": "c",
+    "streak": "s",
+    "claim": "C",
+}
 
-    Ops are flattened into plain arguments (a claim's lists get counts, a
-    null unlock becomes ""), which Redis hands to Lua as strings with no
-    decoding: far cheaper for the server than cjson.decode of Plan.to_json().
+
+class _Refused(Exception):
+    """A plan lua/apply.lua cannot take; it is not sent, and fails alone."""
+
+
+class _Chunk:
+    """Plans as one EVALSHA of lua/apply.lua, and each plan's share of its reply.
+
+    Each shape travels once per chunk, however many of its plans the chunk
+    holds; a plan without a shape gets one of its own. A shape's arguments
+    are flattened and packed once (`Shape.compiled`) and reused by every
+    chunk after.
     """
-    args: list[Any] = [
-        "EVALSHA",
-        sha,
-        len(plan.keys),
-        *plan.keys,
-        keys.UNLOCK_CHANNEL,
-        plan.player_id,
-        plan.profile_version,
-        plan.dedupe_ttl,
-    ]
-    for op in plan.ops:
-        if op[0] != "claim":
-            args += op
-            continue
-        _, field, conds, requires, unlock, extras = op
-        args += ("claim", field, len(conds))
-        for register, threshold in conds:
-            args += (register, threshold)
-        args.append(len(requires))
-        args += requires
-        args += (unlock or "", len(extras))
-        for extra, extra_unlock in extras:
-            args += (extra, extra_unlock or "")
-    return tuple(args)
+
+    def __init__(self, plans: list[Plan]) -> None:
+        self.refused: dict[int, str] = {}
+        self.keys: list[str] = []
+        self.shapes: list[_Compiled] = []
+        self.tail: list[Any] = []
+        self.count = len(plans)
+        numbers: dict[int, int] = {}  # id of a Shape -> its number; the plans hold them
+        for index, plan in enumerate(plans):
+            shape = plan.shape
+            try:
+                if shape is None:
+                    self.shapes.append(_compile(plan.ops))
+                    number = len(self.shapes)
+                elif (number := numbers.get(id(shape), 0)) == 0:
+                    compiled = shape.compiled.get(COMPILED)
+                    if compiled is None:
+                        compiled = shape.compiled[COMPILED] = _compile(shape.ops)
+                    self.shapes.append(compiled)
+                    number = numbers[id(shape)] = len(self.shapes)
+            except _Refused as error:
+                self.refused[index] = str(error)
+                continue
+            self.keys += plan.keys
+            self.tail += (
+                number,
+                len(plan.keys),
+                plan.player_id,
+                plan.profile_version,
+                plan.dedupe_ttl,
+                len(plan.args),
+            )
+            self.tail += plan.args
+        self.sent = bool(self.tail)
+
+    def arguments(self, sha: str) -> tuple[Any, ...]:
+        """The EVALSHA command as arguments (for redis-py, which routes them by key)."""
+        flat = [argument for shape in self.shapes for argument in shape.arguments]
+        return (*self._head(sha), *flat, *self.tail)
+
+    def packed(self, sha: str) -> bytes:
+        """The EVALSHA command in RESP, splicing in the shapes packed beforehand."""
+        head, tail = self._head(sha), tuple(self.tail)
+        count = len(head) + sum(len(shape.arguments) for shape in self.shapes) + len(tail)
+        return b"".join(
+            [
+                b"*%d\r\n" % count,
+                _unframed(_pack_command(head)),
+                *(shape.packed for shape in self.shapes),
+                _unframed(_pack_command(tail)),
+            ]
+        )
+
+    def replies(self, answer: Any) -> list[Any]:
+        """Each plan's reply: (status, payload) from the script's flat answer, or
+        the error that refused the whole call."""
+        pairs = iter(answer) if isinstance(answer, list) else None
+        replies: list[Any] = []
+        for index in range(self.count):
+            if index in self.refused:
+                replies.append(("error", self.refused[index]))
+            elif pairs is None:
+                replies.append(answer)
+            else:
+                replies.append((next(pairs), next(pairs)))
+        return replies
+
+    def _head(self, sha: str) -> tuple[Any, ...]:
+        return ("EVALSHA", sha, len(self.keys), *self.keys, keys.UNLOCK_CHANNEL, len(self.shapes))
 
 
-def _applied(reply: list[Any]) -> Applied:
-    status, payload = reply
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A shape as lua/apply.lua reads it: arguments and their RESP encoding."""
+
+    arguments: tuple[Any, ...]
+    packed: bytes
+
+
+def _compile(ops: list[list[Any]]) -> _Compiled:
+    """Flatten ops into lua/apply.lua arguments: the length, the constants, the ops.
+
+    A claim's lists get counts; an `Arg` becomes its index + 1, any other
+    operand or unlock a constant (-its number), a null unlock 0. Redis hands
+    these to Lua as plain strings, far cheaper for the server than decoding JSON.
+    """
+    constants: list[Any] = []
+
+    def value(given: Any) -> Any:
+        if isinstance(given, Arg):
+            return given.index + 1
+        if given is None:
+            raise _Refused("an operand is missing")
+        constants.append(given)
+        return -len(constants)
+
+    def unlock(given: Any) -> Any:
+        return 0 if given is None else value(given)
+
+    flat: list[Any] = []
+    for op in ops:
+        name = op[0]
+        code = _CODES.get(name)
+        if code is None:
+            raise _Refused(f"unknown plan operation: {name}")
+        try:
+            if name in ("add", "max", "distinct"):
+                _, key, operand, expire_at = op
+                flat += (code, key, value(operand), expire_at)
+            elif name in ("get", "card"):
+                _, key = op
+                flat += (code, key)
+            elif name == "streak":
+                _, key, period, register, minimum, freeze_max, earn_every = op
+                flat += (code, key, period, register, minimum, freeze_max, earn_every)
+            else:
+                _, field, conds, requires, claimed, extras = op
+                flat += (code, field, len(conds))
+                for register, threshold in conds:
+                    flat += (register, threshold)
+                flat.append(len(requires))
+                flat += requires
+                flat += (unlock(claimed), len(extras))
+                for extra, extra_unlock in extras:
+                    flat += (extra, unlock(extra_unlock))
+        except (TypeError, ValueError) as error:
+            raise _Refused(f"malformed plan operation {op!r}: {error}") from None
+    body = (len(constants), *constants, *flat)
+    arguments = (len(body), *body)
+    return _Compiled(arguments, _unframed(_pack_command(arguments)))
+
+
+def _unframed(packed: bytes) -> bytes:
+    """A packed command without its leading `*<count>` line: its arguments alone."""
+    return packed[packed.index(b"\r\n") + 2 :]
+
+
+def _applied(status: str, payload: str) -> Applied:
     entries = [OutboxEntry(*entry) for entry in json.loads(payload)] if len(payload) > 2 else []
-    return Applied(status, entries)
+    return Applied(cast(Any, status), entries)
 
 
 def _published(data: str) -> tuple[str, list[OutboxEntry]]:

@@ -25,7 +25,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -108,11 +108,12 @@ class SqliteStore(Store):
     async def apply(self, plan: Plan) -> Applied:
         return (await self.apply_many((plan,)))[0]
 
-    async def apply_many(self, plans: Sequence[Plan]) -> list[Applied]:
-        if not plans:
+    async def apply_many(self, plans: Iterable[Plan]) -> list[Applied]:
+        batch = list(plans)
+        if not batch:
             return []
         loop = asyncio.get_running_loop()
-        return await self._run(self._apply_all, plans, loop)
+        return await self._run(self._apply_all, batch, loop)
 
     async def read(self, reads: Sequence[Read]) -> list[Any]:
         return await self._run(self._read, reads)
@@ -272,7 +273,7 @@ class SqliteStore(Store):
         entries: list[OutboxEntry] = []
         try:
             for op in plan.ops:
-                registers.append(self._op(db, plan_keys, op, registers, entries, now))
+                registers.append(self._op(db, plan, op, registers, entries, now))
         except (IndexError, KeyError, TypeError, ValueError) as error:
             raise PlanError(f"malformed plan operation: {error!r}") from error
         payload = json.dumps([[e.id, e.key, e.unlock] for e in entries], separators=(",", ":"))
@@ -283,34 +284,35 @@ class SqliteStore(Store):
     def _op(
         self,
         db: sqlite3.Connection,
-        plan_keys: list[str],
+        plan: Plan,
         op: list[Any],
         registers: list[int],
         entries: list[OutboxEntry],
         now: float,
     ) -> int:
         name = op[0]
+        plan_keys = plan.keys
         if name == "add":
-            key = plan_keys[op[1]]
+            key, amount = plan_keys[op[1]], _integer(plan.value(op[2]))
             row = self._live(db, key, now)
-            result = (row[0] if row else 0) + _integer(op[2])
-            self._put(db, key, result, op[3], row)
+            result = (row[0] if row else 0) + amount
+            self._put(db, key, result, op[3] if result == amount else 0, row)
         elif name == "max":
             key = plan_keys[op[1]]
             row = self._live(db, key, now)
-            result = _integer(op[2])
+            result = _integer(plan.value(op[2]))
             if row is not None and row[0] >= result:
                 result = row[0]
-            self._put(db, key, result, op[3], row)
+            self._put(db, key, result, op[3] if row is None else 0, row)
         elif name == "distinct":
             key = plan_keys[op[1]]
             row = self._live(db, key, now)
             added = db.execute(
                 "INSERT OR IGNORE INTO members (key, member) VALUES (?, ?)",
-                (key, _member(op[2])),
+                (key, _member(plan.value(op[2]))),
             ).rowcount
             result = (row[0] if row else 0) + added
-            self._put(db, key, result, op[3], row)
+            self._put(db, key, result, op[3] if added and result == 1 else 0, row)
         elif name in ("get", "card"):
             row = self._live(db, plan_keys[op[1]], now)
             result = row[0] if row else 0
@@ -318,7 +320,7 @@ class SqliteStore(Store):
             reached = registers[op[3]] >= op[4]
             result = self._streak(db, plan_keys[op[1]], op[2], reached, op[5], op[6])
         elif name == "claim":
-            result = self._claim(db, plan_keys[2], plan_keys[3], op, registers, entries)
+            result = self._claim(db, plan, op, registers, entries)
         else:
             raise PlanError(f"unknown plan operation: {name}")
         return int(result)
@@ -342,7 +344,8 @@ class SqliteStore(Store):
         expire_at: int,
         row: tuple[Any, float] | None,
     ) -> None:
-        """Write a counter; like EXPIREAT, a zero `expire_at` keeps the current expiry."""
+        """Write a counter, setting its expiry when `expire_at` is not zero (as
+        EXPIREAT does) and keeping the current one otherwise."""
         expires_at = expire_at if expire_at > 0 else (row[1] if row else 0)
         db.execute(_PUT, (key, value, expires_at))
 
@@ -380,8 +383,7 @@ class SqliteStore(Store):
     def _claim(
         self,
         db: sqlite3.Connection,
-        unlocks: str,
-        outbox: str,
+        plan: Plan,
         op: list[Any],
         registers: list[int],
         entries: list[OutboxEntry],
@@ -389,15 +391,16 @@ class SqliteStore(Store):
         _, field, conds, requires, unlock, extras = op
         if any(registers[register] < threshold for register, threshold in conds):
             return 0
+        unlocks, outbox = plan.keys[2], plan.keys[3]
         for required in requires:
             if not db.execute(
                 "SELECT 1 FROM fields WHERE key = ? AND field = ?", (unlocks, required)
             ).fetchone():
                 return 0
-        if not self._grant(db, unlocks, outbox, field, unlock, entries):
+        if not self._grant(db, unlocks, outbox, field, plan.value(unlock), entries):
             return 0
         for extra_field, extra_unlock in extras:
-            self._grant(db, unlocks, outbox, extra_field, extra_unlock, entries)
+            self._grant(db, unlocks, outbox, extra_field, plan.value(extra_unlock), entries)
         return 1
 
     def _grant(

@@ -1,55 +1,189 @@
--- Apply one Plan (engine/store/base.py) atomically: the whole hot path of one event.
+-- Apply Plans (engine/store/base.py), each atomically and in order: the whole hot
+-- path of many events in one call (one plan per call on Redis Cluster).
 --
--- KEYS     Plan.keys, in order. KEYS[1] event result (dedupe), KEYS[2] profile hash,
---          KEYS[3] unlocks hash, KEYS[4] outbox stream, then the keys the ops use.
---          An op's key index k (0-based, as in Python) is KEYS[k + 1].
+-- KEYS     Plan.keys of every plan, one plan after the other. In a plan's keys: [1]
+--          event result (dedupe), [2] profile hash, [3] unlocks hash, [4] outbox
+--          stream, then the keys its ops use.
 -- ARGV[1]  the pub/sub channel new unlocks are published on
--- ARGV[2]  player id          ARGV[3]  profile version the plan was built on
--- ARGV[4]  dedupe TTL in seconds (0: keep the event result forever)
--- ARGV[5…] Plan.ops, flattened (engine/store/redis.py `_command`):
---            add k amount expire_at          max k value expire_at
---            distinct k member expire_at     get k          card k
---            streak k period reg min freeze_max earn_every
---            claim field n (reg threshold)×n m (required)×m unlock x (field unlock)×x
---          where an empty unlock stands for null (a marker).
+-- ARGV[2]  the number of shapes, then each shape: its length n and n arguments, which
+--          are c and c constants, then its ops (below)
+-- then per plan: shape number (from 1), key count, player id, profile version the
+--          plan was built on, dedupe TTL in seconds (0: keep the event result forever),
+--          argument count a, then its a Plan.args
 --
--- Returns {status, payload}: {"duplicate", <stored entries>}, {"stale", ""} or
--- {"ok", <entries>}, entries being a JSON list of [outbox id, unlock key, unlock JSON].
+-- Ops (engine/store/redis.py `_flatten`), k a key index in the plan (from 0, as in
+-- Python), r a register (op number from 0), v a value: the plan's argument v when
+-- v > 0, the shape's constant -v when v < 0, the empty string (a marker) when 0:
+--   a k v expire_at         add          m k v expire_at    max
+--   d k v expire_at         distinct     g k                get       c k    card
+--   s k period r min freeze_max earn_every                             streak
+--   C field n (r threshold)×n m (required)×m v x (field v)×x           claim
 --
--- The ops arrive as plain arguments rather than one JSON document because
--- cjson.decode costs more than all the ops of a typical plan together. Nothing
--- here builds a key name: every key arrives in KEYS, so prefixes and Redis
--- Cluster slots stay the caller's business.
+-- Returns two strings per plan: status ("ok", "duplicate", "stale" or "error") and
+-- payload: the JSON list of the plan's new outbox entries [outbox id, unlock key,
+-- unlock] (a duplicate's as first recorded), or the error message.
+--
+-- Shapes are decoded once per call and shared by the plans that use them, so a plan
+-- costs only its keys and arguments. Registers nothing reads are not computed and
+-- reads wait until a condition needs them. A command failing in a plan (a key of the
+-- wrong type) fails that plan alone, without recording its event; Redis does not
+-- roll back its earlier commands. Nothing here builds a key name: every key arrives
+-- in KEYS, so prefixes and Redis Cluster slots stay the caller's business.
 
-local call = redis.call
+local call, tonumber, type = redis.call, tonumber, type
 
-local stored = call('GET', KEYS[1])
-if stored then
-  return {'duplicate', stored}
-end
-if (tonumber(call('HGET', KEYS[2], 'version')) or 0) ~= tonumber(ARGV[3]) then
-  return {'stale', ''}
-end
+-- The plan being applied: its ops, where its keys and arguments start, its registers,
+-- its new outbox entries and the unlock fields known to be present.
+local ops, kb, base, R, entries, have, unlocks, outbox
 
-local unlocks, outbox = KEYS[3], KEYS[4]
-local R = {}
-local entries = {}
-
-local function expire(key, at)
-  if tonumber(at) > 0 then
-    call('EXPIREAT', key, at)
+local function decode(first)
+  local last = first + tonumber(ARGV[first])
+  local consts = {}
+  local a = first + 1
+  for j = 1, tonumber(ARGV[a]) do
+    consts[j] = ARGV[a + j]
   end
+  a = a + #consts + 1
+  local function value(text)
+    local v = tonumber(text)
+    if v > 0 then
+      return v
+    end
+    return v < 0 and consts[-v] or ''
+  end
+  local function expiry(text)
+    return text ~= '0' and text
+  end
+  local shape, needed = {}, {}
+  while a <= last do
+    local code, op = ARGV[a], nil
+    if code == 'a' or code == 'm' or code == 'd' then
+      op = {code, tonumber(ARGV[a + 1]) + 1, value(ARGV[a + 2]), expiry(ARGV[a + 3])}
+      a = a + 4
+    elseif code == 'g' or code == 'c' then
+      op = {code, tonumber(ARGV[a + 1]) + 1}
+      a = a + 2
+    elseif code == 's' then
+      local r = tonumber(ARGV[a + 3]) + 1
+      needed[r] = true
+      op = {code, tonumber(ARGV[a + 1]) + 1, tonumber(ARGV[a + 2]), r,
+            tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])}
+      a = a + 7
+    elseif code == 'C' then
+      local field, conds, requires, extras = ARGV[a + 1], {}, {}, {}
+      a = a + 3
+      for j = 1, tonumber(ARGV[a - 1]) do
+        local r = tonumber(ARGV[a]) + 1
+        needed[r] = true
+        conds[j] = {r, tonumber(ARGV[a + 1])}
+        a = a + 2
+      end
+      for j = 1, tonumber(ARGV[a]) do
+        requires[j] = ARGV[a + j]
+      end
+      a = a + #requires + 1
+      local unlock = value(ARGV[a])
+      local x = tonumber(ARGV[a + 1])
+      a = a + 2
+      for j = 1, x do
+        extras[j] = {ARGV[a], value(ARGV[a + 1])}
+        a = a + 2
+      end
+      op = {code, field, conds, requires, unlock, extras}
+    else
+      error('unknown plan operation: ' .. tostring(code))
+    end
+    shape[#shape + 1] = op
+  end
+  -- A read whose register is needed waits for its first use, unless a later op
+  -- writes its key; one nobody needs is skipped. A distinct op only counts its set
+  -- when someone needs the count (or to tell that it created the set).
+  for i, op in ipairs(shape) do
+    local code = op[1]
+    if code == 'd' then
+      op[5] = needed[i] or false
+    elseif code == 'g' or code == 'c' then
+      op[3] = needed[i] and 'lazy' or 'skip'
+      for j = i + 1, needed[i] and #shape or 0 do
+        local later = shape[j][1]
+        if (later == 'a' or later == 'm' or later == 'd') and shape[j][2] == op[2] then
+          op[3] = 'now'
+          break
+        end
+      end
+    end
+  end
+  return shape, last + 1
+end
+
+local function resolve(v)
+  if type(v) == 'number' then
+    return ARGV[base + v]
+  end
+  return v
+end
+
+local function read(op)
+  local key = KEYS[kb + op[2]]
+  if op[1] == 'g' then
+    return tonumber(call('GET', key)) or 0
+  end
+  return call('SCARD', key)
+end
+
+local function register(r)
+  local value = R[r]
+  if value == nil then
+    value = read(ops[r])
+    R[r] = value
+  end
+  return value
+end
+
+local function present(field)
+  if have[field] then
+    return true
+  end
+  if call('HEXISTS', unlocks, field) == 1 then
+    have[field] = true
+    return true
+  end
+  return false
 end
 
 -- Set an unlocks field if absent (a marker when `unlock` is empty, stored as "").
--- A newly set unlock goes to the outbox. Returns 1 when newly set.
+-- A newly set unlock goes to the outbox. Returns whether it was newly set.
 local function grant(field, unlock)
-  if call('HSETNX', unlocks, field, unlock) == 0 then
-    return 0
+  if present(field) then
+    return false
   end
+  call('HSET', unlocks, field, unlock)
+  have[field] = true
   if unlock ~= '' then
     local id = call('XADD', outbox, '*', 'k', field, 'u', unlock)
     entries[#entries + 1] = {id, field, unlock}
+  end
+  return true
+end
+
+local function claim(op)
+  local conds, requires = op[3], op[4]
+  for j = 1, #conds do
+    if register(conds[j][1]) < conds[j][2] then
+      return 0
+    end
+  end
+  for j = 1, #requires do
+    if not present(requires[j]) then
+      return 0
+    end
+  end
+  if not grant(op[2], resolve(op[5])) then
+    return 0
+  end
+  local extras = op[6]
+  for j = 1, #extras do
+    grant(extras[j][1], resolve(extras[j][2]))
   end
   return 1
 end
@@ -77,101 +211,93 @@ local function streak(key, period, reached, freeze_max, earn_every)
   return current
 end
 
--- The claim starting at ARGV[a]; returns its result and the index after it.
-local function claim(a)
-  local field = ARGV[a + 1]
-  local met = true
-  local n = tonumber(ARGV[a + 2])
-  a = a + 3
-  for j = a, a + 2 * (n - 1), 2 do
-    if R[tonumber(ARGV[j]) + 1] < tonumber(ARGV[j + 1]) then
-      met = false
-      break
+local function run(player, version, ttl)
+  local event = KEYS[kb + 1]
+  local stored = call('GET', event)
+  if stored then
+    return 'duplicate', stored
+  end
+  if (call('HGET', KEYS[kb + 2], 'version') or '0') ~= version then
+    return 'stale', ''
+  end
+  unlocks, outbox = KEYS[kb + 3], KEYS[kb + 4]
+  R, entries, have = {}, {}, {}
+  for i = 1, #ops do
+    local op = ops[i]
+    local code = op[1]
+    if code == 'C' then
+      R[i] = claim(op)
+    elseif code == 'a' then
+      local key, v = KEYS[kb + op[2]], resolve(op[3])
+      local result = call('INCRBY', key, v)
+      if op[4] and result == tonumber(v) then
+        call('EXPIREAT', key, op[4])
+      end
+      R[i] = result
+    elseif code == 'm' then
+      local key, v = KEYS[kb + op[2]], resolve(op[3])
+      local candidate = tonumber(v)
+      local current = tonumber(call('GET', key))
+      if current == nil then
+        if op[4] then
+          call('SET', key, v, 'EXAT', op[4])
+        else
+          call('SET', key, v)
+        end
+        current = candidate
+      elseif candidate > current then
+        call('SET', key, v, 'KEEPTTL')
+        current = candidate
+      end
+      R[i] = current
+    elseif code == 'd' then
+      local key = KEYS[kb + op[2]]
+      local added = call('SADD', key, resolve(op[3]))
+      if op[5] or (added == 1 and op[4]) then
+        local size = call('SCARD', key)
+        if added == 1 and size == 1 and op[4] then
+          call('EXPIREAT', key, op[4])
+        end
+        R[i] = size
+      end
+    elseif code == 's' then
+      R[i] = streak(KEYS[kb + op[2]], op[3], register(op[4]) >= op[5], op[6], op[7])
+    elseif op[3] == 'now' then
+      R[i] = read(op)
     end
   end
-  a = a + 2 * n
-  local m = tonumber(ARGV[a])
-  local requires = a + 1
-  a = requires + m
-  local unlock = ARGV[a]
-  local x = tonumber(ARGV[a + 1])
-  local extras = a + 2
-  local after = extras + 2 * x
-  if not met then
-    return 0, after
+  -- cjson encodes an empty table as {}, so the empty list is spelled out.
+  local payload = '[]'
+  if #entries > 0 then
+    payload = cjson.encode(entries)
   end
-  for j = requires, requires + m - 1 do
-    if call('HEXISTS', unlocks, ARGV[j]) == 0 then
-      return 0, after
-    end
-  end
-  if grant(field, unlock) == 0 then
-    return 0, after
-  end
-  for j = extras, after - 1, 2 do
-    grant(ARGV[j], ARGV[j + 1])
-  end
-  return 1, after
-end
-
-local a, argc, i = 5, #ARGV, 0
-while a <= argc do
-  local name = ARGV[a]
-  local result
-  i = i + 1
-  if name == 'claim' then
-    result, a = claim(a)
-  elseif name == 'add' then
-    local key = KEYS[ARGV[a + 1] + 1]
-    result = call('INCRBY', key, ARGV[a + 2])
-    expire(key, ARGV[a + 3])
-    a = a + 4
-  elseif name == 'max' then
-    local key = KEYS[ARGV[a + 1] + 1]
-    local current = tonumber(call('GET', key))
-    result = tonumber(ARGV[a + 2])
-    if current and current >= result then
-      result = current
-    else
-      call('SET', key, ARGV[a + 2], 'KEEPTTL')
-    end
-    expire(key, ARGV[a + 3])
-    a = a + 4
-  elseif name == 'distinct' then
-    local key = KEYS[ARGV[a + 1] + 1]
-    call('SADD', key, ARGV[a + 2])
-    result = call('SCARD', key)
-    expire(key, ARGV[a + 3])
-    a = a + 4
-  elseif name == 'get' then
-    result = tonumber(call('GET', KEYS[ARGV[a + 1] + 1])) or 0
-    a = a + 2
-  elseif name == 'card' then
-    result = call('SCARD', KEYS[ARGV[a + 1] + 1])
-    a = a + 2
-  elseif name == 'streak' then
-    local reached = R[ARGV[a + 3] + 1] >= tonumber(ARGV[a + 4])
-    result = streak(
-      KEYS[ARGV[a + 1] + 1], tonumber(ARGV[a + 2]), reached,
-      tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6]))
-    a = a + 7
+  if ttl ~= '0' then
+    call('SET', event, payload, 'EX', ttl)
   else
-    return redis.error_reply('unknown plan operation: ' .. tostring(name))
+    call('SET', event, payload)
   end
-  R[i] = result
+  if #entries > 0 then
+    call('PUBLISH', ARGV[1], '{"p":' .. cjson.encode(player) .. ',"e":' .. payload .. '}')
+  end
+  return 'ok', payload
 end
 
--- cjson encodes an empty table as {}, so the empty list is spelled out.
-local payload = '[]'
-if #entries > 0 then
-  payload = cjson.encode(entries)
+local shapes, a = {}, 3
+for s = 1, tonumber(ARGV[2]) do
+  shapes[s], a = decode(a)
 end
-if tonumber(ARGV[4]) > 0 then
-  call('SET', KEYS[1], payload, 'EX', ARGV[4])
-else
-  call('SET', KEYS[1], payload)
+local results, argc = {}, #ARGV
+kb = 0
+while a <= argc do
+  ops, base = shapes[tonumber(ARGV[a])], a + 5
+  local ok, status, payload = pcall(run, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
+  if not ok then
+    payload = type(status) == 'table' and status.err or tostring(status)
+    status = 'error'
+  end
+  results[#results + 1] = status
+  results[#results + 1] = payload
+  kb = kb + tonumber(ARGV[a + 1])
+  a = base + tonumber(ARGV[base]) + 1
 end
-if #entries > 0 then
-  call('PUBLISH', ARGV[1], '{"p":' .. cjson.encode(ARGV[2]) .. ',"e":' .. payload .. '}')
-end
-return {'ok', payload}
+return results
