@@ -31,6 +31,7 @@ from app.auth import Authenticator
 from app.metrics import Metrics
 from app.service import Service
 from app.settings import Settings
+from engine.engine import Clock, utc_now
 from engine.errors import QuestlineError, StoreError
 from schema import build_schema
 from schema.context import Context
@@ -174,9 +175,10 @@ def reload_on_hangup(service: Service) -> Iterator[None]:
         loop.remove_signal_handler(hangup)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, clock: Clock = utc_now) -> Starlette:
+    """The app; `clock` is the service's time (tests move it instead of waiting)."""
     metrics = Metrics()
-    service = Service(settings, metrics)
+    service = Service(settings, metrics, clock)
     graphql = QuestlineGraphQL(service, Authenticator(settings))
 
     @asynccontextmanager

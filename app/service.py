@@ -7,6 +7,10 @@ original unlocks, which makes the copy idempotent and self-healing. A crash
 between the store's claim and the copy leaves the unlock only in the outbox,
 so start-up copies every outbox entry history lacks (`recover_history`).
 
+Points go the same way: the events' earnings and their unlocks' points are
+granted in the SQL ledger (app.economy) before the answer is sent, once per
+source, so a retried event heals a grant that a crash interrupted.
+
 A program reload (mutation or SIGHUP) is announced through the store, and
 every worker sharing it loads its own seed folder in turn (`_converge`): all
 of them serve the new version, or keep the old one and log why not.
@@ -25,10 +29,11 @@ from anyio import to_thread
 from sqlalchemy import Engine as Database
 
 from app import records
+from app.economy import Economy
 from app.metrics import Metrics
 from app.migrations import upgrade_database
 from app.settings import Settings
-from engine.engine import Engine, EngineSettings, Recorded
+from engine.engine import Clock, Engine, EngineSettings, Recorded, utc_now
 from engine.errors import CursorError, ProgramError, QuestlineError, StoreError
 from engine.events import Event
 from engine.feed import Feed
@@ -76,11 +81,13 @@ def unlock_of_record(record: records.UnlockRecord) -> Unlock:
 
 
 class Service:
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, clock: Clock = utc_now) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.clock = clock
         self._store: Store | None = None
         self._engine: Engine | None = None
+        self._economy: Economy | None = None
         self._feed: Feed | None = None
         self._database: Database | None = None
         self._reload_lock = asyncio.Lock()
@@ -96,6 +103,11 @@ class Service:
     def feed(self) -> Feed:
         assert self._feed is not None, "the service is not started"
         return self._feed
+
+    @property
+    def economy(self) -> Economy:
+        assert self._economy is not None, "the service is not started"
+        return self._economy
 
     @property
     def database(self) -> Database:
@@ -118,9 +130,13 @@ class Service:
                 future_tolerance=settings.future_event_tolerance,
                 max_batch=settings.max_batch,
             ),
+            self.clock,
         )
+        self._economy = Economy(self._engine, self._database, self.clock, self._save_unlocks)
         recovered = await self.recover_history()
         logger.info("history recovery: %d unlocks found only in the outbox, now copied", recovered)
+        announced = await self._economy.announce_pending()
+        logger.info("tier changes a crash left unannounced, now announced: %d", announced)
         self._feed = Feed(self._store)
         await self._feed.start()
         listening = asyncio.Event()
@@ -173,11 +189,14 @@ class Service:
         results = await self.engine.record_many(events)
         unlocks = [unlock for result in results for unlock in result.unlocks]
         if unlocks:
-            await to_thread.run_sync(
-                records.save_unlocks, self.database, [unlock_data(u) for u in unlocks]
-            )
+            await to_thread.run_sync(self._save_unlocks, unlocks)
+        results = await self.economy.credit(events, results)
         self.metrics.recorded(results)
         return results
+
+    def _save_unlocks(self, unlocks: Sequence[Unlock]) -> int:
+        """Copy unlocks into history (blocking: call it on a worker thread)."""
+        return records.save_unlocks(self.database, [unlock_data(u) for u in unlocks])
 
     async def history(self, player_id: str, after: str | None, first: int) -> HistoryPage:
         cursor = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Protocol
 
 from strawberry.types import Info as StrawberryInfo
@@ -16,7 +17,11 @@ from engine.engine import Engine, Recorded
 from engine.errors import QuestlineError
 from engine.events import Event
 from engine.feed import Feed
+from engine.points import Balance, LedgerLine
+from engine.program.models import CatalogReward
 from engine.progress import PlayerProgress
+from engine.rewards import Redemption
+from engine.tiers import TierStatus
 from engine.unlocks import Unlock
 from schema.permissions import AuthError, Principal
 
@@ -29,6 +34,50 @@ class HistoryPage:
     has_next_page: bool
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerPage:
+    """A page of a player's points ledger, newest first; the cursor is an entry id."""
+
+    lines: list[LedgerLine]
+    has_next_page: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TierReview:
+    period: date
+    reviewed: int
+    upgraded: int
+    downgraded: int
+
+
+class Economy(Protocol):
+    """Points, tiers and rewards, as the schema needs them."""
+
+    async def balance(self, player_id: str) -> Balance:
+        """The balance after expiring what has lapsed."""
+
+    async def ledger(self, player_id: str, after: str | None, first: int) -> LedgerPage: ...
+
+    async def tier(self, player_id: str) -> TierStatus | None:
+        """None when the program has no tiers."""
+
+    async def rewards(self) -> list[tuple[str, CatalogReward, int | None]]:
+        """(id, reward, stock left or None when unlimited) for the whole catalog."""
+
+    async def redeem(self, player_id: str, reward_id: str, idempotency_key: str) -> Redemption:
+        """Spend points on a reward atomically; the same key returns the same redemption."""
+
+    async def redemptions(self, player_id: str, first: int) -> list[Redemption]: ...
+
+    async def adjust(self, player_id: str, delta: int, note: str, reference: str) -> LedgerLine:
+        """An admin's correction, once per reference."""
+
+    async def expire(self) -> tuple[int, int]:
+        """Expire lapsed points of every player; (players, points)."""
+
+    async def review_tiers(self) -> TierReview: ...
+
+
 class Service(Protocol):
     """The running Questline service, as the schema needs it."""
 
@@ -37,6 +86,9 @@ class Service(Protocol):
 
     @property
     def feed(self) -> Feed: ...
+
+    @property
+    def economy(self) -> Economy: ...
 
     async def record(self, events: Sequence[Event]) -> list[Recorded]:
         """Record events and keep their unlocks durably before answering."""
@@ -55,6 +107,7 @@ class Context:
     auth_error: QuestlineError | None = None
     connection_params: dict[str, Any] | None = None
     _progress: dict[str, PlayerProgress] = field(default_factory=dict)
+    _rewards: list[tuple[str, CatalogReward, int | None]] | None = None
 
     def caller(self) -> Principal:
         if self.auth_error is not None:
@@ -73,6 +126,12 @@ class Context:
             found = await self.service.engine.progress(player_id)
             self._progress[player_id] = found
         return found
+
+    async def rewards(self) -> list[tuple[str, CatalogReward, int | None]]:
+        """The catalog with stock left, read once per request."""
+        if self._rewards is None:
+            self._rewards = await self.service.economy.rewards()
+        return self._rewards
 
 
 Info = StrawberryInfo[Context, None]

@@ -1,7 +1,8 @@
-"""Mutations: event ingestion, player profiles and admin operations (API key)."""
+"""Mutations: event ingestion, player profiles, redemptions and admin operations (API key)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 
 import strawberry
@@ -10,6 +11,15 @@ from strawberry.scalars import JSON
 from engine.errors import EventError
 from engine.events import Event
 from schema.context import Info
+from schema.errors import BadRequestError
+from schema.loyalty import (
+    ExpiryResult,
+    LedgerEntry,
+    Redemption,
+    TierReviewResult,
+    entry_of,
+    redemption_of,
+)
 from schema.player import Player
 from schema.query import player_id_of
 from schema.types import EventInput, RecordEventResult, ReloadResult, unlock_of
@@ -76,3 +86,74 @@ class Mutation:
         info.context.caller().require_admin("reloading the program")
         version, changed = await info.context.service.reload_program()
         return ReloadResult(version=version, changed=changed)
+
+    @strawberry.mutation(
+        description=(
+            "Spend points on a reward: with a player token for that player, or with an API "
+            "key for `playerId`. Retrying with the same idempotencyKey returns the same "
+            "redemption and charges once."
+        )
+    )
+    async def redeem(
+        self,
+        info: Info,
+        reward_id: strawberry.ID,
+        idempotency_key: str,
+        player_id: strawberry.ID | None = None,
+    ) -> Redemption:
+        caller = info.context.caller()
+        target = player_id or caller.player_id
+        if target is None:
+            raise BadRequestError("playerId is required with an API key")
+        caller.require_read(player_id_of(target))
+        redemption = await info.context.service.economy.redeem(
+            str(target), str(reward_id), idempotency_key
+        )
+        return redemption_of(redemption)
+
+    @strawberry.mutation(
+        description=(
+            "Add (or take) points by hand, with the reason shown in the ledger (API key). "
+            "An idempotencyKey makes a retry safe; without one every call adjusts again."
+        )
+    )
+    async def adjust_points(
+        self,
+        info: Info,
+        player_id: strawberry.ID,
+        delta: int,
+        reason: str,
+        idempotency_key: str | None = None,
+    ) -> LedgerEntry:
+        info.context.caller().require_admin("adjusting points")
+        if not reason.strip():
+            raise BadRequestError("reason must say why the points are adjusted")
+        reference = idempotency_key or f"adjust:{uuid.uuid4().hex}"
+        line = await info.context.service.economy.adjust(
+            player_id_of(player_id), delta, reason, reference
+        )
+        return entry_of(line)
+
+    @strawberry.mutation(
+        description="Expire every player's lapsed points now (API key); reads do it lazily too."
+    )
+    async def expire_points(self, info: Info) -> ExpiryResult:
+        info.context.caller().require_admin("expiring points")
+        players, points = await info.context.service.economy.expire()
+        return ExpiryResult(players=players, points=points)
+
+    @strawberry.mutation(
+        description=(
+            "Apply the current tier review (API key): every player not yet reviewed in this "
+            "month or quarter moves to the tier their qualifying points support, down included."
+        )
+    )
+    async def run_tier_review(self, info: Info) -> TierReviewResult:
+        info.context.caller().require_admin("running a tier review")
+        review = await info.context.service.economy.review_tiers()
+        return TierReviewResult(
+            period=review.period,
+            reviewed=review.reviewed,
+            upgraded=review.upgraded,
+            downgraded=review.downgraded,
+        )

@@ -6,6 +6,16 @@ import strawberry
 
 from schema.context import Info
 from schema.errors import BadRequestError
+from schema.loyalty import (
+    LedgerConnection,
+    PointsBalance,
+    Redemption,
+    TierStatus,
+    balance_of,
+    ledger_of,
+    redemption_of,
+    tier_status_of,
+)
 from schema.types import (
     ChallengeProgress,
     EarnedBadge,
@@ -62,10 +72,7 @@ class Player:
     async def unlocks(
         self, info: Info, first: int | None = 20, after: str | None = None
     ) -> UnlockConnection:
-        first = 20 if first is None else first
-        if not 0 < first <= MAX_PAGE:
-            raise BadRequestError(f"first must be between 1 and {MAX_PAGE}, got {first}")
-        page = await info.context.service.history(self.id, after, first)
+        page = await info.context.service.history(self.id, after, page_size(first))
         program = info.context.service.engine.program
         edges = [
             UnlockEdge(cursor=cursor, node=unlock_of(program, unlock))
@@ -78,3 +85,31 @@ class Player:
                 end_cursor=edges[-1].cursor if edges else None,
             ),
         )
+
+    @strawberry.field(description="Points to spend, after expiring what has lapsed.")
+    async def points(self, info: Info) -> PointsBalance:
+        return balance_of(await info.context.service.economy.balance(self.id))
+
+    @strawberry.field(description="Every movement of the player's points, newest first.")
+    async def ledger(
+        self, info: Info, first: int | None = 20, after: str | None = None
+    ) -> LedgerConnection:
+        economy = info.context.service.economy
+        return ledger_of(await economy.ledger(self.id, after, page_size(first)))
+
+    @strawberry.field(description="The player's tier and the way to the next one.")
+    async def tier(self, info: Info) -> TierStatus:
+        return tier_status_of(await info.context.service.economy.tier(self.id))
+
+    @strawberry.field(description="Rewards the player redeemed, newest first.")
+    async def redemptions(self, info: Info, first: int | None = 20) -> list[Redemption]:
+        found = await info.context.service.economy.redemptions(self.id, page_size(first))
+        return [redemption_of(redemption) for redemption in found]
+
+
+def page_size(first: int | None) -> int:
+    """A page size argument, 20 when not given."""
+    first = 20 if first is None else first
+    if not 0 < first <= MAX_PAGE:
+        raise BadRequestError(f"first must be between 1 and {MAX_PAGE}, got {first}")
+    return first

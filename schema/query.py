@@ -8,6 +8,7 @@ from engine.errors import EventError
 from engine.events import check_identifier
 from schema.context import Info
 from schema.errors import BadRequestError
+from schema.loyalty import Reward, catalog
 from schema.player import Player
 from schema.types import Program, program_of
 
@@ -38,3 +39,8 @@ class Query:
     def program(self, info: Info) -> Program:
         info.context.caller()
         return program_of(info.context.service.engine.program)
+
+    @strawberry.field(description="The rewards catalog, with what is left of each stock.")
+    async def rewards(self, info: Info) -> list[Reward]:
+        info.context.caller()
+        return await catalog(info)

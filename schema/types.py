@@ -95,14 +95,16 @@ def progress_of(progress: engine_progress.Progress) -> Progress:
     )
 
 
-@strawberry.type
-class Reward:
+@strawberry.type(description="What an unlock grants (not a reward of the catalog).")
+class UnlockReward:
     points: int
     badge: Badge | None
 
 
-def reward_of(program: EngineProgram, badge: str | None, reward: models.Reward | None) -> Reward:
-    return Reward(
+def reward_of(
+    program: EngineProgram, badge: str | None, reward: models.Reward | None
+) -> UnlockReward:
+    return UnlockReward(
         points=reward.points if reward else 0,
         badge=badge_of(program, granted_badge(badge, reward)),
     )
@@ -125,7 +127,7 @@ class Challenge:
     )
     window_end: str | None
     goals: list[Goal]
-    reward: Reward
+    reward: UnlockReward
 
 
 def challenge_of(
@@ -178,7 +180,7 @@ class MilestoneTier:
     number: int = strawberry.field(description="1-based tier number.")
     at: float
     name: str | None
-    reward: Reward
+    reward: UnlockReward
 
 
 @strawberry.type
@@ -237,7 +239,7 @@ def milestone_progress_of(
 class StreakMilestone:
     at: int
     name: str | None
-    reward: Reward
+    reward: UnlockReward
 
 
 @strawberry.type

@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlmodel import SQLModel
 
+from app import migrations
 from app.migrations import upgrade_database
 from app.records import (
     DatabaseError,
@@ -33,6 +35,8 @@ from tests import services
 
 T = TypeVar("T")
 START = datetime(2024, 3, 4, 8, 30, tzinfo=UTC)
+#: The newest revision in app/migrations/versions.
+HEAD = ScriptDirectory(str(Path(migrations.__file__).parent)).get_current_head()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -232,7 +236,7 @@ def test_the_migrations_build_exactly_the_models(fresh_database_url: str) -> Non
         with engine.connect() as connection:
             context = MigrationContext.configure(connection)
             differences = compare_metadata(context, SQLModel.metadata)
-            assert context.get_current_revision() == "0001"
+            assert context.get_current_revision() == HEAD
     finally:
         engine.dispose()
 
@@ -247,7 +251,7 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(fresh_database_url:
         assert save_unlocks(engine, [unlock("ada", "badge:a")]) == 1
         with engine.connect() as connection:
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
-        assert versions == [("0001",)]
+        assert versions == [(HEAD,)]
     finally:
         engine.dispose()
 

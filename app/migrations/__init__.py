@@ -29,6 +29,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, event, text
 
+# The modules defining tables besides app.records, so that SQLModel.metadata always
+# describes the whole database (autogenerate, and the test comparing it with migrations).
+from app import ledger, redemptions  # noqa: F401
 from app.records import make_engine, translated_errors
 
 # Any fixed 64-bit number, shared by every Questline process migrating one database.

@@ -10,8 +10,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-# Every module that defines tables is imported here, so autogenerate sees them.
-import app.records  # noqa: F401
+# app.migrations imports every module that defines tables, so autogenerate sees them.
+import app.migrations  # noqa: F401
 
 connection = context.config.attributes.get("connection")
 if context.is_offline_mode() or connection is None:

@@ -1,0 +1,204 @@
+"""The loyalty economy of the running service: points, tiers and rewards.
+
+The rules come from the engine (what an event earns, which tier points
+reach, whether a reward may be redeemed); this class feeds them the numbers
+kept in SQL (app.ledger, app.grants, app.tier_records, app.redemptions) and
+runs those blocking calls on worker threads. Time is the service's clock,
+so tests move it instead of waiting for points to expire or a review to come.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from anyio import to_thread
+from sqlalchemy import Engine as Database
+
+from app import grants, ledger, redemptions, tier_records
+from app.grants import Grant, fixed
+from app.tier_records import Announcement
+from engine.engine import Clock, Engine, Recorded
+from engine.errors import CursorError, PointsError
+from engine.events import Event
+from engine.periods import resolve_timezone
+from engine.points import Balance, LedgerLine, LedgerReason, earnings
+from engine.program.models import CatalogReward
+from engine.program.program import Program
+from engine.rewards import Redemption
+from engine.tiers import TierStatus, review_start
+from engine.unlocks import Unlock
+from schema.context import LedgerPage, TierReview
+
+logger = logging.getLogger("questline.economy")
+
+#: Copies unlocks into durable history (the service's `records.save_unlocks` call).
+SaveUnlocks = Callable[[Sequence[Unlock]], object]
+
+
+class Economy:
+    def __init__(
+        self, engine: Engine, database: Database, clock: Clock, save_unlocks: SaveUnlocks
+    ) -> None:
+        self.engine = engine
+        self.database = database
+        self.clock = clock
+        self._save_unlocks = save_unlocks
+
+    @property
+    def program(self) -> Program:
+        return self.engine.program
+
+    def timezone(self) -> ZoneInfo:
+        """Where tier changes and reviews are dated: the program's timezone."""
+        return resolve_timezone(self.program.info.timezone or self.engine.settings.default_timezone)
+
+    async def credit(self, events: Sequence[Event], results: Sequence[Recorded]) -> list[Recorded]:
+        """Grant what recorded events earn and what their unlocks carry, once per
+        source, before the service answers; tier changes they cause are claimed
+        as unlocks and added to the results of the players' last events."""
+        program, now = self.program, self.clock()
+        pending: list[Grant] = []
+        for event, result in zip(events, results, strict=True):
+            if program.earn_rules_by_event.get(event.type):
+                pending.append(await self._earn(program, event, now))
+            pending += [
+                Grant(unlock.player_id, LedgerReason.REWARD, unlock.key, fixed(unlock.points))
+                for unlock in result.unlocks
+                if unlock.points
+            ]
+        if not pending:
+            return list(results)
+        announcements = await to_thread.run_sync(
+            grants.grant, self.database, pending, program, now, self.timezone()
+        )
+        granted = await self.announce(announcements)
+        if not granted:
+            return list(results)
+        last = {event.player_id: n for n, event in enumerate(events)}
+        answered = list(results)
+        for unlock in granted:
+            n = last[unlock.player_id]
+            answered[n] = dataclasses.replace(answered[n], unlocks=[*answered[n].unlocks, unlock])
+        return answered
+
+    async def _earn(self, program: Program, event: Event, now: datetime) -> Grant:
+        profile = await self.engine.profile(event.player_id)
+        moment = event.occurred_at or now
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # as the engine reads a naive time
+        when = dataclasses.replace(event, occurred_at=moment)
+        return Grant(
+            event.player_id,
+            LedgerReason.EARN,
+            event.id,
+            lambda multiplier: earnings(program, when, profile.timezone, multiplier),
+        )
+
+    async def announce(self, announcements: Sequence[Announcement]) -> list[Unlock]:
+        """Claim tier changes as unlocks (pushed to subscribers, kept in history)."""
+        granted = []
+        for announcement in announcements:
+            unlocks = await self.engine.grant(announcement.player_id, announcement.key)
+            if unlocks:
+                await to_thread.run_sync(self._save_unlocks, unlocks)
+            await to_thread.run_sync(tier_records.announced, self.database, announcement)
+            granted += unlocks
+        return granted
+
+    async def announce_pending(self) -> int:
+        """At start-up: tier changes a crash left unannounced."""
+        pending = await to_thread.run_sync(tier_records.pending, self.database, None)
+        await self.announce(pending)
+        return len(pending)
+
+    async def balance(self, player_id: str) -> Balance:
+        return await to_thread.run_sync(ledger.balance, self.database, player_id, self.clock())
+
+    async def ledger(self, player_id: str, after: str | None, first: int) -> LedgerPage:
+        before = None
+        if after is not None:
+            if not after.isdigit():
+                raise CursorError(f"{after!r} is not a ledger cursor; pass an edge's `cursor`")
+            before = int(after)
+        lines = await to_thread.run_sync(
+            ledger.entries, self.database, player_id, before, first + 1, self.clock()
+        )
+        return LedgerPage(lines=lines[:first], has_next_page=len(lines) > first)
+
+    async def tier(self, player_id: str) -> TierStatus | None:
+        ladder = self.program.tiers
+        if ladder is None:
+            return None
+        return await to_thread.run_sync(
+            tier_records.tier_status, self.database, player_id, ladder, self.clock()
+        )
+
+    async def rewards(self) -> list[tuple[str, CatalogReward, int | None]]:
+        """The catalog with what is left of each stock (None: unlimited)."""
+        used = await to_thread.run_sync(redemptions.redeemed_in_all, self.database)
+        return [
+            (
+                reward_id,
+                reward,
+                None if reward.stock is None else max(0, reward.stock - used.get(reward_id, 0)),
+            )
+            for reward_id, reward in self.program.rewards.items()
+        ]
+
+    async def redeem(self, player_id: str, reward_id: str, idempotency_key: str) -> Redemption:
+        if not idempotency_key.strip():
+            raise PointsError("idempotencyKey must not be empty: send one per redemption")
+        return await to_thread.run_sync(
+            redemptions.redeem,
+            self.database,
+            self.program,
+            player_id,
+            reward_id,
+            idempotency_key,
+            self.clock(),
+        )
+
+    async def redemptions(self, player_id: str, first: int) -> list[Redemption]:
+        return await to_thread.run_sync(redemptions.redemptions, self.database, player_id, first)
+
+    async def adjust(self, player_id: str, delta: int, note: str, reference: str) -> LedgerLine:
+        return await to_thread.run_sync(
+            ledger.adjust,
+            self.database,
+            player_id,
+            delta,
+            note,
+            reference,
+            self.clock(),
+            self.program.points_expire_after,
+        )
+
+    async def expire(self) -> tuple[int, int]:
+        return await to_thread.run_sync(ledger.expire_all, self.database, self.clock())
+
+    async def review_tiers(self) -> TierReview:
+        """Apply the current review period to every player not yet reviewed for it."""
+        ladder = self.program.tiers
+        if ladder is None:
+            raise PointsError("the program has no tiers to review; add a `tiers` section")
+        now = self.clock()
+        period = review_start(now, ladder, self.timezone())
+        review = await to_thread.run_sync(tier_records.review, self.database, ladder, now, period)
+        await self.announce(review.announcements)
+        logger.info(
+            "tier review %s: %d players, %d up, %d down",
+            period,
+            review.reviewed,
+            review.upgraded,
+            review.downgraded,
+        )
+        return TierReview(
+            period=period,
+            reviewed=review.reviewed,
+            upgraded=review.upgraded,
+            downgraded=review.downgraded,
+        )

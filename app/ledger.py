@@ -1,0 +1,360 @@
+"""The points ledger in SQL: every movement of a player's points, and their account.
+
+A ledger entry is (player, delta, reason, reference, time). UNIQUE(player,
+reason, reference) is a source's identity: an event earns once, an unlock's
+points are granted once, a redemption is paid once. The account row holds
+the balance, which always equals the sum of the player's entries because
+both change in the same transaction, under a lock on that row (SELECT ...
+FOR UPDATE on PostgreSQL; the database's write lock, BEGIN IMMEDIATE, on
+SQLite). Every write of one player therefore runs one after the other, on
+any number of processes.
+
+Expiry takes the points that expire soonest first. With `debited` the sum
+of every debit so far (spent, expired, adjusted down), the points that have
+lapsed by `now` are max(0, credits expired by now - debited): debits always
+use up the soonest-expiring credits, so whatever of those credits is left
+is exactly what lapses. Expiry is applied lazily, whenever an account is
+read or debited, and in bulk by `expire_all` (an admin mutation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    Row,
+    Table,
+    UniqueConstraint,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Field, SQLModel
+
+from app.records import UTCDateTime, translated_errors
+from engine.errors import InsufficientPointsError, PointsError
+from engine.points import EXPIRING_SOON, Balance, LedgerLine, LedgerReason
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One movement of points; `id` orders a player's ledger and pages it."""
+
+    __tablename__ = "points_ledger"
+    __table_args__ = (
+        UniqueConstraint("player_id", "reason", "reference", name="uq_points_ledger_source"),
+        Index("ix_points_ledger_player_id_id", "player_id", "id"),
+        Index("ix_points_ledger_player_id_expires_at", "player_id", "expires_at"),
+        Index("ix_points_ledger_player_id_created_at", "player_id", "created_at"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        primary_key=True,
+        sa_type=BigInteger().with_variant(Integer(), "sqlite"),
+    )
+    player_id: str
+    delta: int
+    reason: str
+    reference: str
+    note: str | None = None
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    #: When a credit's unspent points lapse; None for debits and points that never do.
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PointsAccount(SQLModel, table=True):
+    """A player's balance and tier: the row their writes lock."""
+
+    __tablename__ = "points_account"
+
+    player_id: str = Field(primary_key=True)
+    balance: int = 0
+    #: Sum of every credit.
+    lifetime_earned: int = 0
+    #: Sum of every debit (redeemed, expired, adjusted down), as a positive number.
+    debited: int = 0
+    #: None until the player first changes tier (they start at the first level).
+    tier_id: str | None = None
+    tier_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: Unlock key of a tier change not yet claimed in the counter store.
+    tier_unlock: str | None = None
+    #: First day (ISO) of the last review period applied to this player.
+    reviewed: str | None = None
+
+
+class EarnCapUsage(SQLModel, table=True):
+    """Points a capped earn rule granted a player in one period (`<rule>:<period key>`)."""
+
+    __tablename__ = "points_cap_usage"
+
+    player_id: str = Field(primary_key=True)
+    bucket: str = Field(primary_key=True)
+    points: int
+
+
+def table(model: type[SQLModel]) -> Table:
+    return SQLModel.metadata.tables[str(model.__tablename__)]
+
+
+ENTRIES = table(LedgerEntry)
+ACCOUNTS = table(PointsAccount)
+USAGE = table(EarnCapUsage)
+
+
+@dataclass
+class Account:
+    """The locked account row, changed in memory and written back by `save`."""
+
+    player_id: str
+    balance: int
+    lifetime_earned: int
+    debited: int
+    tier_id: str | None
+    tier_since: datetime | None
+    tier_unlock: str | None
+    reviewed: str | None
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> Account:
+        return cls(**{f.name: getattr(row, f.name) for f in fields(cls)})
+
+
+@contextmanager
+def writing(db: Engine) -> Iterator[Connection]:
+    """A write transaction; on SQLite it takes the write lock at once, so two
+    writers never both read and then fail to upgrade their lock."""
+    with translated_errors(db), db.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        yield connection
+
+
+def upsert(connection: Connection, target: Table) -> postgresql.Insert | sqlite.Insert:
+    """INSERT ... ON CONFLICT for the connection's database."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(target)
+    return sqlite.insert(target)
+
+
+def lock_account(connection: Connection, player_id: str) -> Account:
+    """The player's account, created when missing, locked until the transaction ends."""
+    connection.execute(
+        upsert(connection, ACCOUNTS)
+        .values(player_id=player_id, balance=0, lifetime_earned=0, debited=0)
+        .on_conflict_do_nothing(index_elements=["player_id"])
+    )
+    row = connection.execute(
+        select(ACCOUNTS).where(ACCOUNTS.c.player_id == player_id).with_for_update()
+    ).one()
+    return Account.of(row)
+
+
+def save(connection: Connection, account: Account) -> None:
+    values = {f.name: getattr(account, f.name) for f in fields(account)}
+    connection.execute(
+        update(ACCOUNTS).where(ACCOUNTS.c.player_id == account.player_id).values(values)
+    )
+
+
+def find_entry(
+    connection: Connection, player_id: str, reason: LedgerReason, reference: str
+) -> LedgerLine | None:
+    row = connection.execute(
+        select(ENTRIES).where(
+            ENTRIES.c.player_id == player_id,
+            ENTRIES.c.reason == reason.value,
+            ENTRIES.c.reference == reference,
+        )
+    ).one_or_none()
+    return None if row is None else _line(row)
+
+
+def append(
+    connection: Connection,
+    account: Account,
+    delta: int,
+    reason: LedgerReason,
+    reference: str,
+    now: datetime,
+    expires_at: datetime | None = None,
+    note: str | None = None,
+) -> LedgerLine:
+    """Add an entry and move the (locked) account by the same delta."""
+    kept_until = expires_at if delta > 0 else None
+    values = {
+        "player_id": account.player_id,
+        "delta": delta,
+        "reason": reason.value,
+        "reference": reference,
+        "note": note,
+        "created_at": now,
+        "expires_at": kept_until,
+    }
+    entry_id = connection.execute(
+        insert(ENTRIES).values(values).returning(ENTRIES.c.id)
+    ).scalar_one()
+    account.balance += delta
+    if delta > 0:
+        account.lifetime_earned += delta
+    else:
+        account.debited -= delta
+    return LedgerLine(
+        id=entry_id,
+        player_id=account.player_id,
+        delta=delta,
+        reason=reason,
+        reference=reference,
+        note=note,
+        created_at=now,
+        expires_at=kept_until,
+    )
+
+
+def _credits_expiring_by(
+    connection: Connection, player_id: str, moment: datetime
+) -> tuple[int, datetime | None]:
+    """Sum of the player's credits that expire by `moment`, and the latest such expiry."""
+    total, latest = connection.execute(
+        select(func.coalesce(func.sum(ENTRIES.c.delta), 0), func.max(ENTRIES.c.expires_at)).where(
+            ENTRIES.c.player_id == player_id,
+            ENTRIES.c.delta > 0,
+            ENTRIES.c.expires_at <= moment,
+        )
+    ).one()
+    return int(total), latest
+
+
+def expire_due(connection: Connection, account: Account, now: datetime) -> int:
+    """Expire what has lapsed by `now` (see the module docstring); returns the points."""
+    expired, latest = _credits_expiring_by(connection, account.player_id, now)
+    lapsed = expired - account.debited
+    if lapsed <= 0 or latest is None:
+        return 0
+    # The latest expiry included names the entry: a later expiry always includes a later one.
+    append(connection, account, -lapsed, LedgerReason.EXPIRE, latest.isoformat(), now)
+    return lapsed
+
+
+def balance(db: Engine, player_id: str, now: datetime) -> Balance:
+    """A player's balance after expiring what has lapsed."""
+    with writing(db) as connection:
+        account = _expired_account(connection, player_id, now)
+        if account is None:
+            return Balance(balance=0, lifetime_earned=0, expiring_soon=0)
+        soon, _ = _credits_expiring_by(connection, player_id, now + EXPIRING_SOON)
+        return Balance(
+            balance=account.balance,
+            lifetime_earned=account.lifetime_earned,
+            expiring_soon=max(0, soon - account.debited),
+        )
+
+
+def entries(
+    db: Engine, player_id: str, before: int | None, limit: int, now: datetime
+) -> list[LedgerLine]:
+    """A player's entries, newest first, strictly before entry id `before`; what
+    has lapsed by `now` is expired first, so the page agrees with the balance."""
+    statement = select(ENTRIES).where(ENTRIES.c.player_id == player_id)
+    if before is not None:
+        statement = statement.where(ENTRIES.c.id < before)
+    statement = statement.order_by(ENTRIES.c.id.desc()).limit(limit)
+    with writing(db) as connection:
+        _expired_account(connection, player_id, now)
+        return [_line(row) for row in connection.execute(statement)]
+
+
+def _expired_account(connection: Connection, player_id: str, now: datetime) -> Account | None:
+    """The player's locked account with lapsed points expired; None if they have none."""
+    exists = connection.execute(
+        select(ACCOUNTS.c.player_id).where(ACCOUNTS.c.player_id == player_id)
+    ).one_or_none()
+    if exists is None:
+        return None
+    account = lock_account(connection, player_id)
+    if expire_due(connection, account, now):
+        save(connection, account)
+    return account
+
+
+def adjust(
+    db: Engine,
+    player_id: str,
+    delta: int,
+    note: str,
+    reference: str,
+    now: datetime,
+    expire_after: timedelta | None,
+) -> LedgerLine:
+    """An admin's correction; the same reference returns the first one unchanged."""
+    if delta == 0:
+        raise PointsError("delta must not be 0: an adjustment moves points")
+    with writing(db) as connection:
+        account = lock_account(connection, player_id)
+        found = find_entry(connection, player_id, LedgerReason.ADJUST, reference)
+        if found is not None:
+            return found
+        expire_due(connection, account, now)
+        if account.balance + delta < 0:
+            raise InsufficientPointsError(
+                f"cannot take {-delta} points: the balance of {player_id!r} is {account.balance}"
+            )
+        expires_at = now + expire_after if expire_after is not None else None
+        line = append(
+            connection, account, delta, LedgerReason.ADJUST, reference, now, expires_at, note
+        )
+        save(connection, account)
+        return line
+
+
+def expire_all(db: Engine, now: datetime, page: int = 500) -> tuple[int, int]:
+    """Expire lapsed points of every player; returns (players touched, points expired).
+
+    Only players holding a lapsed credit are locked, one transaction each.
+    """
+    players = points = 0
+    after = ""
+    while True:
+        with translated_errors(db), db.connect() as connection:
+            candidates = list(
+                connection.execute(
+                    select(ENTRIES.c.player_id)
+                    .where(ENTRIES.c.expires_at <= now, ENTRIES.c.player_id > after)
+                    .group_by(ENTRIES.c.player_id)
+                    .order_by(ENTRIES.c.player_id)
+                    .limit(page)
+                ).scalars()
+            )
+        for player_id in candidates:
+            with writing(db) as connection:
+                account = lock_account(connection, player_id)
+                lapsed = expire_due(connection, account, now)
+                save(connection, account)
+            if lapsed:
+                players, points = players + 1, points + lapsed
+        if len(candidates) < page:
+            return players, points
+        after = candidates[-1]
+
+
+def _line(row: Row[Any]) -> LedgerLine:
+    return LedgerLine(
+        id=row.id,
+        player_id=row.player_id,
+        delta=row.delta,
+        reason=LedgerReason(row.reason),
+        reference=row.reference,
+        note=row.note,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )
