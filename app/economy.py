@@ -65,17 +65,8 @@ class Economy:
         for event, result in zip(events, results, strict=True):
             if program.earn_rules_by_event.get(event.type):
                 pending.append(await self._earn(program, event, now))
-            pending += [
-                Grant(unlock.player_id, LedgerReason.REWARD, unlock.key, fixed(unlock.points))
-                for unlock in result.unlocks
-                if unlock.points
-            ]
-        if not pending:
-            return list(results)
-        announcements = await to_thread.run_sync(
-            grants.grant, self.database, pending, program, now, self.timezone()
-        )
-        granted = await self.announce(announcements)
+            pending += unlock_grants(result.unlocks)
+        granted = await self._grant(pending)
         if not granted:
             return list(results)
         last = {event.player_id: n for n, event in enumerate(events)}
@@ -84,6 +75,20 @@ class Economy:
             n = last[unlock.player_id]
             answered[n] = dataclasses.replace(answered[n], unlocks=[*answered[n].unlocks, unlock])
         return answered
+
+    async def credit_unlocks(self, unlocks: Sequence[Unlock]) -> None:
+        """Grant the points of unlocks that may have missed them: at start-up, for
+        unlocks a crash left between the store's claim and the ledger."""
+        await self._grant(unlock_grants(unlocks))
+
+    async def _grant(self, pending: Sequence[Grant]) -> list[Unlock]:
+        """Grant in SQL, then claim the tier changes; returns the tier unlocks."""
+        if not pending:
+            return []
+        announcements = await to_thread.run_sync(
+            grants.grant, self.database, pending, self.program, self.clock(), self.timezone()
+        )
+        return await self.announce(announcements)
 
     async def _earn(self, program: Program, event: Event, now: datetime) -> Grant:
         profile = await self.engine.profile(event.player_id)
@@ -202,3 +207,12 @@ class Economy:
             upgraded=review.upgraded,
             downgraded=review.downgraded,
         )
+
+
+def unlock_grants(unlocks: Sequence[Unlock]) -> list[Grant]:
+    """The points unlocks carry, granted once per unlock key (no tier multiplier)."""
+    return [
+        Grant(unlock.player_id, LedgerReason.REWARD, unlock.key, fixed(unlock.points))
+        for unlock in unlocks
+        if unlock.points
+    ]

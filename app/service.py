@@ -166,24 +166,32 @@ class Service:
         one behind, but start-up cannot tell which, so it reads every outbox;
         the copy skips what is already there. The unlocks of a group of
         players are copied in one transaction: one commit per player made
-        start-up several times slower.
+        start-up several times slower. The points those unlocks carry are
+        granted the same way, since the same crash leaves them out of the ledger.
         """
         recovered = 0
-        unlocks: list[records.UnlockData] = []
+        unlocks: list[Unlock] = []
         players = 0
         async for player_id in self.engine.store.outbox_players():
             after = None
             while True:
                 page = await self.engine.unlocks(player_id, after, RECOVERY_PAGE)
-                unlocks += [unlock_data(unlock) for unlock in page]
+                unlocks += page
                 if len(page) < RECOVERY_PAGE:
                     break
                 after = page[-1].id
             players += 1
             if players % RECOVERY_PLAYERS == 0:
-                recovered += await to_thread.run_sync(records.save_unlocks, self.database, unlocks)
+                recovered += await self._recover(unlocks)
                 unlocks = []
-        return recovered + await to_thread.run_sync(records.save_unlocks, self.database, unlocks)
+        return recovered + await self._recover(unlocks)
+
+    async def _recover(self, unlocks: Sequence[Unlock]) -> int:
+        """Copy unlocks to history and grant their points; the ledger, like history,
+        skips what it already has."""
+        recovered = await to_thread.run_sync(self._save_unlocks, unlocks)
+        await self.economy.credit_unlocks(unlocks)
+        return recovered
 
     async def record(self, events: Sequence[Event]) -> list[Recorded]:
         results = await self.engine.record_many(events)

@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from app.auth import issue_player_token
 from app.main import create_app
 from app.settings import Settings
+from engine.events import Event
 from tests.clock import Clock
 from tests.graphql_client import codes, gql, settings_for, subscription
 from tests.test_points import LOYALTY
@@ -68,6 +69,13 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def client(settings: Settings, clock: Clock) -> Iterator[TestClient]:
     with TestClient(create_app(settings, clock)) as client:
+        yield client
+
+
+@pytest.fixture
+def client_cafe(tmp_path: Path) -> Iterator[TestClient]:
+    """The app on the engine tests' program, which has no points, tiers or rewards."""
+    with TestClient(create_app(settings_for(tmp_path))) as client:
         yield client
 
 
@@ -332,3 +340,37 @@ def test_a_tier_unlocks_a_reward_that_needs_it(client: TestClient) -> None:
     purchase(client, "e1", 20)  # Gold
     body = gql(client, REDEEM, {"reward": "tasting", "key": "t", "player": "ada"})
     assert body["data"]["redeem"]["cost"] == 10
+
+
+def test_unlock_points_a_crash_left_out_of_the_ledger_are_granted_at_start_up(
+    settings: Settings, clock: Clock
+) -> None:
+    with TestClient(create_app(settings, clock)) as client:
+        service = client.app.state.service  # type: ignore[attr-defined]
+        # The store claims the unlock, then the process dies before the ledger hears of it.
+        event = Event("e1", "ada", "purchase", properties={"category": "coffee"})
+        client.portal.call(service.engine.record, event)  # type: ignore[union-attr]
+        assert points(client)["points"]["balance"] == 0
+    with TestClient(create_app(settings, clock)) as client:
+        ledger = [edge["node"] for edge in points(client)["ledger"]["edges"]]
+        assert [(e["delta"], e["reason"], e["reference"]) for e in ledger] == [
+            (5, "REWARD", "milestone:coffee-lover:1")
+        ]
+
+
+def test_a_program_without_an_economy_has_empty_points_and_no_tier(client_cafe: TestClient) -> None:
+    body = gql(
+        client_cafe,
+        """{ player(id: "ada") { points { balance } tier { tier { id } nextTier { id }
+             progress { completed } } redemptions { id } } rewards { id } }""",
+    )
+    assert body["data"] == {
+        "player": {
+            "points": {"balance": 0},
+            "tier": {"tier": None, "nextTier": None, "progress": {"completed": False}},
+            "redemptions": [],
+        },
+        "rewards": [],
+    }
+    refused = gql(client_cafe, "mutation { runTierReview { reviewed } }")
+    assert codes(refused) == ["BAD_POINTS"]
