@@ -11,9 +11,11 @@ maxima scaled by `keys.SCALE`, so that Redis and SQLite agree to the unit.
 
 The hot path plans an event in a few microseconds: the operations depend only
 on a short signature (the metrics fed, the moment's periods and windows, the
-audiences the player is in), so they are built once per signature as a
-`Shape` and every event only supplies its keys and `Plan.args` (the unlock
-time, then the operand of each metric fed).
+audiences the player is in), so they are built once per signature and every
+event only supplies its keys and `Plan.args`: the unlock time, the operand of
+each metric fed, then what depends on the moment (period indices, expiries,
+the unlock keys of recurring challenges). Leaving those out of the ops lets
+one `Shape` serve every day, week and month, so a store translates it once.
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ class Planner:
                 (1 << n, predicate) for n, predicate in enumerate(audiences.values())
             ]
         self._skeletons: dict[tuple[Any, ...], _Skeleton] = {}
+        self._shapes: dict[Any, Shape] = {}
         self._moments: dict[tuple[ZoneInfo, int], _Moment] = {}
         self._moment_numbers: dict[tuple[Any, ...], int] = {}
         self._now: datetime | None = None
@@ -193,8 +196,10 @@ class Planner:
             skeleton = self._skeleton(event, fed, moment, profile)
             if len(self._skeletons) >= MAX_SKELETONS:
                 self._skeletons.clear()
+                self._shapes.clear()
             self._skeletons[signature] = skeleton
         plan_keys += [tag + suffix for suffix in skeleton.suffixes]
+        args += skeleton.values
         shape = skeleton.shape
         return Plan(player, plan_keys, shape.ops, profile.version, dedupe_ttl, args, shape)
 
@@ -278,7 +283,14 @@ class Planner:
         self._claim_challenges(draft, touched)
         self._extend_streaks(draft, touched)
         prefix = len(keys.player_tag(TEMPLATE_PLAYER))
-        return _Skeleton([key[prefix:] for key in template.keys[4:]], Shape(template.ops))
+        slots: dict[tuple[str, str], tuple[Arg, Any]] = {}
+        ops = _abstracted(template.ops, slots, 1 + len(feeds))
+        frozen = _frozen(ops)
+        shape = self._shapes.get(frozen)
+        if shape is None:
+            shape = self._shapes[frozen] = Shape(ops)
+        values = [value for _, value in slots.values()]
+        return _Skeleton([key[prefix:] for key in template.keys[4:]], shape, values)
 
     def _feed_metrics(self, draft: _Draft, metrics: list[MetricDef]) -> None:
         """Update the lifetime value and every needed bucket of each metric the event feeds."""
@@ -291,14 +303,19 @@ class Planner:
             touched: dict[str | None, int] = {None: lifetime}
             for granularity in self._granularities.get(metric.id, ()):
                 period = draft.moment.periods[granularity]
-                expire = draft.expiry(period.ends_at + self._late_tolerance + timedelta(days=1))
+                expire = _Slot(
+                    ("expire", granularity),
+                    draft.expiry(period.ends_at + self._late_tolerance + timedelta(days=1)),
+                )
                 key = keys.metric(TEMPLATE_PLAYER, metric.id, period.key)
                 touched[period.key] = plan.op(name, plan.key_index(key), amount, expire)
             for challenge_id, _ in self._windows.get(metric.id, ()):
                 window = draft.moment.windows[challenge_id]
                 if window is not None:
                     bucket = window_bucket(challenge_id)
-                    expire = draft.expiry(window.ends_at + WINDOW_RETENTION)
+                    expire = _Slot(
+                        ("expire", bucket), draft.expiry(window.ends_at + WINDOW_RETENTION)
+                    )
                     key = keys.metric(TEMPLATE_PLAYER, metric.id, bucket)
                     touched[bucket] = plan.op(name, plan.key_index(key), amount, expire)
             draft.registers[metric.id] = touched
@@ -308,12 +325,17 @@ class Planner:
             metric = self.program.metrics[metric_id]
             lifetime = draft.registers[metric_id][None]
             for milestone_id, milestone in self._milestones.get(metric_id, ()):
-                for number, tier in enumerate(milestone.tiers, start=1):
-                    draft.claim(
-                        keys.milestone_unlock(milestone_id, number),
-                        [[lifetime, threshold(metric, tier.at)]],
-                        granted_badge(tier.badge, tier.reward),
-                    )
+                draft.steps(
+                    lifetime,
+                    [
+                        (
+                            threshold(metric, tier.at),
+                            keys.milestone_unlock(milestone_id, number),
+                            granted_badge(tier.badge, tier.reward),
+                        )
+                        for number, tier in enumerate(milestone.tiers, start=1)
+                    ],
+                )
 
     def _claim_challenges(self, draft: _Draft, touched: list[str]) -> None:
         for challenge_id, challenge in self._claimable_challenges(touched):
@@ -324,7 +346,9 @@ class Planner:
             if challenge.every is not None:
                 period = draft.moment.periods[Granularity(challenge.every)]
                 bucket = period.key
-                field = keys.challenge_unlock(challenge_id, period.key)
+                field: Any = _Slot(
+                    ("challenge", challenge_id), keys.challenge_unlock(challenge_id, period.key)
+                )
             else:
                 bucket = window_bucket(challenge_id)
                 if not any(bucket in draft.registers.get(goal.metric, {}) for goal in goals):
@@ -355,18 +379,23 @@ class Planner:
                 length = plan.op(
                     "streak",
                     plan.key_index(keys.streak(TEMPLATE_PLAYER, streak_id)),
-                    period.index,
+                    _Slot(("period", period.granularity), period.index),
                     draft.registers[metric_id][period.key],
                     threshold(metric, streak.min),
                     freezes.max if freezes else 0,
                     freezes.earn_every if freezes else 0,
                 )
-                for step in streak.milestones:
-                    draft.claim(
-                        keys.streak_unlock(streak_id, step.at),
-                        [[length, step.at]],
-                        granted_badge(step.badge, step.reward),
-                    )
+                draft.steps(
+                    length,
+                    [
+                        (
+                            step.at,
+                            keys.streak_unlock(streak_id, step.at),
+                            granted_badge(step.badge, step.reward),
+                        )
+                        for step in streak.milestones
+                    ],
+                )
 
     def _register(self, draft: _Draft, metric_id: str, bucket: str | None) -> int:
         """Register of a metric bucket, reading it when the event did not touch it."""
@@ -448,10 +477,40 @@ PROFILE, UNLOCKS, OUTBOX = (
 
 @dataclass(frozen=True, slots=True)
 class _Skeleton:
-    """The shape of one signature and the player-free tails of its keys."""
+    """One signature's shape, the player-free tails of its keys and the
+    values its moment gives to the shape's moment args."""
 
     suffixes: list[str]
     shape: Shape
+    values: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """A value that depends on the moment, named for what it is: it becomes
+    an `Arg` so that one shape serves every moment."""
+
+    name: tuple[str, str]
+    value: Any
+
+
+def _abstracted(value: Any, slots: dict[tuple[str, str], tuple[Arg, Any]], first: int) -> Any:
+    """`value` (ops) with each slot replaced by an Arg, numbered from `first`
+    in order of appearance; `slots` collects them with their values."""
+    if isinstance(value, _Slot):
+        if value.name not in slots:
+            slots[value.name] = (Arg(first + len(slots)), value.value)
+        return slots[value.name][0]
+    if isinstance(value, list):
+        return [_abstracted(item, slots, first) for item in value]
+    return value
+
+
+def _frozen(value: Any) -> Any:
+    """Ops as a hashable value, to find the shape they already have."""
+    if isinstance(value, list):
+        return tuple(_frozen(item) for item in value)
+    return value
 
 
 class _Draft:
@@ -468,17 +527,31 @@ class _Draft:
     def expiry(self, moment: datetime) -> int:
         return int(moment.timestamp() + self._wall_offset)
 
+    def steps(self, register: int, steps: list[tuple[int, str, str | None]]) -> None:
+        """Claim each of rising thresholds on a register: (threshold, field, badge)."""
+        self.plan.op(
+            "steps",
+            register,
+            [[at, field, UNLOCK, self._extras(badge, None)] for at, field, badge in steps],
+        )
+
     def claim(
         self,
-        field: str,
+        field: Any,
         conditions: list[list[int]],
         badge: str | None,
         requires: list[str] | None = None,
         marker: str | None = None,
     ) -> None:
+        self.plan.op(
+            "claim", field, conditions, requires or [], UNLOCK, self._extras(badge, marker)
+        )
+
+    @staticmethod
+    def _extras(badge: str | None, marker: str | None) -> list[list[Any]]:
         extras: list[list[Any]] = []
         if badge is not None:
             extras.append([keys.badge_unlock(badge), UNLOCK])
         if marker is not None:
             extras.append([marker, None])
-        self.plan.op("claim", field, conditions, requires or [], UNLOCK, extras)
+        return extras

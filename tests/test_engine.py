@@ -14,6 +14,7 @@ from engine.errors import BatchTooLargeError, EventError, EventInFutureError, Ev
 from engine.events import Event
 from engine.program.loader import load_program
 from engine.store import store_from_url
+from engine.store.base import Plan
 from tests.clock import Clock
 
 PROGRAM = Path(__file__).parent / "programs" / "cafe.yaml"
@@ -391,3 +392,21 @@ async def test_a_window_opening_within_a_quarter_hour_counts_from_its_first_seco
     ]
     assert (before.unlocks, [u.key for u in after.unlocks]) == ([], ["challenge:opening"])
     await store.close()
+
+
+async def test_events_of_different_days_share_one_plan_shape(engine: Engine) -> None:
+    def plan(at: datetime) -> Plan:
+        return engine.plan(
+            Event(
+                id=at.isoformat(),
+                player_id="ada",
+                type="purchase",
+                occurred_at=at,
+                properties={"category": "coffee", "amount": 4.5},
+            )
+        )
+
+    monday, wednesday = plan(WEDNESDAY - timedelta(days=2)), plan(WEDNESDAY)
+    assert monday.shape is not None and monday.shape is wednesday.shape
+    assert monday.keys != wednesday.keys and monday.args != wednesday.args
+    assert "challenge:daily-double:day:2026-11-25" in wednesday.args

@@ -432,6 +432,69 @@ async def test_outbox_ids_increase_in_claim_order(store: Store) -> None:
     assert sorted(ids, key=cursor_order) == ids
 
 
+async def test_steps_claim_each_threshold_reached_in_order(store: Store) -> None:
+    def plan_for(event: str, coffees: int) -> tuple[Plan, int]:
+        plan = new_plan(event)
+        total = plan.op("add", plan.key_index(metric("coffees")), coffees, 0)
+        claimed = plan.op(
+            "steps",
+            total,
+            [
+                [1, "milestone:m:1", '{"t":1}', [["badge:first", '{"b":1}']]],
+                [3, "milestone:m:2", '{"t":2}', []],
+                [5, "milestone:m:3", '{"t":3}', []],
+            ],
+        )
+        probe(plan, claimed, low=0, high=3)
+        return plan, claimed
+
+    results = []
+    for event, coffees in (("e1", 3), ("e2", 1), ("e3", 2)):
+        plan, claimed = plan_for(event, coffees)
+        applied = await store.apply(plan)
+        unlocked = [key for key, _ in unlocks_of(applied) if not key.startswith("probe:")]
+        results.append((unlocked, probed(applied, plan, claimed)))
+    assert results == [
+        (["milestone:m:1", "badge:first", "milestone:m:2"], 2),
+        ([], 0),
+        (["milestone:m:3"], 1),
+    ]
+
+
+async def test_steps_grant_a_lower_step_added_after_higher_ones(store: Store) -> None:
+    plan = new_plan("e1")
+    total = plan.op("add", plan.key_index(metric("coffees")), 5, 0)
+    plan.op("steps", total, [[5, "milestone:m:5", '{"t":5}', []]])
+    await store.apply(plan)
+    plan = new_plan("e2")
+    total = plan.op("add", plan.key_index(metric("coffees")), 1, 0)
+    plan.op("steps", total, [[2, "milestone:m:2", '{"t":2}', []], [5, "milestone:m:5", "x", []]])
+    assert unlocks_of(await store.apply(plan)) == [("milestone:m:2", '{"t":2}')]
+
+
+async def test_every_value_of_an_op_may_come_from_the_args(store: Store) -> None:
+    later = int(time.time()) + 3600
+    plan = new_plan("e1")
+    plan.args = [3, later, "milestone:a", '{"a":1}', 2, 10, 1, "done:x", "badge:b"]
+    bucket = plan.key_index(metric("coffees", "ada") + ":day:1")
+    total = plan.op("add", bucket, Arg(0), Arg(1))
+    length = plan.op(
+        "streak", plan.key_index(keys.streak(PLAYER, "s")), Arg(5), total, Arg(6), Arg(6), Arg(6)
+    )
+    plan.op("claim", Arg(7), [], [], None, [])
+    plan.op("claim", Arg(2), [[total, Arg(4)]], [Arg(7)], Arg(3), [[Arg(8), Arg(3)]])
+    plan.op("steps", length, [[Arg(6), "streak:s:1", Arg(3), []]])
+    assert unlocks_of(await store.apply(plan)) == [
+        ("milestone:a", '{"a":1}'),
+        ("badge:b", '{"a":1}'),
+        ("streak:s:1", '{"a":1}'),
+    ]
+    assert await store.read([Read("hash", keys.streak(PLAYER, "s"))]) == [
+        {"last": "10", "current": "1", "longest": "1", "freezes": "1"}
+    ]
+    assert await value(store, metric("coffees", "ada") + ":day:1") == 3
+
+
 # --- idempotency and staleness -------------------------------------------------------
 
 

@@ -25,6 +25,11 @@ register R[i] for later ops):
                                        extras if absent. Every newly set field with an
                                        unlock JSON is appended to the outbox and published.
                                        result: 1 when newly claimed, else 0
+    ["steps", reg, [[threshold, field, unlock, extras], ...]]
+                                       milestone tiers: for each step in turn, stopping at
+                                       the first with R[reg] < threshold, what a claim with
+                                       conds [[reg, threshold]] and no requires does; list
+                                       steps by rising threshold. result: steps newly claimed
 
 `expire_at` is a Unix time in seconds (0: never) that a key gets when it
 starts: `max` and `distinct` set it when they create the key, `add` when the
@@ -37,12 +42,12 @@ nothing, the next period extends, a gap of g periods is bridged when
 g <= freezes (consuming g), else the streak restarts at 1; a freeze is earned
 whenever current is a multiple of `earn_every`, up to `freeze_max`.
 
-An operand (amount, value, member) or an unlock may be an `Arg`: the value at
-that index of `Plan.args`. Plans of one shape share one `Shape` (their ops,
-never changed once built) and differ only in keys and args, which lets a store
-translate the ops once for many plans. Registers that no later op reads need
-not be computed, and reads (`get`, `card`) may be deferred until a condition
-needs them: nothing observable depends on it.
+Any value of an op but its name, key indexes, registers and lists may be an
+`Arg`: the value at that index of `Plan.args`. Plans of one shape share one
+`Shape` (their ops, never changed once built) and differ only in keys and
+args, which lets a store translate the ops once for many plans. Registers
+that no later op reads need not be computed, and reads (`get`, `card`) may be
+deferred until a condition needs them: nothing observable depends on it.
 
 Before any operation the store checks the event key (`Plan.keys[0]`): an
 event seen before returns its original result and changes nothing. It also
@@ -64,7 +69,7 @@ EVENT_KEY, PROFILE_KEY, UNLOCKS_KEY, OUTBOX_KEY = 0, 1, 2, 3
 
 @dataclass(frozen=True, slots=True)
 class Arg:
-    """Stands for `Plan.args[index]` as an op's operand or a claim's unlock."""
+    """Stands for `Plan.args[index]` as a value in an op."""
 
     index: int
 
@@ -113,9 +118,9 @@ class Plan:
         self.ops.append(list(operation))
         return len(self.ops) - 1
 
-    def value(self, operand: Any) -> Any:
-        """An operand or unlock as written in an op, with an `Arg` looked up."""
-        return self.args[operand.index] if isinstance(operand, Arg) else operand
+    def value(self, written: Any) -> Any:
+        """A value as written in an op, with an `Arg` looked up."""
+        return self.args[written.index] if isinstance(written, Arg) else written
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ import itertools
 import json
 import logging
 import math
+import struct
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -394,15 +395,16 @@ class RedisStore(Store):
         return StoreError(f"{context}: {message}" if context else message)
 
 
-#: The one-letter op codes of lua/apply.lua.
-_CODES = {
-    "add": "a",
-    "max": "m",
-    "distinct": "d",
-    "get": "g",
-    "card": "c",
-    "streak": "s",
-    "claim": "C",
+#: Op numbers in lua/apply.lua.
+_OPS = {
+    "add": 1,
+    "max": 2,
+    "distinct": 3,
+    "get": 4,
+    "card": 5,
+    "streak": 6,
+    "claim": 7,
+    "steps": 8,
 }
 
 
@@ -498,56 +500,128 @@ class _Compiled:
 
 
 def _compile(ops: list[list[Any]]) -> _Compiled:
-    """Flatten ops into lua/apply.lua arguments: the length, the constants, the ops.
+    """A shape as lua/apply.lua reads it: the count of its constants, its ops as
+    words in one string (see the script's header), then the constants.
 
-    A claim's lists get counts; an `Arg` becomes its index + 1, any other
-    operand or unlock a constant (-its number), a null unlock 0. Redis hands
-    these to Lua as plain strings, far cheaper for the server than decoding JSON.
+    Lua takes all the words of a shape from one `string.byte` call and reads
+    them in place, far cheaper than converting an argument per number. What
+    Lua would have to work out per plan is worked out here, once: which
+    registers a later op reads, and when each read is due.
     """
+    needed = _needed_registers(ops)
+    body: list[Any] = []  # words, and ("arg", i) / ("constant", j) for values
     constants: list[Any] = []
+    numbered: dict[tuple[type, Any], int] = {}
 
-    def value(given: Any) -> Any:
+    def value(given: Any) -> None:
         if isinstance(given, Arg):
-            return given.index + 1
+            body.append(("arg", given.index))
+        elif given is None:
+            body.append(0)
+        else:
+            key = (type(given), given)
+            if key not in numbered:
+                numbered[key] = len(constants)
+                constants.append(given)
+            body.append(("constant", numbered[key]))
+
+    def number(given: Any) -> None:
         if given is None:
-            raise _Refused("an operand is missing")
-        constants.append(given)
-        return -len(constants)
+            raise _Refused("a number is missing")
+        value(given)
 
-    def unlock(given: Any) -> Any:
-        return 0 if given is None else value(given)
+    def extras(pairs: list[list[Any]]) -> None:
+        body.append(len(pairs))
+        for field, unlock in pairs:
+            value(field)
+            value(unlock)
 
-    flat: list[Any] = []
-    for op in ops:
+    for index, op in enumerate(ops):
         name = op[0]
-        code = _CODES.get(name)
-        if code is None:
+        if name not in _OPS:
             raise _Refused(f"unknown plan operation: {name}")
+        start = len(body)
+        body += (_OPS[name], 0)
         try:
             if name in ("add", "max", "distinct"):
                 _, key, operand, expire_at = op
-                flat += (code, key, value(operand), expire_at)
+                body.append(key)
+                number(operand)
+                number(expire_at)
+                if name == "distinct":
+                    body.append(int(index in needed))
             elif name in ("get", "card"):
                 _, key = op
-                flat += (code, key)
+                body += (key, _read_mode(ops, index, needed))
             elif name == "streak":
                 _, key, period, register, minimum, freeze_max, earn_every = op
-                flat += (code, key, period, register, minimum, freeze_max, earn_every)
-            else:
-                _, field, conds, requires, claimed, extras = op
-                flat += (code, field, len(conds))
+                body.append(key)
+                number(period)
+                body.append(register)
+                for given in (minimum, freeze_max, earn_every):
+                    number(given)
+            elif name == "claim":
+                _, field, conds, requires, unlock, pairs = op
+                value(field)
+                body.append(len(conds))
                 for register, threshold in conds:
-                    flat += (register, threshold)
-                flat.append(len(requires))
-                flat += requires
-                flat += (unlock(claimed), len(extras))
-                for extra, extra_unlock in extras:
-                    flat += (extra, unlock(extra_unlock))
+                    body.append(register)
+                    number(threshold)
+                body.append(len(requires))
+                for required in requires:
+                    value(required)
+                value(unlock)
+                extras(pairs)
+            else:
+                _, register, steps = op
+                body += (register, len(steps))
+                for threshold, field, unlock, pairs in steps:
+                    number(threshold)
+                    value(field)
+                    value(unlock)
+                    extras(pairs)
         except (TypeError, ValueError) as error:
             raise _Refused(f"malformed plan operation {op!r}: {error}") from None
-    body = (len(constants), *constants, *flat)
-    arguments = (len(body), *body)
+        body[start + 1] = len(body) - start - 2
+    named = 1 + max((item[1] for item in body if _is_arg(item)), default=-1)
+    words = [named] + [
+        item if isinstance(item, int) else item[1] + (1 if item[0] == "arg" else named + 1)
+        for item in body
+    ]
+    try:
+        width = 1 if max(words) < 256 and min(words) >= 0 else 2
+        blob = bytes([width]) + struct.pack(f">{len(words)}{'BH'[width - 1]}", *words)
+    except struct.error as error:
+        raise _Refused(f"a plan too large for Redis: {error}") from None
+    arguments = (len(constants), blob, *constants)
     return _Compiled(arguments, _unframed(_pack_command(arguments)))
+
+
+def _needed_registers(ops: list[list[Any]]) -> set[int]:
+    """Registers some op reads: conditions of claims and steps, streak counters."""
+    needed: set[int] = set()
+    for op in ops:
+        if op[0] == "claim":
+            needed.update(register for register, _ in op[2])
+        elif op[0] == "steps":
+            needed.add(op[1])
+        elif op[0] == "streak":
+            needed.add(op[3])
+    return needed
+
+
+def _read_mode(ops: list[list[Any]], index: int, needed: set[int]) -> int:
+    """When lua/apply.lua reads a get or card op: 0 never (nothing needs it), 1 when
+    first needed, 2 at once (a later op writes its key, so later is too late)."""
+    if index not in needed:
+        return 0
+    key = ops[index][1]
+    writes = any(op[0] in ("add", "max", "distinct") and op[1] == key for op in ops[index + 1 :])
+    return 2 if writes else 1
+
+
+def _is_arg(item: Any) -> bool:
+    return isinstance(item, tuple) and item[0] == "arg"
 
 
 def _unframed(packed: bytes) -> bytes:

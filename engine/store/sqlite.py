@@ -291,36 +291,48 @@ class SqliteStore(Store):
         now: float,
     ) -> int:
         name = op[0]
-        plan_keys = plan.keys
+        plan_keys, value = plan.keys, plan.value
         if name == "add":
-            key, amount = plan_keys[op[1]], _integer(plan.value(op[2]))
+            key, amount, expire_at = plan_keys[op[1]], _integer(value(op[2])), value(op[3])
             row = self._live(db, key, now)
             result = (row[0] if row else 0) + amount
-            self._put(db, key, result, op[3] if result == amount else 0, row)
+            self._put(db, key, result, expire_at if result == amount else 0, row)
         elif name == "max":
-            key = plan_keys[op[1]]
+            key, expire_at = plan_keys[op[1]], value(op[3])
             row = self._live(db, key, now)
-            result = _integer(plan.value(op[2]))
+            result = _integer(value(op[2]))
             if row is not None and row[0] >= result:
                 result = row[0]
-            self._put(db, key, result, op[3] if row is None else 0, row)
+            self._put(db, key, result, expire_at if row is None else 0, row)
         elif name == "distinct":
-            key = plan_keys[op[1]]
+            key, expire_at = plan_keys[op[1]], value(op[3])
             row = self._live(db, key, now)
             added = db.execute(
                 "INSERT OR IGNORE INTO members (key, member) VALUES (?, ?)",
-                (key, _member(plan.value(op[2]))),
+                (key, _member(value(op[2]))),
             ).rowcount
             result = (row[0] if row else 0) + added
-            self._put(db, key, result, op[3] if added and result == 1 else 0, row)
+            self._put(db, key, result, expire_at if added and result == 1 else 0, row)
         elif name in ("get", "card"):
             row = self._live(db, plan_keys[op[1]], now)
             result = row[0] if row else 0
         elif name == "streak":
-            reached = registers[op[3]] >= op[4]
-            result = self._streak(db, plan_keys[op[1]], op[2], reached, op[5], op[6])
+            _, key, period, register, minimum, freeze_max, earn_every = map(value, op)
+            reached = registers[register] >= minimum
+            result = self._streak(db, plan_keys[key], period, reached, freeze_max, earn_every)
         elif name == "claim":
-            result = self._claim(db, plan, op, registers, entries)
+            _, field, conds, requires, unlock, extras = op
+            if any(registers[register] < value(at) for register, at in conds):
+                result = 0
+            else:
+                result = self._claim(db, plan, field, requires, unlock, extras, entries)
+        elif name == "steps":
+            _, register, steps = op
+            result = 0
+            for at, field, unlock, extras in steps:
+                if registers[register] < value(at):
+                    break
+                result += self._claim(db, plan, field, [], unlock, extras, entries)
         else:
             raise PlanError(f"unknown plan operation: {name}")
         return int(result)
@@ -384,23 +396,23 @@ class SqliteStore(Store):
         self,
         db: sqlite3.Connection,
         plan: Plan,
-        op: list[Any],
-        registers: list[int],
+        field: Any,
+        requires: list[Any],
+        unlock: Any,
+        extras: list[list[Any]],
         entries: list[OutboxEntry],
     ) -> int:
-        _, field, conds, requires, unlock, extras = op
-        if any(registers[register] < threshold for register, threshold in conds):
-            return 0
-        unlocks, outbox = plan.keys[2], plan.keys[3]
+        """A claim whose conditions are met: 1 when `field` is newly granted."""
+        unlocks, outbox, value = plan.keys[2], plan.keys[3], plan.value
         for required in requires:
             if not db.execute(
-                "SELECT 1 FROM fields WHERE key = ? AND field = ?", (unlocks, required)
+                "SELECT 1 FROM fields WHERE key = ? AND field = ?", (unlocks, value(required))
             ).fetchone():
                 return 0
-        if not self._grant(db, unlocks, outbox, field, plan.value(unlock), entries):
+        if not self._grant(db, unlocks, outbox, value(field), value(unlock), entries):
             return 0
         for extra_field, extra_unlock in extras:
-            self._grant(db, unlocks, outbox, extra_field, plan.value(extra_unlock), entries)
+            self._grant(db, unlocks, outbox, value(extra_field), value(extra_unlock), entries)
         return 1
 
     def _grant(

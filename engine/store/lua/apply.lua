@@ -5,150 +5,114 @@
 --          event result (dedupe), [2] profile hash, [3] unlocks hash, [4] outbox
 --          stream, then the keys its ops use.
 -- ARGV[1]  the pub/sub channel new unlocks are published on
--- ARGV[2]  the number of shapes, then each shape: its length n and n arguments, which
---          are c and c constants, then its ops (below)
+-- ARGV[2]  the number of shapes, then each shape: its number of constants c, its ops
+--          as words in one string, then its c constants
 -- then per plan: shape number (from 1), key count, player id, profile version the
 --          plan was built on, dedupe TTL in seconds (0: keep the event result forever),
---          argument count a, then its a Plan.args
+--          argument count, then its Plan.args
 --
--- Ops (engine/store/redis.py `_flatten`), k a key index in the plan (from 0, as in
--- Python), r a register (op number from 0), v a value: the plan's argument v when
--- v > 0, the shape's constant -v when v < 0, the empty string (a marker) when 0:
---   a k v expire_at         add          m k v expire_at    max
---   d k v expire_at         distinct     g k                get       c k    card
---   s k period r min freeze_max earn_every                             streak
---   C field n (r threshold)×n m (required)×m v x (field v)×x           claim
+-- A shape's string starts with one byte: 1 when its words are bytes, 2 when they are
+-- 16-bit big-endian; then the number of arguments its values name (a), then its ops
+-- (engine/store/redis.py `_compile`). k is a key index in the plan (from 0, as in
+-- Python), r a register (op number from 0), n a count, and v a value: the empty
+-- string (a marker's unlock) when 0, the plan's argument v up to a, the shape's
+-- constant v - a after that. Each op starts with its number and the count of words
+-- that follow:
+--   1 _ k v(amount) v(expire_at)             add
+--   2 _ k v(value) v(expire_at)              max
+--   3 _ k v(member) v(expire_at) needed      distinct (needed: 1 when its count is read)
+--   4 _ k mode                               get (mode: 0 unread, 1 read when first
+--   5 _ k mode                               card      needed, 2 read now)
+--   6 _ k v(period) r v(min) v(freeze_max) v(earn_every)                       streak
+--   7 _ v(field) n (r v(threshold))×n n v(required)×n v(unlock) n (v(field) v(unlock))×n
+--                                                                              claim
+--   8 _ r n (v(threshold) v(field) v(unlock) n (v(field) v(unlock))×n)×n       steps
 --
 -- Returns two strings per plan: status ("ok", "duplicate", "stale" or "error") and
 -- payload: the JSON list of the plan's new outbox entries [outbox id, unlock key,
 -- unlock] (a duplicate's as first recorded), or the error message.
 --
--- Shapes are decoded once per call and shared by the plans that use them, so a plan
--- costs only its keys and arguments. Registers nothing reads are not computed and
--- reads wait until a condition needs them. A command failing in a plan (a key of the
--- wrong type) fails that plan alone, without recording its event; Redis does not
--- roll back its earlier commands. Nothing here builds a key name: every key arrives
--- in KEYS, so prefixes and Redis Cluster slots stay the caller's business.
+-- Shapes travel once per call, however many plans use them, and are read in place:
+-- a plan costs its keys, its arguments and its commands. A command failing in a plan
+-- (a key of the wrong type) fails that plan alone, without recording its event; Redis
+-- does not roll back its earlier commands. Nothing here builds a key name: every key
+-- arrives in KEYS, so prefixes and Redis Cluster slots stay the caller's business.
 
-local call, tonumber, type = redis.call, tonumber, type
+local call, tonumber = redis.call, tonumber
+local ADD, MAX, DISTINCT, GET, CARD, STREAK, CLAIM, STEPS = 1, 2, 3, 4, 5, 6, 7, 8
 
--- The plan being applied: its ops, where its keys and arguments start, its registers,
--- its new outbox entries and the unlock fields known to be present.
-local ops, kb, base, R, entries, have, unlocks, outbox
+-- The shape of the plan being applied: its words, how many arguments its values name,
+-- where its constants start in ARGV and its constants read as numbers so far.
+local w, named, constants, numbers
+-- The plan: where its keys and arguments start, its registers, where its unread reads
+-- are, its new outbox entries and what is known of its unlock fields (true: present).
+local kb, base, R, unread, entries, have, unlocks, outbox
 
-local function decode(first)
-  local last = first + tonumber(ARGV[first])
-  local consts = {}
-  local a = first + 1
-  for j = 1, tonumber(ARGV[a]) do
-    consts[j] = ARGV[a + j]
-  end
-  a = a + #consts + 1
-  local function value(text)
-    local v = tonumber(text)
-    if v > 0 then
-      return v
-    end
-    return v < 0 and consts[-v] or ''
-  end
-  local function expiry(text)
-    return text ~= '0' and text
-  end
-  local shape, needed = {}, {}
-  while a <= last do
-    local code, op = ARGV[a], nil
-    if code == 'a' or code == 'm' or code == 'd' then
-      op = {code, tonumber(ARGV[a + 1]) + 1, value(ARGV[a + 2]), expiry(ARGV[a + 3])}
-      a = a + 4
-    elseif code == 'g' or code == 'c' then
-      op = {code, tonumber(ARGV[a + 1]) + 1}
-      a = a + 2
-    elseif code == 's' then
-      local r = tonumber(ARGV[a + 3]) + 1
-      needed[r] = true
-      op = {code, tonumber(ARGV[a + 1]) + 1, tonumber(ARGV[a + 2]), r,
-            tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])}
-      a = a + 7
-    elseif code == 'C' then
-      local field, conds, requires, extras = ARGV[a + 1], {}, {}, {}
-      a = a + 3
-      for j = 1, tonumber(ARGV[a - 1]) do
-        local r = tonumber(ARGV[a]) + 1
-        needed[r] = true
-        conds[j] = {r, tonumber(ARGV[a + 1])}
-        a = a + 2
-      end
-      for j = 1, tonumber(ARGV[a]) do
-        requires[j] = ARGV[a + j]
-      end
-      a = a + #requires + 1
-      local unlock = value(ARGV[a])
-      local x = tonumber(ARGV[a + 1])
-      a = a + 2
-      for j = 1, x do
-        extras[j] = {ARGV[a], value(ARGV[a + 1])}
-        a = a + 2
-      end
-      op = {code, field, conds, requires, unlock, extras}
-    else
-      error('unknown plan operation: ' .. tostring(code))
-    end
-    shape[#shape + 1] = op
-  end
-  -- A read whose register is needed waits for its first use, unless a later op
-  -- writes its key; one nobody needs is skipped. A distinct op only counts its set
-  -- when someone needs the count (or to tell that it created the set).
-  for i, op in ipairs(shape) do
-    local code = op[1]
-    if code == 'd' then
-      op[5] = needed[i] or false
-    elseif code == 'g' or code == 'c' then
-      op[3] = needed[i] and 'lazy' or 'skip'
-      for j = i + 1, needed[i] and #shape or 0 do
-        local later = shape[j][1]
-        if (later == 'a' or later == 'm' or later == 'd') and shape[j][2] == op[2] then
-          op[3] = 'now'
-          break
-        end
-      end
-    end
-  end
-  return shape, last + 1
-end
-
-local function resolve(v)
-  if type(v) == 'number' then
+local function text(v)
+  if v > named then
+    return ARGV[constants + v - named]
+  elseif v > 0 then
     return ARGV[base + v]
   end
-  return v
+  return ''
 end
 
-local function read(op)
-  local key = KEYS[kb + op[2]]
-  if op[1] == 'g' then
-    return tonumber(call('GET', key)) or 0
+local function number(v)
+  if v > named then
+    local found = numbers[v]
+    if found == nil then
+      found = tonumber(ARGV[constants + v - named])
+      numbers[v] = found
+    end
+    return found
   end
-  return call('SCARD', key)
+  return tonumber(ARGV[base + v])
 end
 
+-- The words of a shape's string; Lua's stack bounds how many values one call of
+-- string.byte returns, so long strings are read a few thousand bytes at a time.
+local function words(blob)
+  local width, found, n = string.byte(blob, 1), {}, 0
+  for i = 2, #blob, 4000 do
+    local bytes = {string.byte(blob, i, i + 3999)}
+    if width == 1 then
+      for j = 1, #bytes do
+        found[n + j] = bytes[j]
+      end
+      n = n + #bytes
+    else
+      for j = 1, #bytes, 2 do
+        n = n + 1
+        found[n] = bytes[j] * 256 + bytes[j + 1]
+      end
+    end
+  end
+  return found
+end
+
+-- Register r, reading it now if its read was put off.
 local function register(r)
   local value = R[r]
   if value == nil then
-    value = read(ops[r])
+    local p = unread[r]
+    local key = KEYS[kb + w[p + 2] + 1]
+    if w[p] == GET then
+      value = tonumber(call('GET', key)) or 0
+    else
+      value = call('SCARD', key)
+    end
     R[r] = value
   end
   return value
 end
 
 local function present(field)
-  if have[field] then
-    return true
+  local known = have[field]
+  if known == nil then
+    known = call('HEXISTS', unlocks, field) == 1
+    have[field] = known
   end
-  if call('HEXISTS', unlocks, field) == 1 then
-    have[field] = true
-    return true
-  end
-  return false
+  return known
 end
 
 -- Set an unlocks field if absent (a marker when `unlock` is empty, stored as "").
@@ -166,26 +130,46 @@ local function grant(field, unlock)
   return true
 end
 
-local function claim(op)
-  local conds, requires = op[3], op[4]
-  for j = 1, #conds do
-    if register(conds[j][1]) < conds[j][2] then
+-- Grant field w[p] with unlock w[u] and then the n extras from w[u + 1], when the
+-- m fields required from w[q] are present: 1 when newly granted.
+local function claim(p, q, m, u)
+  for j = q, q + m - 1 do
+    if not present(text(w[j])) then
       return 0
     end
   end
-  for j = 1, #requires do
-    if not present(requires[j]) then
-      return 0
-    end
-  end
-  if not grant(op[2], resolve(op[5])) then
+  if not grant(text(w[p]), text(w[u])) then
     return 0
   end
-  local extras = op[6]
-  for j = 1, #extras do
-    grant(extras[j][1], resolve(extras[j][2]))
+  for j = u + 2, u + 2 * w[u + 1], 2 do
+    grant(text(w[j]), text(w[j + 1]))
   end
   return 1
+end
+
+local function conditional(p)
+  local n = w[p + 1]
+  for j = p + 2, p + 2 * n, 2 do
+    if register(w[j] + 1) < number(w[j + 1]) then
+      return 0
+    end
+  end
+  local q = p + 2 + 2 * n
+  local m = w[q]
+  return claim(p, q + 1, m, q + 1 + m)
+end
+
+local function steps(p)
+  local value, claimed = register(w[p] + 1), 0
+  p = p + 2
+  for _ = 1, w[p - 1] do
+    if value < number(w[p]) then
+      break
+    end
+    claimed = claimed + claim(p + 1, p + 2, 0, p + 2)
+    p = p + 4 + 2 * w[p + 3]
+  end
+  return claimed
 end
 
 local function streak(key, period, reached, freeze_max, earn_every)
@@ -221,50 +205,63 @@ local function run(player, version, ttl)
     return 'stale', ''
   end
   unlocks, outbox = KEYS[kb + 3], KEYS[kb + 4]
-  R, entries, have = {}, {}, {}
-  for i = 1, #ops do
-    local op = ops[i]
-    local code = op[1]
-    if code == 'C' then
-      R[i] = claim(op)
-    elseif code == 'a' then
-      local key, v = KEYS[kb + op[2]], resolve(op[3])
-      local result = call('INCRBY', key, v)
-      if op[4] and result == tonumber(v) then
-        call('EXPIREAT', key, op[4])
+  R, unread, entries, have = {}, {}, {}, {}
+  local p, i, last = 2, 0, #w
+  while p <= last do
+    local code, q = w[p], p + 2
+    i = i + 1
+    if code == CLAIM then
+      R[i] = conditional(q)
+    elseif code == STEPS then
+      R[i] = steps(q)
+    elseif code == ADD then
+      local key, amount, at = KEYS[kb + w[q] + 1], text(w[q + 1]), text(w[q + 2])
+      local result = call('INCRBY', key, amount)
+      if at ~= '0' and result == tonumber(amount) then
+        call('EXPIREAT', key, at)
       end
       R[i] = result
-    elseif code == 'm' then
-      local key, v = KEYS[kb + op[2]], resolve(op[3])
-      local candidate = tonumber(v)
-      local current = tonumber(call('GET', key))
+    elseif code == MAX then
+      local key, given = KEYS[kb + w[q] + 1], text(w[q + 1])
+      local candidate, current = tonumber(given), tonumber(call('GET', key))
       if current == nil then
-        if op[4] then
-          call('SET', key, v, 'EXAT', op[4])
+        local at = text(w[q + 2])
+        if at ~= '0' then
+          call('SET', key, given, 'EXAT', at)
         else
-          call('SET', key, v)
+          call('SET', key, given)
         end
         current = candidate
       elseif candidate > current then
-        call('SET', key, v, 'KEEPTTL')
+        call('SET', key, given, 'KEEPTTL')
         current = candidate
       end
       R[i] = current
-    elseif code == 'd' then
-      local key = KEYS[kb + op[2]]
-      local added = call('SADD', key, resolve(op[3]))
-      if op[5] or (added == 1 and op[4]) then
+    elseif code == DISTINCT then
+      local key, at = KEYS[kb + w[q] + 1], text(w[q + 2])
+      local added = call('SADD', key, text(w[q + 1]))
+      if w[q + 3] == 1 or (added == 1 and at ~= '0') then
         local size = call('SCARD', key)
-        if added == 1 and size == 1 and op[4] then
-          call('EXPIREAT', key, op[4])
+        if added == 1 and size == 1 and at ~= '0' then
+          call('EXPIREAT', key, at)
         end
         R[i] = size
       end
-    elseif code == 's' then
-      R[i] = streak(KEYS[kb + op[2]], op[3], register(op[4]) >= op[5], op[6], op[7])
-    elseif op[3] == 'now' then
-      R[i] = read(op)
+    elseif code == STREAK then
+      local reached = register(w[q + 2] + 1) >= number(w[q + 3])
+      R[i] = streak(
+        KEYS[kb + w[q] + 1], number(w[q + 1]), reached, number(w[q + 4]), number(w[q + 5]))
+    elseif code == GET or code == CARD then
+      if w[q + 1] == 2 then
+        unread[i] = p
+        R[i] = register(i)
+      elseif w[q + 1] == 1 then
+        unread[i] = p
+      end
+    else
+      error('unknown plan operation ' .. tostring(code))
     end
+    p = q + w[p + 1]
   end
   -- cjson encodes an empty table as {}, so the empty list is spelled out.
   local payload = '[]'
@@ -282,14 +279,18 @@ local function run(player, version, ttl)
   return 'ok', payload
 end
 
+-- Each shape as {its words, the ARGV index before its first constant, its numbers}.
 local shapes, a = {}, 3
 for s = 1, tonumber(ARGV[2]) do
-  shapes[s], a = decode(a)
+  shapes[s] = {words(ARGV[a + 1]), a + 1, {}}
+  a = a + 2 + tonumber(ARGV[a])
 end
 local results, argc = {}, #ARGV
 kb = 0
 while a <= argc do
-  ops, base = shapes[tonumber(ARGV[a])], a + 5
+  local shape = shapes[tonumber(ARGV[a])]
+  w, constants, numbers, base = shape[1], shape[2], shape[3], a + 5
+  named = w[1]
   local ok, status, payload = pcall(run, ARGV[a + 2], ARGV[a + 3], ARGV[a + 4])
   if not ok then
     payload = type(status) == 'table' and status.err or tostring(status)
