@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from anyio import to_thread
 from sqlalchemy import Engine as Database
 
-from app import grants, ledger, redemptions, tier_records
+from app import grants, ledger, redemptions, referrals, tier_records
 from app.grants import Grant, fixed
 from app.tier_records import Announcement
 from engine.engine import Clock, Engine, Recorded
@@ -28,6 +28,7 @@ from engine.periods import resolve_timezone
 from engine.points import Balance, LedgerLine, LedgerReason, earnings
 from engine.program.models import CatalogReward
 from engine.program.program import Program
+from engine.referrals import Referral, ReferralInfo, cap_window, qualifies
 from engine.rewards import Redemption
 from engine.tiers import TierStatus, review_start
 from engine.unlocks import Unlock
@@ -58,12 +59,13 @@ class Economy:
 
     async def credit(self, events: Sequence[Event], results: Sequence[Recorded]) -> list[Recorded]:
         """Grant what recorded events earn and what their unlocks carry, once per
-        source, before the service answers; tier changes they cause are claimed
-        as unlocks and added to the results of the players' last events."""
+        source, before the service answers, and reward the referrals they
+        qualify; tier changes they cause are claimed as unlocks and added to
+        the results of the players' last events."""
         program, now = self.program, self.clock()
         pending: list[Grant] = []
         for event, result in zip(events, results, strict=True):
-            if program.earn_rules_by_event.get(event.type):
+            if program.earn_rules_by_event.get(event.type) or qualifies(program, event):
                 pending.append(await self._earn(program, event, now))
             pending += unlock_grants(result.unlocks)
         granted = await self._grant(pending)
@@ -72,8 +74,12 @@ class Economy:
         last = {event.player_id: n for n, event in enumerate(events)}
         answered = list(results)
         for unlock in granted:
-            n = last[unlock.player_id]
-            answered[n] = dataclasses.replace(answered[n], unlocks=[*answered[n].unlocks, unlock])
+            # A referrer's tier change has no event here: it is pushed, not answered.
+            n = last.get(unlock.player_id)
+            if n is not None:
+                answered[n] = dataclasses.replace(
+                    answered[n], unlocks=[*answered[n].unlocks, unlock]
+                )
         return answered
 
     async def credit_unlocks(self, unlocks: Sequence[Unlock]) -> None:
@@ -82,13 +88,31 @@ class Economy:
         await self._grant(unlock_grants(unlocks))
 
     async def _grant(self, pending: Sequence[Grant]) -> list[Unlock]:
-        """Grant in SQL, then claim the tier changes; returns the tier unlocks."""
+        """Grant in SQL, reward the referrals that just qualified, then claim the
+        tier changes; returns the tier unlocks."""
         if not pending:
             return []
-        announcements = await to_thread.run_sync(
+        granted = await to_thread.run_sync(
             grants.grant, self.database, pending, self.program, self.clock(), self.timezone()
         )
+        announcements = list(granted.announcements)
+        for referee_id in granted.qualified:
+            announcements += await self._reward_referral(referee_id)
         return await self.announce(announcements)
+
+    async def _reward_referral(self, referee_id: str) -> list[Announcement]:
+        if self.program.referrals is None:
+            return []
+        now, timezone = self.clock(), self.timezone()
+        return await to_thread.run_sync(
+            referrals.reward,
+            self.database,
+            self.program,
+            referee_id,
+            now,
+            cap_window(now, timezone),
+            now.astimezone(timezone).date(),
+        )
 
     async def _earn(self, program: Program, event: Event, now: datetime) -> Grant:
         profile = await self.engine.profile(event.player_id)
@@ -101,6 +125,7 @@ class Economy:
             LedgerReason.EARN,
             event.id,
             lambda multiplier: earnings(program, when, profile.timezone, multiplier),
+            qualifies=qualifies(program, event),
         )
 
     async def announce(self, announcements: Sequence[Announcement]) -> list[Unlock]:
@@ -114,11 +139,23 @@ class Economy:
             granted += unlocks
         return granted
 
-    async def announce_pending(self) -> int:
-        """At start-up: tier changes a crash left unannounced."""
+    async def heal(self) -> int:
+        """At start-up: reward referrals and announce tier changes a crash left
+        half done; returns how many there were."""
+        referees = await to_thread.run_sync(referrals.unrewarded, self.database)
+        for referee_id in referees:
+            await self.announce(await self._reward_referral(referee_id))
         pending = await to_thread.run_sync(tier_records.pending, self.database, None)
         await self.announce(pending)
-        return len(pending)
+        return len(referees) + len(pending)
+
+    async def referral(self, player_id: str) -> ReferralInfo:
+        return await to_thread.run_sync(referrals.info, self.database, player_id)
+
+    async def apply_referral(self, player_id: str, code: str) -> Referral:
+        return await to_thread.run_sync(
+            referrals.apply, self.database, self.program, player_id, code, self.clock()
+        )
 
     async def balance(self, player_id: str) -> Balance:
         return await to_thread.run_sync(ledger.balance, self.database, player_id, self.clock())

@@ -9,6 +9,9 @@ in player order, so concurrent batches never deadlock.
 The earnings of an event depend on the player's tier (its multiplier), which
 is only known under the account's lock; a `Grant` therefore carries a
 function from multiplier to earnings, computed by the engine's rules.
+
+A grant may also mark the player's first event qualifying a referral, in the
+same transaction, so a player is "new" for referrals until exactly then.
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ class Grant:
     reference: str
     #: Earnings for the player's tier multiplier.
     earnings: Callable[[Decimal], Sequence[Earning]]
+    #: An event that qualifies a referral of its player.
+    qualifies: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    #: Tier changes to claim as unlocks.
+    announcements: list[Announcement]
+    #: Players whose first referral-qualifying event this was.
+    qualified: list[str]
 
 
 def fixed(points: int) -> Callable[[Decimal], Sequence[Earning]]:
@@ -46,24 +59,28 @@ def fixed(points: int) -> Callable[[Decimal], Sequence[Earning]]:
 
 def grant(
     db: Engine, grants: Sequence[Grant], program: Program, now: datetime, timezone: ZoneInfo
-) -> list[Announcement]:
+) -> Granted:
     """Credit every grant not credited before; return the tier changes to announce
-    for the players involved (new ones, and any a crash left unannounced)."""
+    for the players involved (new ones, and any a crash left unannounced) and
+    the players who just became eligible to qualify a referral."""
     if not grants:
-        return []
+        return Granted([], [])
     by_player: dict[str, list[Grant]] = {}
     for item in grants:
         by_player.setdefault(item.player_id, []).append(item)
     ladder = program.tiers
     expire_after = program.points_expire_after
     expires_at = now + expire_after if expire_after is not None else None
-    announcements = []
+    announcements, qualified = [], []
     with writing(db) as connection:
         for player_id in sorted(by_player):
             account = lock_account(connection, player_id)
             multiplier = ladder.get(account.tier_id).multiplier if ladder is not None else ONE
             credited = False
             for item in by_player[player_id]:
+                if item.qualifies and account.first_qualifying_at is None:
+                    account.first_qualifying_at = now
+                    qualified.append(player_id)
                 if find_entry(connection, player_id, item.reason, item.reference) is not None:
                     continue
                 points = sum(
@@ -82,7 +99,7 @@ def grant(
             save(connection, account)
             if account.tier_unlock is not None:
                 announcements.append(Announcement(player_id, account.tier_unlock))
-    return announcements
+    return Granted(announcements, qualified)
 
 
 def _within_cap(connection: Connection, player_id: str, earning: Earning) -> int:

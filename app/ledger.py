@@ -91,6 +91,8 @@ class PointsAccount(SQLModel, table=True):
     tier_unlock: str | None = None
     #: First day (ISO) of the last review period applied to this player.
     reviewed: str | None = None
+    #: When the player's first event qualifying a referral arrived (referees must be new).
+    first_qualifying_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class EarnCapUsage(SQLModel, table=True):
@@ -124,6 +126,7 @@ class Account:
     tier_since: datetime | None
     tier_unlock: str | None
     reviewed: str | None
+    first_qualifying_at: datetime | None
 
     @classmethod
     def of(cls, row: Row[Any]) -> Account:

@@ -16,8 +16,14 @@
         ├── OutOfStockError         the reward's stock is used up (OUT_OF_STOCK)
         ├── LimitReachedError       the player redeemed it as often as allowed (LIMIT_REACHED)
         ├── TierRequiredError       the reward needs a higher tier (TIER_REQUIRED)
-        └── IdempotencyKeyReusedError  the key already named another request
-                                    (IDEMPOTENCY_KEY_REUSED)
+        ├── IdempotencyKeyReusedError  the key already named another request
+        │                           (IDEMPOTENCY_KEY_REUSED)
+        └── ReferralError           a referral code that cannot be applied (BAD_REFERRAL)
+            ├── ReferralsDisabledError      the program has no referrals (REFERRALS_DISABLED)
+            ├── UnknownReferralCodeError    no player has this code (UNKNOWN_REFERRAL_CODE)
+            ├── SelfReferralError           a player's own code (SELF_REFERRAL)
+            ├── AlreadyReferredError        the player applied another code (ALREADY_REFERRED)
+            └── NotNewPlayerError           the player already qualified (NOT_NEW_PLAYER)
 
 Each error carries a stable `code` so the GraphQL layer can map it to
 `extensions.code` without knowing the class hierarchy, and a message written
@@ -124,3 +130,27 @@ class TierRequiredError(PointsError):
 
 class IdempotencyKeyReusedError(PointsError):
     code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class ReferralError(PointsError):
+    code = "BAD_REFERRAL"
+
+
+class ReferralsDisabledError(ReferralError):
+    code = "REFERRALS_DISABLED"
+
+
+class UnknownReferralCodeError(ReferralError):
+    code = "UNKNOWN_REFERRAL_CODE"
+
+
+class SelfReferralError(ReferralError):
+    code = "SELF_REFERRAL"
+
+
+class AlreadyReferredError(ReferralError):
+    code = "ALREADY_REFERRED"
+
+
+class NotNewPlayerError(ReferralError):
+    code = "NOT_NEW_PLAYER"

@@ -20,6 +20,7 @@ from engine.feed import Feed
 from engine.points import Balance, LedgerLine
 from engine.program.models import CatalogReward
 from engine.progress import PlayerProgress
+from engine.referrals import Referral, ReferralInfo
 from engine.rewards import Redemption
 from engine.tiers import TierStatus
 from engine.unlocks import Unlock
@@ -76,6 +77,12 @@ class Economy(Protocol):
         """Expire lapsed points of every player; (players, points)."""
 
     async def review_tiers(self) -> TierReview: ...
+
+    async def referral(self, player_id: str) -> ReferralInfo:
+        """The player's code (made on first use) and how many it brought."""
+
+    async def apply_referral(self, player_id: str, code: str) -> Referral:
+        """Record who referred a new player, or raise the typed refusal."""
 
 
 class Service(Protocol):

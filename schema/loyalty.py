@@ -1,5 +1,6 @@
 """GraphQL types of the loyalty economy: points, the ledger, tiers, the rewards
-catalog and redemptions, each built from an engine value by a `*_of` function."""
+catalog, redemptions and referrals, each built from an engine value by a
+`*_of` function."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import date, datetime
 import strawberry
 
 from engine import points as engine_points
+from engine import referrals as engine_referrals
 from engine import rewards as engine_rewards
 from engine import tiers as engine_tiers
 from engine.program.models import CatalogReward
@@ -17,6 +19,7 @@ from schema.context import Info, LedgerPage
 from schema.types import PageInfo, Progress, progress_of
 
 LedgerReason = strawberry.enum(engine_points.LedgerReason, name="LedgerReason")
+ReferralStatus = strawberry.enum(engine_referrals.ReferralStatus, name="ReferralStatus")
 
 
 @strawberry.type(description="A player's points.")
@@ -218,3 +221,39 @@ class TierReviewResult:
     reviewed: int = strawberry.field(description="Players reviewed now (not before).")
     upgraded: int
     downgraded: int
+
+
+@strawberry.type(description="A player's referral code and what it brought.")
+class ReferralInfo:
+    code: str = strawberry.field(description="Give it to friends; made on first use.")
+    referred_count: int = strawberry.field(description="Players who applied the code.")
+    qualified_count: int = strawberry.field(
+        description="Of those, the ones whose first qualifying event rewarded both players."
+    )
+
+
+def referral_info_of(found: engine_referrals.ReferralInfo) -> ReferralInfo:
+    return ReferralInfo(
+        code=found.code,
+        referred_count=found.referred_count,
+        qualified_count=found.qualified_count,
+    )
+
+
+@strawberry.type(description="A referral code applied by a new player.")
+class ReferralResult:
+    code: str
+    status: ReferralStatus  # type: ignore[valid-type]
+    reason: str | None = strawberry.field(description="Why a qualified referral was refused.")
+    applied_at: datetime
+    qualified_at: datetime | None
+
+
+def referral_result_of(found: engine_referrals.Referral) -> ReferralResult:
+    return ReferralResult(
+        code=found.code,
+        status=found.status,
+        reason=found.reason,
+        applied_at=found.applied_at,
+        qualified_at=found.qualified_at,
+    )

@@ -16,9 +16,11 @@ from schema.loyalty import (
     ExpiryResult,
     LedgerEntry,
     Redemption,
+    ReferralResult,
     TierReviewResult,
     entry_of,
     redemption_of,
+    referral_result_of,
 )
 from schema.player import Player
 from schema.query import player_id_of
@@ -101,15 +103,25 @@ class Mutation:
         idempotency_key: str,
         player_id: strawberry.ID | None = None,
     ) -> Redemption:
-        caller = info.context.caller()
-        target = player_id or caller.player_id
-        if target is None:
-            raise BadRequestError("playerId is required with an API key")
-        caller.require_read(player_id_of(target))
+        target = acting_for(info, player_id)
         redemption = await info.context.service.economy.redeem(
-            str(target), str(reward_id), idempotency_key
+            target, str(reward_id), idempotency_key
         )
         return redemption_of(redemption)
+
+    @strawberry.mutation(
+        description=(
+            "A new player applies a friend's referral code, once: with their player token, "
+            "or with an API key for `playerId`. Both are rewarded at the new player's first "
+            "qualifying event."
+        )
+    )
+    async def apply_referral_code(
+        self, info: Info, code: str, player_id: strawberry.ID | None = None
+    ) -> ReferralResult:
+        target = acting_for(info, player_id)
+        referral = await info.context.service.economy.apply_referral(target, code)
+        return referral_result_of(referral)
 
     @strawberry.mutation(
         description=(
@@ -157,3 +169,13 @@ class Mutation:
             upgraded=review.upgraded,
             downgraded=review.downgraded,
         )
+
+
+def acting_for(info: Info, player_id: strawberry.ID | None) -> str:
+    """The player a player token acts for (itself), or the one an API key names."""
+    caller = info.context.caller()
+    target = player_id or caller.player_id
+    if target is None:
+        raise BadRequestError("playerId is required with an API key")
+    caller.require_read(player_id_of(target))
+    return str(target)

@@ -10,10 +10,12 @@ from schema.loyalty import (
     LedgerConnection,
     PointsBalance,
     Redemption,
+    ReferralInfo,
     TierStatus,
     balance_of,
     ledger_of,
     redemption_of,
+    referral_info_of,
     tier_status_of,
 )
 from schema.types import (
@@ -105,6 +107,10 @@ class Player:
     async def redemptions(self, info: Info, first: int | None = 20) -> list[Redemption]:
         found = await info.context.service.economy.redemptions(self.id, page_size(first))
         return [redemption_of(redemption) for redemption in found]
+
+    @strawberry.field(description="The player's referral code and the friends it brought.")
+    async def referral(self, info: Info) -> ReferralInfo:
+        return referral_info_of(await info.context.service.economy.referral(self.id))
 
 
 def page_size(first: int | None) -> int:

@@ -115,6 +115,7 @@ def test_the_seed_schema_describes_every_section(runner: CliRunner) -> None:
         "points",
         "tiers",
         "rewards",
+        "referrals",
     }
     assert schema["additionalProperties"] is False
 

@@ -51,6 +51,15 @@ def test_the_example_defines_earn_rules_tiers_and_a_catalog() -> None:
     assert any(r.stock is not None for r in rewards.values())
     assert any(r.per_player_limit is not None for r in rewards.values())
     assert any(r.stock is None and r.min_tier is None for r in rewards.values())
+    referrals = program.referrals
+    assert referrals is not None and referrals.event == "purchase"
+    assert referrals.where is not None and referrals.where({"amount": 5})
+    assert not referrals.where({"amount": 4.99})
+    assert (referrals.referrer_points, referrals.referee_points, referrals.monthly_cap) == (
+        500,
+        250,
+        5,
+    )
 
 
 def test_a_program_without_economy_sections_has_none(folder: Path) -> None:
@@ -58,6 +67,7 @@ def test_a_program_without_economy_sections_has_none(folder: Path) -> None:
     program = load_program(folder)
     assert program.earn_rules == {} and program.rewards == {}
     assert program.tiers is None and program.points_expire_after is None
+    assert program.referrals is None
 
 
 def test_weeks_are_a_duration_and_rates_are_exact(folder: Path) -> None:
@@ -115,6 +125,18 @@ def test_weeks_are_a_duration_and_rates_are_exact(folder: Path) -> None:
             "tiers:\n  levels: {}\n",
             "prog/a.yaml:2 tiers.levels: needs at least 1 item",
             id="no tier levels",
+        ),
+        pytest.param(
+            "referrals:\n  qualify: {event: purchase}\n",
+            "prog/a.yaml:1 referrals: give `referrer_points`, `referee_points` or both",
+            id="a referral that rewards nobody",
+        ),
+        pytest.param(
+            "referrals:\n  qualify: {event: purchase, where: {amount: {gte: [5]}}}\n"
+            "  referee_points: 5\n",
+            "prog/a.yaml:2 referrals.qualify.where.amount.gte: "
+            "`gte` compares with a number or a string, got a list",
+            id="a referral condition that does not compile",
         ),
         pytest.param(
             "rewards:\n  mug: {name: Mug, cost: 0}\n",

@@ -86,7 +86,7 @@ def review_event(program: Program, player: str, event_id: str, at: datetime) -> 
 
 
 def credit(db: Engine, program: Program, *grants: Grant, at: datetime = START) -> list[str]:
-    return [a.key for a in grant(db, grants, program, at, PARIS)]
+    return [a.key for a in grant(db, grants, program, at, PARIS).announcements]
 
 
 def assert_consistent(db: Engine, player: str) -> int:

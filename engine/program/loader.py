@@ -41,17 +41,25 @@ from engine.program.models import (
     Metric,
     Points,
     ProgramInfo,
+    Referrals,
     Reward,
     SeedFile,
     Tiers,
 )
-from engine.program.program import EarnRuleDef, MetricDef, Program, TierDef, TierLadder
+from engine.program.program import (
+    EarnRuleDef,
+    MetricDef,
+    Program,
+    ReferralsDef,
+    TierDef,
+    TierLadder,
+)
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 #: Sections holding items by id, merged across files.
 SECTIONS = ("badges", "metrics", "milestones", "challenges", "streaks", "rewards")
 #: Sections that are one item, held by at most one file.
-SINGLE_SECTIONS = ("program", "points", "tiers")
+SINGLE_SECTIONS = ("program", "points", "tiers", "referrals")
 _DURATION_UNITS = {"d": timedelta(days=1), "w": timedelta(weeks=1)}
 #: Parts pydantic adds to an error location that are not keys of the YAML.
 _TAGS = frozenset({"date", "datetime", "[key]"})
@@ -508,6 +516,16 @@ def _earn_rule(rule_id: str, rule: EarnRule, where: Predicate | None) -> EarnRul
     )
 
 
+def _referrals(section: Referrals, where: Predicate | None) -> ReferralsDef:
+    return ReferralsDef(
+        event=section.qualify.event,
+        where=where,
+        referrer_points=section.referrer_points,
+        referee_points=section.referee_points,
+        monthly_cap=section.monthly_cap,
+    )
+
+
 def _duration(text: str) -> timedelta:
     """`365d` or `52w`, as the models' pattern accepts them."""
     return int(text[:-1]) * _DURATION_UNITS[text[-1]]
@@ -562,9 +580,17 @@ def load_program(path: str | Path) -> Program:
     points: Points = merged.singles["points"][1] if "points" in merged.singles else Points()
     earn_rules = {}
     for rule_id, rule in points.earn.items():
-        at = ("points", "earn", rule_id, "where")
-        where = _compile(rule.where, merged.singles["points"][0], at, collector)
+        where = _compile(
+            rule.where, merged.singles["points"][0], ("points", "earn", rule_id, "where"), collector
+        )
         earn_rules[rule_id] = _earn_rule(rule_id, rule, where)
+    referrals = None
+    if "referrals" in merged.singles:
+        referrals_file, section = merged.singles["referrals"]
+        qualify = _compile(
+            section.qualify.where, referrals_file, ("referrals", "qualify", "where"), collector
+        )
+        referrals = _referrals(section, qualify)
     if collector.issues:
         raise ProgramError(sorted(collector.issues, key=lambda i: (i.file, i.line or 0)))
 
@@ -602,6 +628,7 @@ def load_program(path: str | Path) -> Program:
         points_expire_after=None if points.expire_after is None else _duration(points.expire_after),
         tiers=None if tiers is None else _ladder(tiers),
         rewards=types.MappingProxyType(items["rewards"]),
+        referrals=referrals,
     )
 
 

@@ -397,6 +397,34 @@ class CatalogReward(SeedModel):
     )
 
 
+class ReferralQualification(SeedModel):
+    """The referee's event that makes a referral count."""
+
+    event: str = Field(min_length=1, description="Event type, e.g. purchase.")
+    where: Condition | None = Field(
+        default=None, description="Only events whose properties match, e.g. {amount: {gte: 5}}."
+    )
+
+
+class Referrals(SeedModel):
+    """Bring a friend: both get points once the friend's first qualifying event arrives."""
+
+    qualify: ReferralQualification
+    referrer_points: int = Field(default=0, ge=0, description="Points for the player who referred.")
+    referee_points: int = Field(default=0, ge=0, description="Points for the new player.")
+    monthly_cap: int | None = Field(
+        default=None,
+        ge=1,
+        description="Rewarded referrals per referrer per calendar month; unlimited when absent.",
+    )
+
+    @model_validator(mode="after")
+    def _rewards_someone(self) -> Referrals:
+        if not self.referrer_points and not self.referee_points:
+            raise ValueError("give `referrer_points`, `referee_points` or both")
+        return self
+
+
 class SeedFile(SeedModel):
     """One YAML file of a program; every section is optional."""
 
@@ -417,3 +445,4 @@ class SeedFile(SeedModel):
     rewards: dict[Identifier, CatalogReward] = Field(
         default_factory=dict, description="The rewards catalog, by id."
     )
+    referrals: Referrals | None = None

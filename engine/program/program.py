@@ -76,6 +76,15 @@ class TierLadder:
         return next((level for level in self.levels if level.id == tier_id), self.levels[0])
 
 
+@dataclass(frozen=True, slots=True)
+class ReferralsDef:
+    event: str
+    where: Predicate | None
+    referrer_points: int
+    referee_points: int
+    monthly_cap: int | None
+
+
 @dataclass(frozen=True)
 class Program:
     info: ProgramInfo
@@ -98,3 +107,5 @@ class Program:
     tiers: TierLadder | None
     #: The rewards catalog.
     rewards: Mapping[str, CatalogReward]
+    #: None when the program has no referrals.
+    referrals: ReferralsDef | None
