@@ -151,14 +151,18 @@ def upsert(connection: Connection, target: Table) -> postgresql.Insert | sqlite.
 
 
 def lock_account(connection: Connection, player_id: str) -> Account:
-    """The player's account, created when missing, locked until the transaction ends."""
-    connection.execute(
-        upsert(connection, ACCOUNTS)
-        .values(player_id=player_id, balance=0, lifetime_earned=0, debited=0)
-        .on_conflict_do_nothing(index_elements=["player_id"])
+    """The player's account, created when missing, locked until the transaction ends.
+
+    One statement: an upsert whose (empty) update takes the row lock on
+    PostgreSQL, as SELECT ... FOR UPDATE would, and returns the row.
+    """
+    statement = upsert(connection, ACCOUNTS).values(
+        player_id=player_id, balance=0, lifetime_earned=0, debited=0
     )
     row = connection.execute(
-        select(ACCOUNTS).where(ACCOUNTS.c.player_id == player_id).with_for_update()
+        statement.on_conflict_do_update(
+            index_elements=["player_id"], set_={"player_id": statement.excluded.player_id}
+        ).returning(*ACCOUNTS.c)
     ).one()
     return Account.of(row)
 
