@@ -804,6 +804,21 @@ async def test_redis_a_plan_failing_on_a_key_of_the_wrong_type_fails_alone(
     assert await raw_redis.exists(keys.event("bob", "e1")) == 0
 
 
+async def test_redis_plans_go_on_after_the_server_drops_the_connections(
+    redis_store: Store, raw_redis: redis.asyncio.Redis
+) -> None:
+    await redis_store.apply_many([coffee_plan("e1"), coffee_plan("e2")])
+    assert await raw_redis.client_kill_filter(_type="normal", skipme=True) >= 1
+    assert (await redis_store.apply(coffee_plan("e3"))).status == "ok"
+    assert [
+        a.status for a in await redis_store.apply_many([coffee_plan("e3"), coffee_plan("e4")])
+    ] == [
+        "duplicate",
+        "ok",
+    ]
+    assert await value(redis_store, metric("coffees")) == 4
+
+
 async def test_redis_reloads_the_script_after_a_flush(
     redis_store: Store, raw_redis: redis.asyncio.Redis
 ) -> None:

@@ -97,6 +97,10 @@ class RedisStore(Store):
         else:
             self._pool = self._client.connection_pool
             self._send = self._stream
+        # Connections of the pool this store keeps between plans: taking one
+        # from redis-py's pool costs a lock, a readiness check (a system call)
+        # and metrics, several times the work of a one-event script call.
+        self._idle: list[Any] = []
         self._closed = False
         self._followers: dict[str, set[asyncio.Queue[str | None]]] = {c: set() for c in CHANNELS}
         self._subscriber: asyncio.Task[None] | None = None
@@ -112,9 +116,11 @@ class RedisStore(Store):
             try:
                 replies = await self._send(source, batch)
             except ConnectionError:
-                # A pooled connection the server dropped (restart, idle
-                # timeout). Sending again is safe even for plans that did
-                # run: they answer "duplicate" with their original entries.
+                # A connection the server dropped (restart, idle timeout), and
+                # likely the others kept with it: they go back to redis-py's
+                # pool, which reconnects. Sending again is safe even for plans
+                # that did run: they answer "duplicate" with their original entries.
+                await self._release_idle()
                 batch += source
                 replies = await self._send(iter(batch), [])
             while refused := [
@@ -154,7 +160,10 @@ class RedisStore(Store):
         Returns each plan's reply: (status, payload), or an error.
         """
         pool = self._pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        if self._idle:
+            connection = self._idle.pop()
+        else:
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         replies: list[Any] = []
         unread: deque[_Chunk] = deque()
 
@@ -182,9 +191,9 @@ class RedisStore(Store):
         except BaseException:
             # Replies may be left unread on the socket: never reuse it.
             await connection.disconnect()
-            raise
-        finally:
             await pool.release(connection)
+            raise
+        self._idle.append(connection)
         return replies
 
     async def _pipeline(self, plans: Iterator[Plan], batch: list[Plan]) -> list[Any]:
@@ -373,9 +382,15 @@ class RedisStore(Store):
         await self._stop_subscriber()
         self._end_followers()
         try:
+            await self._release_idle()
             await self._client.aclose()
         except _FAILURES as error:
             raise self._error(error) from error
+
+    async def _release_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await self._pool.release(connection)
 
     def _error(self, error: BaseException, context: str = "") -> StoreError:
         """Our error for a library failure, saying what to check."""
@@ -506,7 +521,8 @@ def _compile(ops: list[list[Any]]) -> _Compiled:
     Lua takes all the words of a shape from one `string.byte` call and reads
     them in place, far cheaper than converting an argument per number. What
     Lua would have to work out per plan is worked out here, once: which
-    registers a later op reads, and when each read is due.
+    registers a later op reads, when each read is due, and whether claims
+    can wait for the end of the plan.
     """
     needed = _needed_registers(ops)
     body: list[Any] = []  # words, and ("arg", i) / ("constant", j) for values
@@ -584,7 +600,9 @@ def _compile(ops: list[list[Any]]) -> _Compiled:
             raise _Refused(f"malformed plan operation {op!r}: {error}") from None
         body[start + 1] = len(body) - start - 2
     named = 1 + max((item[1] for item in body if _is_arg(item)), default=-1)
-    words = [named] + [
+    # Claims may wait for the end of the plan unless an op reads their results.
+    claims = {index for index, op in enumerate(ops) if op[0] in ("claim", "steps")}
+    words = [named, int(not claims & needed)] + [
         item if isinstance(item, int) else item[1] + (1 if item[0] == "arg" else named + 1)
         for item in body
     ]

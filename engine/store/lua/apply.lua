@@ -12,7 +12,8 @@
 --          argument count, then its Plan.args
 --
 -- A shape's string starts with one byte: 1 when its words are bytes, 2 when they are
--- 16-bit big-endian; then the number of arguments its values name (a), then its ops
+-- 16-bit big-endian; then the number of arguments its values name (a), 1 when its
+-- claims may wait for the end of the plan (no op reads their results), then its ops
 -- (engine/store/redis.py `_compile`). k is a key index in the plan (from 0, as in
 -- Python), r a register (op number from 0), n a count, and v a value: the empty
 -- string (a marker's unlock) when 0, the plan's argument v up to a, the shape's
@@ -33,7 +34,9 @@
 -- unlock] (a duplicate's as first recorded), or the error message.
 --
 -- Shapes travel once per call, however many plans use them, and are read in place:
--- a plan costs its keys, its arguments and its commands. A command failing in a plan
+-- a plan costs its keys, its arguments and its commands. Claims that may wait are
+-- settled after the plan's other ops: their conditions, then one HMGET of every unlock
+-- field the met ones touch, then the grants in order, as if each had run in its place. A command failing in a plan
 -- (a key of the wrong type) fails that plan alone, without recording its event; Redis
 -- does not roll back its earlier commands. Nothing here builds a key name: every key
 -- arrives in KEYS, so prefixes and Redis Cluster slots stay the caller's business.
@@ -195,6 +198,67 @@ local function streak(key, period, reached, freeze_max, earn_every)
   return current
 end
 
+-- The unlock fields of the claim or steps op at p whose conditions are met, added
+-- to `fields`; returns whether there were any.
+local function touched(p, fields)
+  local q, n = p + 2, #fields
+  if w[p] == CLAIM then
+    local conds = w[q + 1]
+    for j = q + 2, q + 2 * conds, 2 do
+      if register(w[j] + 1) < number(w[j + 1]) then
+        return false
+      end
+    end
+    local r = q + 2 + 2 * conds
+    local m = w[r]
+    local u = r + 1 + m
+    fields[n + 1] = text(w[q])
+    for j = r + 1, u - 1 do
+      fields[#fields + 1] = text(w[j])
+    end
+    for j = u + 2, u + 2 * w[u + 1], 2 do
+      fields[#fields + 1] = text(w[j])
+    end
+  else
+    local value, s = register(w[q] + 1), q + 2
+    for _ = 1, w[q + 1] do
+      if value < number(w[s]) then
+        break
+      end
+      fields[#fields + 1] = text(w[s + 1])
+      for j = s + 4, s + 3 + 2 * w[s + 3], 2 do
+        fields[#fields + 1] = text(w[j])
+      end
+      s = s + 4 + 2 * w[s + 3]
+    end
+  end
+  return #fields > n
+end
+
+local function settle(waiting)
+  local met, fields = {}, {}
+  for j = 1, #waiting do
+    if touched(waiting[j], fields) then
+      met[#met + 1] = waiting[j]
+    end
+  end
+  if #fields == 0 then
+    return
+  end
+  local found = call('HMGET', unlocks, unpack(fields))
+  for j = 1, #fields do
+    have[fields[j]] = found[j] ~= false
+  end
+  for j = 1, #met do
+    local p = met[j]
+    if w[p] == CLAIM then
+      conditional(p + 2)
+    else
+      steps(p + 2)
+    end
+  end
+end
+
 local function run(player, version, ttl)
   local event = KEYS[kb + 1]
   local stored = call('GET', event)
@@ -206,11 +270,14 @@ local function run(player, version, ttl)
   end
   unlocks, outbox = KEYS[kb + 3], KEYS[kb + 4]
   R, unread, entries, have = {}, {}, {}, {}
-  local p, i, last = 2, 0, #w
+  local waiting = w[2] == 1 and {} or nil
+  local p, i, last = 3, 0, #w
   while p <= last do
     local code, q = w[p], p + 2
     i = i + 1
-    if code == CLAIM then
+    if code >= CLAIM and waiting then
+      waiting[#waiting + 1] = p
+    elseif code == CLAIM then
       R[i] = conditional(q)
     elseif code == STEPS then
       R[i] = steps(q)
@@ -262,6 +329,9 @@ local function run(player, version, ttl)
       error('unknown plan operation ' .. tostring(code))
     end
     p = q + w[p + 1]
+  end
+  if waiting then
+    settle(waiting)
   end
   -- cjson encodes an empty table as {}, so the empty list is spelled out.
   local payload = '[]'
