@@ -116,6 +116,7 @@ def test_the_seed_schema_describes_every_section(runner: CliRunner) -> None:
         "tiers",
         "rewards",
         "referrals",
+        "leaderboards",
     }
     assert schema["additionalProperties"] is False
 

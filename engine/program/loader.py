@@ -48,6 +48,7 @@ from engine.program.models import (
 )
 from engine.program.program import (
     EarnRuleDef,
+    LeaderboardDef,
     MetricDef,
     Program,
     ReferralsDef,
@@ -57,7 +58,15 @@ from engine.program.program import (
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 #: Sections holding items by id, merged across files.
-SECTIONS = ("badges", "metrics", "milestones", "challenges", "streaks", "rewards")
+SECTIONS = (
+    "badges",
+    "metrics",
+    "milestones",
+    "challenges",
+    "streaks",
+    "rewards",
+    "leaderboards",
+)
 #: Sections that are one item, held by at most one file.
 SINGLE_SECTIONS = ("program", "points", "tiers", "referrals")
 _DURATION_UNITS = {"d": timedelta(days=1), "w": timedelta(weeks=1)}
@@ -387,6 +396,8 @@ class _Checker:
                 self.reward(file, (*at, "tiers", n), tier.reward)
         for challenge_id, (file, challenge) in self.sections["challenges"].items():
             self.challenge(file, ("challenges", challenge_id), challenge)
+        for board_id, (file, board) in self.sections["leaderboards"].items():
+            self.reference(file, ("leaderboards", board_id, "metric"), "metrics", board.metric)
         for streak_id, (file, streak) in self.sections["streaks"].items():
             at = ("streaks", streak_id)
             self.reference(file, (*at, "metric"), "metrics", streak.metric)
@@ -629,6 +640,18 @@ def load_program(path: str | Path) -> Program:
         tiers=None if tiers is None else _ladder(tiers),
         rewards=types.MappingProxyType(items["rewards"]),
         referrals=referrals,
+        leaderboards=types.MappingProxyType(
+            {
+                board_id: LeaderboardDef(
+                    id=board_id,
+                    name=board.name or board_id,
+                    description=board.description,
+                    metric=board.metric,
+                    periods=tuple(board.periods),
+                )
+                for board_id, board in items["leaderboards"].items()
+            }
+        ),
     )
 
 

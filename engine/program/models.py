@@ -425,6 +425,34 @@ class Referrals(SeedModel):
         return self
 
 
+LeaderboardPeriod = Literal["all", "week", "month"]
+
+
+def _all_time() -> list[LeaderboardPeriod]:
+    return ["all"]
+
+
+class Leaderboard(SeedModel):
+    """Players ranked by a metric: over all time, and per week or month."""
+
+    name: str | None = Field(default=None, description="Shown to players; the id when absent.")
+    description: str = ""
+    metric: Identifier = Field(description="Metric whose value is the score.")
+    periods: list[LeaderboardPeriod] = Field(
+        default_factory=_all_time,
+        min_length=1,
+        description="`all` (lifetime value), `week` and `month` (the value in each week or "
+        "month of the player's local time, one board per period).",
+    )
+
+    @field_validator("periods")
+    @classmethod
+    def _once_each(cls, periods: list[LeaderboardPeriod]) -> list[LeaderboardPeriod]:
+        if len(set(periods)) != len(periods):
+            raise ValueError("name each period once")
+        return periods
+
+
 class SeedFile(SeedModel):
     """One YAML file of a program; every section is optional."""
 
@@ -446,3 +474,6 @@ class SeedFile(SeedModel):
         default_factory=dict, description="The rewards catalog, by id."
     )
     referrals: Referrals | None = None
+    leaderboards: dict[Identifier, Leaderboard] = Field(
+        default_factory=dict, description="Players ranked by a metric, by id."
+    )

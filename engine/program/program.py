@@ -85,6 +85,16 @@ class ReferralsDef:
     monthly_cap: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class LeaderboardDef:
+    id: str
+    name: str
+    description: str
+    metric: str
+    #: Of "all", "week", "month", in the order the seed gives them.
+    periods: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Program:
     info: ProgramInfo
@@ -109,3 +119,4 @@ class Program:
     rewards: Mapping[str, CatalogReward]
     #: None when the program has no referrals.
     referrals: ReferralsDef | None
+    leaderboards: Mapping[str, LeaderboardDef]
