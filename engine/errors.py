@@ -10,6 +10,8 @@
     ├── BatchTooLargeError          more events in one call than allowed (BATCH_TOO_LARGE)
     ├── CursorError                 a paging or replay cursor that is not ours (BAD_CURSOR)
     ├── StoreError                  the counter store failed (STORE_UNAVAILABLE)
+    ├── LeaderboardError            a board query that cannot be answered (BAD_LEADERBOARD)
+    │   └── UnknownLeaderboardError no leaderboard with this id (UNKNOWN_LEADERBOARD)
     └── PointsError                 points cannot move as asked (BAD_POINTS)
         ├── InsufficientPointsError the balance is lower than the cost (INSUFFICIENT_POINTS)
         ├── UnknownRewardError      no reward with this id in the catalog (UNKNOWN_REWARD)
@@ -102,6 +104,14 @@ class CursorError(QuestlineError):
 
 class StoreError(QuestlineError):
     code = "STORE_UNAVAILABLE"
+
+
+class LeaderboardError(QuestlineError):
+    code = "BAD_LEADERBOARD"
+
+
+class UnknownLeaderboardError(LeaderboardError):
+    code = "UNKNOWN_LEADERBOARD"
 
 
 class PointsError(QuestlineError):

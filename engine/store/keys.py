@@ -14,6 +14,18 @@ the very same names in its tables, which keeps the two backends comparable.
     {p:<id>}:m:<metric>:window:<ch>    int|set value inside a challenge's fixed window
     {p:<id>}:streak:<streak>           hash    last, current, longest, freezes
 
+Leaderboards belong to no player: their keys carry no player hash tag, so an
+event that moves a board touches two slots, which a script cannot do on Redis
+Cluster; the engine refuses a program with leaderboards there.
+
+    lb:<board>:all                     zset    all-time board: player id -> -(lifetime value)
+    lb:<board>:<period key>            zset    board of one week or month: player id ->
+                                               -(value in that period), TTL as the period's
+                                               counters
+
+Scores are negated so that ascending order (ZRANGE) puts the highest value
+first and equal values in player id order, the documented tie rule.
+
 Period keys are `day:2026-11-25`, `week:2026-11-23` (the local date the week
 starts) and `month:2026-11`. Counter values are integers: counts as they
 are, sums and maxima scaled by `SCALE` so that both backends agree exactly.
@@ -110,3 +122,8 @@ def badge_unlock(badge_id: str) -> str:
 
 def tier_unlock(tier_id: str, day: date) -> str:
     return f"tier:{tier_id}:{day.isoformat()}"
+
+
+def leaderboard(board_id: str, period_key: str | None) -> str:
+    """The board of one period (`week:2026-11-23`), or the all-time board for None."""
+    return f"lb:{board_id}:{'all' if period_key is None else period_key}"
