@@ -269,27 +269,44 @@ local function run(player, version, ttl)
     return 'stale', ''
   end
   unlocks, outbox = KEYS[kb + 3], KEYS[kb + 4]
-  R, unread, entries, have = {}, {}, {}, {}
-  local waiting = w[2] == 1 and {} or nil
-  local p, i, last = 3, 0, #w
+  R, unread, entries, have = {}, nil, {}, {}
+  local defer, waiting = w[2] == 1, nil
+  local p, i, last, keys = 3, 0, #w, kb + 1
+  -- Ops by how often they come; an amount, value or expiry is never the empty string.
   while p <= last do
     local code, q = w[p], p + 2
     i = i + 1
-    if code >= CLAIM and waiting then
-      waiting[#waiting + 1] = p
-    elseif code == CLAIM then
-      R[i] = conditional(q)
-    elseif code == STEPS then
-      R[i] = steps(q)
-    elseif code == ADD then
-      local key, amount, at = KEYS[kb + w[q] + 1], text(w[q + 1]), text(w[q + 2])
+    if code == ADD then
+      local key, v, at = KEYS[keys + w[q]], w[q + 1], w[q + 2]
+      local amount = v > named and ARGV[constants + v - named] or ARGV[base + v]
       local result = call('INCRBY', key, amount)
+      at = at > named and ARGV[constants + at - named] or ARGV[base + at]
       if at ~= '0' and result == tonumber(amount) then
         call('EXPIREAT', key, at)
       end
       R[i] = result
+    elseif code == DISTINCT then
+      local key, v, at = KEYS[keys + w[q]], w[q + 1], w[q + 2]
+      local added = call('SADD', key, v > named and ARGV[constants + v - named] or ARGV[base + v])
+      at = at > named and ARGV[constants + at - named] or ARGV[base + at]
+      if w[q + 3] == 1 or (added == 1 and at ~= '0') then
+        local size = call('SCARD', key)
+        if added == 1 and size == 1 and at ~= '0' then
+          call('EXPIREAT', key, at)
+        end
+        R[i] = size
+      end
+    elseif code >= CLAIM then
+      if defer then
+        waiting = waiting or {}
+        waiting[#waiting + 1] = p
+      elseif code == CLAIM then
+        R[i] = conditional(q)
+      else
+        R[i] = steps(q)
+      end
     elseif code == MAX then
-      local key, given = KEYS[kb + w[q] + 1], text(w[q + 1])
+      local key, given = KEYS[keys + w[q]], text(w[q + 1])
       local candidate, current = tonumber(given), tonumber(call('GET', key))
       if current == nil then
         local at = text(w[q + 2])
@@ -304,26 +321,18 @@ local function run(player, version, ttl)
         current = candidate
       end
       R[i] = current
-    elseif code == DISTINCT then
-      local key, at = KEYS[kb + w[q] + 1], text(w[q + 2])
-      local added = call('SADD', key, text(w[q + 1]))
-      if w[q + 3] == 1 or (added == 1 and at ~= '0') then
-        local size = call('SCARD', key)
-        if added == 1 and size == 1 and at ~= '0' then
-          call('EXPIREAT', key, at)
-        end
-        R[i] = size
-      end
     elseif code == STREAK then
       local reached = register(w[q + 2] + 1) >= number(w[q + 3])
       R[i] = streak(
-        KEYS[kb + w[q] + 1], number(w[q + 1]), reached, number(w[q + 4]), number(w[q + 5]))
+        KEYS[keys + w[q]], number(w[q + 1]), reached, number(w[q + 4]), number(w[q + 5]))
     elseif code == GET or code == CARD then
-      if w[q + 1] == 2 then
+      local mode = w[q + 1]
+      if mode ~= 0 then
+        unread = unread or {}
         unread[i] = p
-        R[i] = register(i)
-      elseif w[q + 1] == 1 then
-        unread[i] = p
+        if mode == 2 then
+          R[i] = register(i)
+        end
       end
     else
       error('unknown plan operation ' .. tostring(code))
