@@ -94,12 +94,13 @@ def operation_of(metric: MetricDef) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Feed:
-    """A metric an event type may feed: its bit in a signature and how to read its operand."""
+    """A metric an event type may feed: its bit in a signature, its condition
+    and how to read its operand (None: a count)."""
 
     bit: int
     metric: MetricDef
     where: Predicate | None
-    read: Reader
+    read: Reader | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +148,16 @@ class Planner:
             if challenge.window is not None
         }
         self._feeds: dict[str, list[_Feed]] = {}
+        #: The feeds as plain tuples, for the hot path.
+        self._reads: dict[str, list[tuple[int, Predicate | None, Reader | None]]] = {}
         self._audiences: dict[str, list[tuple[int, Predicate]]] = {}
         for event_type, metrics in program.metrics_by_event.items():
             self._feeds[event_type] = [
                 _Feed(1 << n, metric, metric.where, _reader(metric))
                 for n, metric in enumerate(metrics)
+            ]
+            self._reads[event_type] = [
+                (feed.bit, feed.where, feed.read) for feed in self._feeds[event_type]
             ]
             audiences = {
                 challenge_id: program.audiences[challenge_id]
@@ -175,12 +181,13 @@ class Planner:
         """The plan of one checked event (occurred_at filled in) at engine time `now`."""
         player = event.player_id
         tag = keys.player_tag(player)
-        plan_keys = [keys.event(player, event.id), tag + PROFILE, tag + UNLOCKS, tag + OUTBOX]
+        plan_keys = [tag + EVENT + event.id]
         if now is not self._now:
             self._use_now(now)
         args: list[Any] = [self._unlock]
         fed = self._fed(event, args)
         if not fed:
+            plan_keys += [tag + suffix for suffix in HEAD]
             return Plan(player, plan_keys, [], profile.version, dedupe_ttl)
         assert event.occurred_at is not None
         moment = self._moment(event.occurred_at, profile.timezone)
@@ -218,13 +225,12 @@ class Planner:
         """The metrics this event feeds, as bits; their operands are appended to `args`."""
         fed = 0
         properties = event.properties
-        for feed in self._feeds.get(event.type, ()):
-            if feed.where is not None and not feed.where(properties):
-                continue
-            operand = feed.read(event)
-            if operand is not None:
-                fed |= feed.bit
-                args.append(operand)
+        for bit, where, read in self._reads.get(event.type, ()):
+            if where is None or where(properties):
+                operand = 1 if read is None else read(event)
+                if operand is not None:
+                    fed |= bit
+                    args.append(operand)
         return fed
 
     def _audience_mask(self, event_type: str, attributes: Mapping[str, Any]) -> int:
@@ -283,6 +289,7 @@ class Planner:
         self._claim_challenges(draft, touched)
         self._extend_streaks(draft, touched)
         prefix = len(keys.player_tag(TEMPLATE_PLAYER))
+        suffixes = [*HEAD, *(key[prefix:] for key in template.keys[4:])]
         slots: dict[tuple[str, str], tuple[Arg, Any]] = {}
         ops = _abstracted(template.ops, slots, 1 + len(feeds))
         frozen = _frozen(ops)
@@ -290,7 +297,7 @@ class Planner:
         if shape is None:
             shape = self._shapes[frozen] = Shape(ops)
         values = [value for _, value in slots.values()]
-        return _Skeleton([key[prefix:] for key in template.keys[4:]], shape, values)
+        return _Skeleton(suffixes, shape, values)
 
     def _feed_metrics(self, draft: _Draft, metrics: list[MetricDef]) -> None:
         """Update the lifetime value and every needed bucket of each metric the event feeds."""
@@ -424,61 +431,52 @@ class Planner:
         ]
 
 
-def _reader(metric: MetricDef) -> Reader:
-    """How to read a metric's operand from an event; None when the event lacks it."""
+def _reader(metric: MetricDef) -> Reader | None:
+    """How to read a metric's operand from an event, None when the event lacks
+    it; no reader at all for a count, whose operand is always 1."""
     if metric.aggregate == "count":
-        return _one
+        return None
     path = metric.property
     assert path is not None
+    convert = _member if metric.aggregate == "distinct" else _scaled
     if path == "value":
-        read: Callable[[Event], Any] = _own_value
-    elif "." in path:
-
-        def read(event: Event) -> Any:
-            return lookup(event.properties, path)
-
-    else:
-
-        def read(event: Event) -> Any:
-            return event.properties.get(path, _MISSING)
-
-    if metric.aggregate == "distinct":
-        return lambda event: _member(read(event))
-    return lambda event: _scaled(read(event))
-
-
-def _one(event: Event) -> int:
-    return 1
-
-
-def _own_value(event: Event) -> float:
-    return event.value
+        return lambda event: convert(event.value)
+    if "." in path:
+        return lambda event: convert(lookup(event.properties, path))
+    return lambda event: convert(event.properties.get(path, _MISSING))
 
 
 def _member(value: Any) -> str | None:
+    if type(value) is str:
+        return value
     if value is _MISSING or value is None or isinstance(value, dict | list):
         return None
     return str(value)
 
 
 def _scaled(value: Any) -> int | None:
+    if type(value) is int:
+        return value * keys.SCALE
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return round(value * keys.SCALE)
 
 
 TEMPLATE_PLAYER = "\0"
-PROFILE, UNLOCKS, OUTBOX = (
+#: What follows the player tag in the event key (then the event id), and in the
+#: profile, unlocks and outbox keys.
+EVENT = keys.event("", "")[len(keys.player_tag("")) :]
+HEAD = [
     keys.profile("")[len(keys.player_tag("")) :],
     keys.unlocks("")[len(keys.player_tag("")) :],
     keys.outbox("")[len(keys.player_tag("")) :],
-)
+]
 
 
 @dataclass(frozen=True, slots=True)
 class _Skeleton:
-    """One signature's shape, the player-free tails of its keys and the
-    values its moment gives to the shape's moment args."""
+    """One signature's shape, the player-free tails of its keys but the
+    event's, and the values its moment gives to the shape's moment args."""
 
     suffixes: list[str]
     shape: Shape
