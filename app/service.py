@@ -10,6 +10,8 @@ so start-up copies every outbox entry history lacks (`recover_history`).
 Points go the same way: the events' earnings and their unlocks' points are
 granted in the SQL ledger (app.economy) before the answer is sent, once per
 source, so a retried event heals a grant that a crash interrupted.
+Analytics (app.analytics) then note which days each player was active and
+which challenge instances they started, idempotently too.
 
 A program reload (mutation or SIGHUP) is announced through the store, and
 every worker sharing it loads its own seed folder in turn (`_converge`): all
@@ -29,6 +31,7 @@ from anyio import to_thread
 from sqlalchemy import Engine as Database
 
 from app import records
+from app.analytics import Analytics
 from app.economy import Economy
 from app.metrics import Metrics
 from app.migrations import upgrade_database
@@ -88,6 +91,7 @@ class Service:
         self._store: Store | None = None
         self._engine: Engine | None = None
         self._economy: Economy | None = None
+        self._analytics: Analytics | None = None
         self._feed: Feed | None = None
         self._database: Database | None = None
         self._reload_lock = asyncio.Lock()
@@ -108,6 +112,11 @@ class Service:
     def economy(self) -> Economy:
         assert self._economy is not None, "the service is not started"
         return self._economy
+
+    @property
+    def analytics(self) -> Analytics:
+        assert self._analytics is not None, "the service is not started"
+        return self._analytics
 
     @property
     def database(self) -> Database:
@@ -133,6 +142,9 @@ class Service:
             self.clock,
         )
         self._economy = Economy(self._engine, self._database, self.clock, self._save_unlocks)
+        self._analytics = Analytics(
+            self._engine, self._database, self.clock, self._economy.timezone
+        )
         recovered = await self.recover_history()
         logger.info("history recovery: %d unlocks found only in the outbox, now copied", recovered)
         healed = await self._economy.heal()
@@ -199,6 +211,7 @@ class Service:
         if unlocks:
             await to_thread.run_sync(self._save_unlocks, unlocks)
         results = await self.economy.credit(events, results)
+        await self.analytics.observe(events)
         self.metrics.recorded(results)
         return results
 

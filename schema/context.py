@@ -6,7 +6,7 @@ reload); it talks to a `Service` and the app provides one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -17,7 +17,8 @@ from engine.engine import Engine, Recorded
 from engine.errors import QuestlineError
 from engine.events import Event
 from engine.feed import Feed
-from engine.points import Balance, LedgerLine
+from engine.periods import Granularity, Period
+from engine.points import Balance, LedgerLine, LedgerReason
 from engine.program.models import CatalogReward
 from engine.progress import PlayerProgress
 from engine.referrals import Referral, ReferralInfo
@@ -85,6 +86,74 @@ class Economy(Protocol):
         """Record who referred a new player, or raise the typed refusal."""
 
 
+@dataclass(frozen=True, slots=True)
+class Participation:
+    """Players who started a challenge (or one instance of it) and how many completed it."""
+
+    started: int
+    completed: int
+
+    @property
+    def rate(self) -> float | None:
+        """completed / started; None when nobody started."""
+        return self.completed / self.started if self.started else None
+
+
+@dataclass(frozen=True, slots=True)
+class StreakStats:
+    active: int
+    at_risk: int
+
+
+@dataclass(frozen=True, slots=True)
+class PointsStats:
+    """Program-wide points; issued == redeemed + expired + deducted + outstanding."""
+
+    issued: int
+    issued_by_reason: Mapping[LedgerReason, int]
+    redeemed: int
+    expired: int
+    deducted: int
+    outstanding: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionStats:
+    period: Period
+    complete: bool
+    customers_at_start: int
+    customers_at_end: int
+    new_customers: int
+    retained: int
+
+    @property
+    def rate(self) -> float | None:
+        """(customers at end - new customers) / customers at start; None without any."""
+        if not self.customers_at_start:
+            return None
+        return (self.customers_at_end - self.new_customers) / self.customers_at_start
+
+
+class Analytics(Protocol):
+    """Program analytics for the loyalty manager (definitions in app/analytics.py)."""
+
+    async def challenges(self) -> dict[str, Participation]:
+        """By challenge id; a challenge nobody started is missing."""
+
+    async def challenge_instances(
+        self, challenge_id: str, last: int
+    ) -> list[tuple[str | None, Participation]]:
+        """The latest instances by period key (None: the fixed window), newest first."""
+
+    async def streaks(self) -> dict[str, StreakStats]:
+        """By streak id, for every streak of the program."""
+
+    async def points(self) -> PointsStats: ...
+
+    async def retention(self, granularity: Granularity, count: int) -> list[RetentionStats]:
+        """The last `count` periods, oldest first, the current one last."""
+
+
 class Service(Protocol):
     """The running Questline service, as the schema needs it."""
 
@@ -96,6 +165,9 @@ class Service(Protocol):
 
     @property
     def economy(self) -> Economy: ...
+
+    @property
+    def analytics(self) -> Analytics: ...
 
     async def record(self, events: Sequence[Event]) -> list[Recorded]:
         """Record events and keep their unlocks durably before answering."""

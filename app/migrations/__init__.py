@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, event, text
 
 # The modules defining tables besides app.records, so that SQLModel.metadata always
 # describes the whole database (autogenerate, and the test comparing it with migrations).
-from app import ledger, redemptions, referrals  # noqa: F401
+from app import analytics, ledger, redemptions, referrals  # noqa: F401
 from app.records import make_engine, translated_errors
 
 # Any fixed 64-bit number, shared by every Questline process migrating one database.
