@@ -6,6 +6,7 @@ import strawberry
 
 from engine.errors import EventError
 from engine.events import check_identifier
+from schema.analytics import ProgramAnalytics, program_analytics
 from schema.context import Info
 from schema.errors import BadRequestError
 from schema.loyalty import Reward, catalog
@@ -44,3 +45,10 @@ class Query:
     async def rewards(self, info: Info) -> list[Reward]:
         info.context.caller()
         return await catalog(info)
+
+    @strawberry.field(
+        description="Program analytics for the loyalty manager (API key): challenge "
+        "completion, active streaks, points, retention."
+    )
+    def analytics(self, info: Info) -> ProgramAnalytics:
+        return program_analytics(info)
