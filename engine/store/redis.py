@@ -37,7 +37,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     AuthenticationError,
@@ -95,11 +95,15 @@ class RedisStore(Store):
         if isinstance(self._client, RedisCluster):
             self._send = self._pipeline
         else:
-            self._pool = self._client.connection_pool
+            # Plans go over connections of their own, without redis-py's
+            # socket timeout (it wraps every write in a task): `_stream` puts
+            # that same deadline on each write and read itself.
+            self._deadline = self._client.connection_pool.connection_kwargs.get("socket_timeout")
+            self._pool = ConnectionPool.from_url(url, decode_responses=True, socket_timeout=None)
             self._send = self._stream
-        # Connections of the pool this store keeps between plans: taking one
-        # from redis-py's pool costs a lock, a readiness check (a system call)
-        # and metrics, several times the work of a one-event script call.
+        # Connections this store keeps between plans: taking one from
+        # redis-py's pool costs a lock, a readiness check (a system call) and
+        # metrics, several times the work of a one-event script call.
         self._idle: list[Any] = []
         self._closed = False
         self._followers: dict[str, set[asyncio.Queue[str | None]]] = {c: set() for c in CHANNELS}
@@ -170,7 +174,7 @@ class RedisStore(Store):
         async def read(chunk: _Chunk) -> None:
             answer: Any = None
             if chunk.sent:
-                async with asyncio.timeout(connection.socket_timeout):
+                async with asyncio.timeout(self._deadline):
                     try:
                         answer = await connection.read_response(timeout=math.inf)
                     except ResponseError as error:
@@ -182,7 +186,8 @@ class RedisStore(Store):
                 batch += chunk_plans
                 chunk = _Chunk(chunk_plans)
                 if chunk.sent:
-                    await connection.send_packed_command(chunk.packed(self._sha))
+                    async with asyncio.timeout(self._deadline):
+                        await connection.send_packed_command(chunk.packed(self._sha))
                 unread.append(chunk)
                 if len(unread) > CHUNKS_IN_FLIGHT:
                     await read(unread.popleft())
@@ -383,6 +388,8 @@ class RedisStore(Store):
         self._end_followers()
         try:
             await self._release_idle()
+            if not isinstance(self._client, RedisCluster):
+                await self._pool.aclose()
             await self._client.aclose()
         except _FAILURES as error:
             raise self._error(error) from error
