@@ -232,6 +232,27 @@ def test_a_streak_is_active_until_a_gap_its_freezes_cannot_cover(
     assert (daily()["active"], daily()["atRisk"]) == (0, 0)
 
 
+def test_a_streak_lives_in_its_players_timezone(tmp_path: Path, clock: Clock) -> None:
+    seed = tmp_path / "reviews.yaml"
+    seed.write_text(
+        "program: {name: Reviews, timezone: Europe/Paris}\n"
+        "metrics: {reviews: {event: review}}\n"
+        "streaks: {daily-review: {metric: reviews, per: day}}\n"
+    )
+    settings = dataclasses.replace(settings_for(tmp_path), seed_path=seed)
+    with TestClient(create_app(settings, clock)) as client:
+        update = 'mutation { updatePlayer(id: "kiri", timezone: "Pacific/Kiritimati") { id } }'
+        assert "errors" not in gql(client, update)
+        clock.set(datetime(2026, 11, 2, 10, 30, tzinfo=UTC))  # Nov 3 in Kiritimati, 2 in Paris
+        record(client, "kiri-0", "kiri", type="review")
+        clock.set(datetime(2026, 11, 4, 9, tzinfo=UTC))  # Nov 4, 23:00 in Kiritimati
+
+        [streak] = analytics(client, STREAKS)["streaks"]
+
+    # Extended yesterday in the player's own days, though two days ago in Paris.
+    assert (streak["active"], streak["atRisk"]) == (1, 1)
+
+
 def test_points_issued_redeemed_expired_and_outstanding_add_up(
     sqlite_client: TestClient, clock: Clock
 ) -> None:
