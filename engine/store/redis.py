@@ -181,8 +181,11 @@ class RedisStore(Store):
                         answer = error
             replies.extend(chunk.replies(answer))
 
+        # The first chunk is small, so that Redis starts while the rest is planned.
+        size = max(1, self._chunk_size // 4)
         try:
-            while chunk_plans := list(itertools.islice(plans, self._chunk_size)):
+            while chunk_plans := list(itertools.islice(plans, size)):
+                size = self._chunk_size
                 batch += chunk_plans
                 chunk = _Chunk(chunk_plans)
                 if chunk.sent:
