@@ -184,6 +184,8 @@ class Planner:
         plan_keys = [tag + EVENT + event.id]
         if now is not self._now:
             self._use_now(now)
+        if len(self._skeletons) >= MAX_SKELETONS:
+            self._forget()
         args: list[Any] = [self._unlock]
         fed = self._fed(event, args)
         if not fed:
@@ -200,15 +202,18 @@ class Planner:
         )
         skeleton = self._skeletons.get(signature)
         if skeleton is None:
-            skeleton = self._skeleton(event, fed, moment, profile)
-            if len(self._skeletons) >= MAX_SKELETONS:
-                self._skeletons.clear()
-                self._shapes.clear()
-            self._skeletons[signature] = skeleton
+            skeleton = self._skeletons[signature] = self._skeleton(event, fed, moment, profile)
         plan_keys += [tag + suffix for suffix in skeleton.suffixes]
         args += skeleton.values
         shape = skeleton.shape
         return Plan(player, plan_keys, shape.ops, profile.version, dedupe_ttl, args, shape)
+
+    def _forget(self) -> None:
+        """Start the caches over; moment numbers go too, as signatures hold them."""
+        self._skeletons.clear()
+        self._shapes.clear()
+        self._moments.clear()
+        self._moment_numbers.clear()
 
     def _use_now(self, now: datetime) -> None:
         """Per engine time: the unlock time and how to turn moments into expiries.

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from engine import planner
 from engine.engine import Engine, EngineSettings
 from engine.errors import BatchTooLargeError, EventError, EventInFutureError, EventTooOldError
 from engine.events import Event
@@ -410,3 +411,27 @@ async def test_events_of_different_days_share_one_plan_shape(engine: Engine) -> 
     assert monday.shape is not None and monday.shape is wednesday.shape
     assert monday.keys != wednesday.keys and monday.args != wednesday.args
     assert "challenge:daily-double:day:2026-11-25" in wednesday.args
+
+
+async def test_plans_stay_right_when_the_planners_caches_start_over(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(planner, "MAX_SKELETONS", 1)
+    events = [
+        Event(
+            id=f"e{n}",
+            player_id="ada",
+            type=kind,
+            occurred_at=WEDNESDAY - timedelta(days=n % 2, minutes=n),
+            properties={"category": "coffee", "amount": 3, "store": f"s{n % 3}"},
+        )
+        for n, kind in enumerate(["purchase", "review", "purchase", "purchase", "review"] * 2)
+    ]
+    unlocked = [u.key for result in await engine.record_many(events) for u in result.unlocks]
+    assert sorted(key for key in unlocked if "daily-double" in key) == [
+        "challenge:daily-double:day:2026-11-24",
+        "challenge:daily-double:day:2026-11-25",
+    ]
+    progress = await engine.progress("ada")
+    assert next(m for m in progress.milestones if m.id == "coffee-lover").value == 6
+    assert "challenge:explorer:month:2026-11" in unlocked
