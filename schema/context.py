@@ -6,6 +6,7 @@ reload); it talks to a `Service` and the app provides one.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -185,7 +186,7 @@ class Context:
     #: Why the credentials sent were refused, raised when a resolver needs them.
     auth_error: QuestlineError | None = None
     connection_params: dict[str, Any] | None = None
-    _progress: dict[str, PlayerProgress] = field(default_factory=dict)
+    _progress: dict[str, asyncio.Future[PlayerProgress]] = field(default_factory=dict)
     _rewards: list[tuple[str, CatalogReward, int | None]] | None = None
 
     def caller(self) -> Principal:
@@ -200,11 +201,13 @@ class Context:
 
     async def progress(self, player_id: str) -> PlayerProgress:
         """A player's progress, read once per request however many fields need it."""
+        # The fields of one Player resolve concurrently: share the read in
+        # flight, not only its result.
         found = self._progress.get(player_id)
         if found is None:
-            found = await self.service.engine.progress(player_id)
+            found = asyncio.ensure_future(self.service.engine.progress(player_id))
             self._progress[player_id] = found
-        return found
+        return await found
 
     async def rewards(self) -> list[tuple[str, CatalogReward, int | None]]:
         """The catalog with stock left, read once per request."""
