@@ -131,6 +131,19 @@ async def test_max_keeps_the_larger_value(store: Store) -> None:
     assert await value(store, metric("biggest")) == 9
 
 
+async def test_max_compares_with_its_key_as_earlier_ops_of_the_plan_left_it(
+    store: Store,
+) -> None:
+    plan = new_plan("e1")
+    plan.op("add", plan.key_index(metric("peak")), 5, 0)
+    first = plan.op("max", plan.key_index(metric("peak")), 3, 0)
+    second = plan.op("max", plan.key_index(metric("peak")), 8, 0)
+    probe(plan, first)
+    probe(plan, second)
+    applied = await store.apply(plan)
+    assert (probed(applied, plan, first), probed(applied, plan, second)) == (5, 8)
+
+
 async def test_max_on_a_missing_key_takes_the_value_even_below_zero(store: Store) -> None:
     plan = new_plan("e1")
     register = plan.op("max", plan.key_index(metric("coldest")), -3, 0)
