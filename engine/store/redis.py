@@ -141,18 +141,15 @@ class RedisStore(Store):
         except (TypeError, ValueError) as error:
             # Only a malformed op gets here, while being packed; its chunk was not sent.
             raise StoreError(f"a plan has an operation Redis cannot take: {error}") from error
+        applied: list[Applied] = []
         for index, reply in enumerate(replies):
             if isinstance(reply, Exception):
-                failure = reply
-            elif reply[0] == "error":
-                failure = ResponseError(reply[1])
-            else:
-                continue
-            context = ""
-            if len(batch) > 1:
-                context = f"plan {index} of the batch (player {batch[index].player_id!r})"
-            raise self._error(failure, context) from failure
-        return [_applied(status, payload) for status, payload in replies]
+                context = ""
+                if len(batch) > 1:
+                    context = f"plan {index} of the batch (player {batch[index].player_id!r})"
+                raise self._error(reply, context) from reply
+            applied.append(reply)
+        return applied
 
     async def _stream(self, plans: Iterator[Plan], batch: list[Plan]) -> list[Any]:
         """Run the plans in chunks on one connection, one EVALSHA per chunk.
@@ -161,7 +158,7 @@ class RedisStore(Store):
         chunk is written before the replies of earlier ones are read, so
         Redis runs one chunk while we plan and encode the next and decode the
         last: on a small machine that overlap is most of the batch throughput.
-        Returns each plan's reply: (status, payload), or an error.
+        Returns each plan's outcome, or its error.
         """
         pool = self._pool
         if self._idle:
@@ -498,18 +495,22 @@ class _Chunk:
             ]
         )
 
-    def replies(self, answer: Any) -> list[Any]:
-        """Each plan's reply: (status, payload) from the script's flat answer, or
-        the error that refused the whole call."""
+    def replies(self, answer: Any) -> list[Applied | Exception]:
+        """Each plan's outcome from the script's flat answer, or its error: its
+        own, or the one that refused the whole call."""
         pairs = iter(answer) if isinstance(answer, list) else None
-        replies: list[Any] = []
+        replies: list[Applied | Exception] = []
         for index in range(self.count):
             if index in self.refused:
-                replies.append(("error", self.refused[index]))
+                replies.append(ResponseError(self.refused[index]))
             elif pairs is None:
                 replies.append(answer)
             else:
-                replies.append((next(pairs), next(pairs)))
+                status, payload = next(pairs), next(pairs)
+                if status == "error":
+                    replies.append(ResponseError(payload))
+                else:
+                    replies.append(_applied(status, payload))
         return replies
 
     def _head(self, sha: str) -> tuple[Any, ...]:
