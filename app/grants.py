@@ -17,18 +17,33 @@ same transaction, so a player is "new" for referrals until exactly then.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, Table, bindparam, func, select, tuple_
+from sqlalchemy.sql import Executable
 
 from app import tier_records
-from app.ledger import USAGE, append, find_entry, lock_account, save, upsert, writing
+from app.ledger import (
+    ENTRIES,
+    USAGE,
+    Account,
+    Credit,
+    Upsert,
+    chunks,
+    credit_all,
+    found_sources,
+    lock_accounts,
+    per_database,
+    save_all,
+    writing,
+)
 from app.tier_records import Announcement
-from engine.points import Earning, LedgerReason
-from engine.program.program import Program
+from engine.points import QUALIFYING, Earning, LedgerReason
+from engine.program.program import Program, TierLadder
+from engine.tiers import level_for
 
 ONE = Decimal(1)
 
@@ -57,69 +72,155 @@ def fixed(points: int) -> Callable[[Decimal], Sequence[Earning]]:
     return lambda _multiplier: [Earning(points)]
 
 
+def _using(insert_into: Callable[[Table], Upsert]) -> Executable:
+    statement = insert_into(USAGE)
+    return statement.on_conflict_do_update(
+        index_elements=["player_id", "bucket"],
+        set_={"points": USAGE.c.points + statement.excluded.points},
+    )
+
+
+_USE = per_database(_using)
+_USED = select(USAGE.c.player_id, USAGE.c.bucket, USAGE.c.points).where(
+    tuple_(USAGE.c.player_id, USAGE.c.bucket).in_(bindparam("buckets", expanding=True))
+)
+_QUALIFYING = (
+    select(ENTRIES.c.player_id, func.sum(ENTRIES.c.delta).label("points"))
+    .where(
+        ENTRIES.c.player_id.in_(bindparam("players", expanding=True)),
+        ENTRIES.c.reason.in_([reason.value for reason in QUALIFYING]),
+        ENTRIES.c.created_at > bindparam("since"),
+    )
+    .group_by(ENTRIES.c.player_id)
+)
+
+
 def grant(
     db: Engine, grants: Sequence[Grant], program: Program, now: datetime, timezone: ZoneInfo
 ) -> Granted:
     """Credit every grant not credited before; return the tier changes to announce
     for the players involved (new ones, and any a crash left unannounced) and
-    the players who just became eligible to qualify a referral."""
+    the players who just became eligible to qualify a referral.
+
+    Set-based: a handful of statements per batch, whatever its size (locks,
+    sources already granted, cap usage, new entries, accounts, tiers), each
+    built once per process; one statement per event made granting cost ten
+    times what recording does."""
     if not grants:
         return Granted([], [])
     by_player: dict[str, list[Grant]] = {}
     for item in grants:
         by_player.setdefault(item.player_id, []).append(item)
+    players = sorted(by_player)
     ladder = program.tiers
     expire_after = program.points_expire_after
     expires_at = now + expire_after if expire_after is not None else None
-    announcements, qualified = [], []
+    qualified = []
     with writing(db) as connection:
-        for player_id in sorted(by_player):
-            account = lock_account(connection, player_id)
+        accounts = lock_accounts(connection, players)
+        before = {player_id: replace(account) for player_id, account in accounts.items()}
+        found = found_sources(connection, ((g.player_id, g.reason, g.reference) for g in grants))
+        pending: list[tuple[Grant, Sequence[Earning]]] = []
+        for player_id in players:
+            account = accounts[player_id]
             multiplier = ladder.get(account.tier_id).multiplier if ladder is not None else ONE
-            credited = False
             for item in by_player[player_id]:
                 if item.qualifies and account.first_qualifying_at is None:
                     account.first_qualifying_at = now
                     qualified.append(player_id)
-                if find_entry(connection, player_id, item.reason, item.reference) is not None:
-                    continue
-                points = sum(
-                    _within_cap(connection, player_id, earning)
-                    for earning in item.earnings(multiplier)
-                )
-                if points > 0:
-                    append(
-                        connection, account, points, item.reason, item.reference, now, expires_at
-                    )
-                    credited = True
-            if credited and ladder is not None:
-                tier_records.upgrade(
-                    connection, account, ladder, now, now.astimezone(timezone).date()
-                )
-            save(connection, account)
-            if account.tier_unlock is not None:
-                announcements.append(Announcement(player_id, account.tier_unlock))
+                source = (player_id, item.reason.value, item.reference)
+                if source not in found:
+                    found.add(source)  # a source twice in the batch is granted once
+                    pending.append((item, item.earnings(multiplier)))
+        points = _within_caps(connection, pending)
+        credited = credit_all(
+            connection,
+            accounts,
+            [
+                Credit(item.player_id, given, item.reason, item.reference)
+                for (item, _), given in zip(pending, points, strict=True)
+                if given > 0
+            ],
+            now,
+            expires_at,
+        )
+        if ladder is not None:
+            day = now.astimezone(timezone).date()
+            _upgrade(connection, [accounts[p] for p in sorted(credited)], ladder, now, day)
+        save_all(connection, (accounts[p] for p in players if accounts[p] != before[p]))
+    announcements = [
+        Announcement(player_id, unlock)
+        for player_id in players
+        if (unlock := accounts[player_id].tier_unlock) is not None
+    ]
     return Granted(announcements, qualified)
 
 
-def _within_cap(connection: Connection, player_id: str, earning: Earning) -> int:
-    """The part of an earning its rule's cap still allows in that period."""
-    if earning.bucket is None or earning.cap is None:
-        return earning.points
-    used = connection.execute(
-        select(USAGE.c.points).where(
-            USAGE.c.player_id == player_id, USAGE.c.bucket == earning.bucket
+def _within_caps(
+    connection: Connection, pending: Sequence[tuple[Grant, Sequence[Earning]]]
+) -> list[int]:
+    """The points of each pending grant that its rules' caps still allow in their
+    periods, taken in order; the usage is written back, one row per bucket."""
+    capped = sorted(
+        {
+            (item.player_id, earning.bucket)
+            for item, earnings in pending
+            for earning in earnings
+            if earning.bucket is not None and earning.cap is not None
+        }
+    )
+    used: dict[tuple[str, str], int] = {}
+    for part in chunks(capped):
+        used.update(
+            ((row.player_id, row.bucket), row.points)
+            for row in connection.execute(_USED, {"buckets": list(part)})
         )
-    ).scalar_one_or_none()
-    allowed = max(0, min(earning.points, earning.cap - (used or 0)))
-    if allowed:
-        statement = upsert(connection, USAGE).values(
-            player_id=player_id, bucket=earning.bucket, points=allowed
-        )
+    taken: dict[tuple[str, str], int] = {}
+    points = []
+    for item, earnings in pending:
+        total = 0
+        for earning in earnings:
+            if earning.bucket is None or earning.cap is None:
+                total += earning.points
+                continue
+            bucket = (item.player_id, earning.bucket)
+            so_far = used.get(bucket, 0) + taken.get(bucket, 0)
+            allowed = max(0, min(earning.points, earning.cap - so_far))
+            if allowed:
+                taken[bucket] = taken.get(bucket, 0) + allowed
+            total += allowed
+        points.append(total)
+    if taken:
         connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=["player_id", "bucket"],
-                set_={"points": USAGE.c.points + allowed},
+            _USE(connection),
+            [
+                {"player_id": player_id, "bucket": bucket, "points": allowed}
+                for (player_id, bucket), allowed in sorted(taken.items())
+            ],
+        )
+    return points
+
+
+def _upgrade(
+    connection: Connection,
+    accounts: Sequence[Account],
+    ladder: TierLadder,
+    now: datetime,
+    day: date,
+) -> None:
+    """Move each (locked) account up at once when its qualifying points reach a
+    higher level; those already at the top are not even looked at."""
+    top = ladder.levels[-1].rank
+    climbing = [account for account in accounts if ladder.get(account.tier_id).rank < top]
+    qualifying: dict[str, int] = {}
+    for part in chunks([account.player_id for account in climbing]):
+        qualifying.update(
+            (row.player_id, int(row.points))
+            for row in connection.execute(
+                _QUALIFYING, {"players": list(part), "since": now - ladder.window}
             )
         )
-    return allowed
+    for account in climbing:
+        reached = level_for(ladder, qualifying.get(account.player_id, 0))
+        if reached.rank > ladder.get(account.tier_id).rank:
+            tier_records.change_level(account, reached, now, day)
