@@ -35,11 +35,12 @@
 --
 -- Shapes travel once per call, however many plans use them, and are read in place:
 -- a plan costs its keys, its arguments and its commands. Claims that may wait are
--- settled after the plan's other ops: their conditions, then one HMGET of every unlock
--- field the met ones touch, then the grants in order, as if each had run in its place. A command failing in a plan
--- (a key of the wrong type) fails that plan alone, without recording its event; Redis
--- does not roll back its earlier commands. Nothing here builds a key name: every key
--- arrives in KEYS, so prefixes and Redis Cluster slots stay the caller's business.
+-- settled after the plan's other ops: their conditions, then one HMGET of the unlock
+-- fields the met ones would grant, then the grants in order, as if each had run in its
+-- place. A command failing in a plan (a key of the wrong type) fails that plan alone,
+-- without recording its event; Redis does not roll back its earlier commands. Nothing
+-- here builds a key name: every key arrives in KEYS, so prefixes and Redis Cluster
+-- slots stay the caller's business.
 
 local call, tonumber = redis.call, tonumber
 local ADD, MAX, DISTINCT, GET, CARD, STREAK, CLAIM, STEPS = 1, 2, 3, 4, 5, 6, 7, 8
@@ -134,14 +135,19 @@ local function grant(field, unlock)
 end
 
 -- Grant field w[p] with unlock w[u] and then the n extras from w[u + 1], when the
--- m fields required from w[q] are present: 1 when newly granted.
+-- m fields required from w[q] are present: 1 when newly granted. A field already
+-- present makes the requirements moot, so it is looked at first.
 local function claim(p, q, m, u)
+  local field = text(w[p])
+  if present(field) then
+    return 0
+  end
   for j = q, q + m - 1 do
     if not present(text(w[j])) then
       return 0
     end
   end
-  if not grant(text(w[p]), text(w[u])) then
+  if not grant(field, text(w[u])) then
     return 0
   end
   for j = u + 2, u + 2 * w[u + 1], 2 do
@@ -198,8 +204,9 @@ local function streak(key, period, reached, freeze_max, earn_every)
   return current
 end
 
--- The unlock fields of the claim or steps op at p whose conditions are met, added
--- to `fields`; returns whether there were any.
+-- The unlock fields the claim or steps op at p would grant, added to `fields` when
+-- its conditions are met; returns whether there were any. (What they require and
+-- their extras only matter for the few not granted yet.)
 local function touched(p, fields)
   local q, n = p + 2, #fields
   if w[p] == CLAIM then
@@ -209,16 +216,7 @@ local function touched(p, fields)
         return false
       end
     end
-    local r = q + 2 + 2 * conds
-    local m = w[r]
-    local u = r + 1 + m
     fields[n + 1] = text(w[q])
-    for j = r + 1, u - 1 do
-      fields[#fields + 1] = text(w[j])
-    end
-    for j = u + 2, u + 2 * w[u + 1], 2 do
-      fields[#fields + 1] = text(w[j])
-    end
   else
     local value, s = register(w[q] + 1), q + 2
     for _ = 1, w[q + 1] do
@@ -226,9 +224,6 @@ local function touched(p, fields)
         break
       end
       fields[#fields + 1] = text(w[s + 1])
-      for j = s + 4, s + 3 + 2 * w[s + 3], 2 do
-        fields[#fields + 1] = text(w[j])
-      end
       s = s + 4 + 2 * w[s + 3]
     end
   end
