@@ -93,17 +93,6 @@ def operation_of(metric: MetricDef) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Feed:
-    """A metric an event type may feed: its bit in a signature, its condition
-    and how to read its operand (None: a count)."""
-
-    bit: int
-    metric: MetricDef
-    where: Predicate | None
-    read: Reader | None
-
-
-@dataclass(frozen=True, slots=True)
 class _Moment:
     """Where an instant falls for a player: its periods and the windows open then.
 
@@ -147,17 +136,13 @@ class Planner:
             for challenge_id, challenge in program.challenges.items()
             if challenge.window is not None
         }
-        self._feeds: dict[str, list[_Feed]] = {}
-        #: The feeds as plain tuples, for the hot path.
-        self._reads: dict[str, list[tuple[int, Predicate | None, Reader | None]]] = {}
+        #: Per event type, each metric it may feed: (its bit in a signature,
+        #: its condition, how to read its operand; None for a count).
+        self._feeds: dict[str, list[tuple[int, Predicate | None, Reader | None]]] = {}
         self._audiences: dict[str, list[tuple[int, Predicate]]] = {}
         for event_type, metrics in program.metrics_by_event.items():
             self._feeds[event_type] = [
-                _Feed(1 << n, metric, metric.where, _reader(metric))
-                for n, metric in enumerate(metrics)
-            ]
-            self._reads[event_type] = [
-                (feed.bit, feed.where, feed.read) for feed in self._feeds[event_type]
+                (1 << n, metric.where, _reader(metric)) for n, metric in enumerate(metrics)
             ]
             audiences = {
                 challenge_id: program.audiences[challenge_id]
@@ -230,7 +215,7 @@ class Planner:
         """The metrics this event feeds, as bits; their operands are appended to `args`."""
         fed = 0
         properties = event.properties
-        for bit, where, read in self._reads.get(event.type, ()):
+        for bit, where, read in self._feeds.get(event.type, ()):
             if where is None or where(properties):
                 operand = 1 if read is None else read(event)
                 if operand is not None:
@@ -287,8 +272,9 @@ class Planner:
         """Plan an event of this signature with placeholders, the slow way, once."""
         template = Plan(player_id=TEMPLATE_PLAYER, keys=[""] * 4)
         draft = _Draft(template, moment, profile, self._wall_offset)
-        feeds = [feed for feed in self._feeds[event.type] if feed.bit & fed]
-        self._feed_metrics(draft, [feed.metric for feed in feeds])
+        metrics = self.program.metrics_by_event[event.type]
+        fed_metrics = [metric for n, metric in enumerate(metrics) if fed >> n & 1]
+        self._feed_metrics(draft, fed_metrics)
         touched = list(draft.registers)
         self._claim_milestones(draft, touched)
         self._claim_challenges(draft, touched)
@@ -296,7 +282,7 @@ class Planner:
         prefix = len(keys.player_tag(TEMPLATE_PLAYER))
         suffixes = [*HEAD, *(key[prefix:] for key in template.keys[4:])]
         slots: dict[tuple[str, str], tuple[Arg, Any]] = {}
-        ops = _abstracted(template.ops, slots, 1 + len(feeds))
+        ops = _abstracted(template.ops, slots, 1 + len(fed_metrics))
         frozen = _frozen(ops)
         shape = self._shapes.get(frozen)
         if shape is None:
