@@ -43,8 +43,9 @@ from engine.unlocks import granted_badge
 
 #: How long a finished window's counters stay readable for progress screens.
 WINDOW_RETENTION = timedelta(days=30)
-#: Moments are cached per quarter of an hour: every UTC offset in use is a
-#: multiple of 15 minutes, so a local midnight never falls inside one.
+#: Moments are cached per quarter of an hour: UTC offsets in use are multiples
+#: of 15 minutes, so local midnights fall between quarters (a quarter that
+#: does hold a period or window boundary is not cached).
 QUARTER = 900
 #: Distinct plan shapes kept; a program has few, but periods roll over.
 MAX_SKELETONS = 4096

@@ -435,3 +435,16 @@ async def test_plans_stay_right_when_the_planners_caches_start_over(
     progress = await engine.progress("ada")
     assert next(m for m in progress.milestones if m.id == "coffee-lover").value == 6
     assert "challenge:explorer:month:2026-11" in unlocked
+
+
+async def test_unlocks_are_described_by_the_program_in_use(
+    engine: Engine, send: Sender, tmp_path: Path
+) -> None:
+    await send(category="coffee")
+    [entry, *_] = await engine.store.outbox("ada", None, 10)
+    assert engine.describe("ada", entry).title == "First sip"
+    renamed = tmp_path / "cafe.yaml"
+    renamed.write_text(PROGRAM.read_text().replace("name: First sip", "name: First cup"))
+    engine.use_program(load_program(renamed))
+    assert engine.describe("ada", entry).title == "First cup"
+    assert [u.title for u in await engine.unlocks("ada", limit=1)] == ["First cup"]
