@@ -112,43 +112,40 @@ class Engine:
             self._check(event, now, index, len(events)) for index, event in enumerate(events)
         ]
         planner, descriptions = self._planner, self._descriptions
-        results: list[Applied | None] = [None] * len(accepted)
-        pending: Sequence[int] = range(len(accepted))
-        for _ in range(MAX_REPLANS + 1):
+
+        def plans(indexes: Sequence[int]) -> Iterator[Plan]:
             # Planned as the store consumes them, so Redis runs the first
             # plans while the next are being planned.
-            plans = (
-                planner.plan(
-                    accepted[i],
-                    self._cached_profile(accepted[i].player_id),
-                    now,
-                    self._dedupe_ttl,
-                )
-                for i in pending
-            )
-            applied = await self._apply(plans, len(pending))
-            stale = []
-            for i, outcome in zip(pending, applied, strict=True):
-                if outcome.status == "stale":
-                    stale.append(i)
-                else:
-                    results[i] = outcome
+            for i in indexes:
+                event = accepted[i]
+                profile = self._cached_profile(event.player_id)
+                yield planner.plan(event, profile, now, self._dedupe_ttl)
+
+        outcomes = await self._apply(plans(range(len(accepted))), len(accepted))
+        stale = [i for i, outcome in enumerate(outcomes) if outcome.status == "stale"]
+        for _ in range(MAX_REPLANS):
             if not stale:
                 break
             for player_id in {accepted[i].player_id for i in stale}:
                 await self.profile(player_id, refresh=True)
-            pending = stale
-        else:
+            again = await self._apply(plans(stale), len(stale))
+            for i, outcome in zip(stale, again, strict=True):
+                outcomes[i] = outcome
+            stale = [
+                i for i, outcome in zip(stale, again, strict=True) if outcome.status == "stale"
+            ]
+        if stale:
             raise EventError("the player's profile keeps changing; retry the event")
         describe = descriptions.unlock
         return [
             Recorded(
                 event.id,
                 outcome.status == "duplicate",
-                [describe(event.player_id, entry) for entry in outcome.entries],
+                [describe(event.player_id, entry) for entry in outcome.entries]
+                if outcome.entries
+                else [],
             )
-            for event, outcome in zip(accepted, results, strict=True)
-            if outcome is not None
+            for event, outcome in zip(accepted, outcomes, strict=True)
         ]
 
     async def progress(self, player_id: str) -> PlayerProgress:

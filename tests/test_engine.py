@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from engine import planner
-from engine.engine import Engine, EngineSettings
+from engine.engine import MAX_REPLANS, Engine, EngineSettings
 from engine.errors import BatchTooLargeError, EventError, EventInFutureError, EventTooOldError
 from engine.events import Event
 from engine.program.loader import load_program
 from engine.store import store_from_url
-from engine.store.base import Plan
+from engine.store.base import Applied, Plan
 from tests.clock import Clock
 
 PROGRAM = Path(__file__).parent / "programs" / "cafe.yaml"
@@ -448,3 +448,18 @@ async def test_unlocks_are_described_by_the_program_in_use(
     engine.use_program(load_program(renamed))
     assert engine.describe("ada", entry).title == "First cup"
     assert [u.title for u in await engine.unlocks("ada", limit=1)] == ["First cup"]
+
+
+async def test_an_event_whose_profile_keeps_changing_is_refused_after_a_few_replans(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts = []
+
+    async def always_stale(plan: Plan) -> Applied:
+        attempts.append(plan.keys[0])
+        return Applied("stale", [])
+
+    monkeypatch.setattr(engine.store, "apply", always_stale)
+    with pytest.raises(EventError, match="keeps changing"):
+        await engine.record(Event(id="e1", player_id="ada", type="purchase"))
+    assert len(attempts) == MAX_REPLANS + 1
