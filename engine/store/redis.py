@@ -37,7 +37,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
-from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     AuthenticationError,
@@ -77,6 +77,12 @@ _pack_command = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 _FAILURES = (RedisError, RedisClusterException, OSError)
 
 
+#: Connections for reads and profile writes, per store (process); and how long a
+#: caller waits for one when all are busy before the store reports itself unavailable.
+MAX_CONNECTIONS = 64
+POOL_WAIT = 10.0
+
+
 class RedisStore(Store):
     """Counters, unlocks and outboxes in Redis (or Redis Cluster)."""
 
@@ -90,7 +96,12 @@ class RedisStore(Store):
             cluster_url = "redis://" + url.removeprefix(CLUSTER_SCHEME)
             self._client = RedisCluster.from_url(cluster_url, decode_responses=True)
         else:
-            self._client = Redis.from_url(url, decode_responses=True)
+            # Under load, callers wait for a free connection (up to the
+            # timeout) instead of failing with "Too many connections".
+            pool = BlockingConnectionPool.from_url(
+                url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT
+            )
+            self._client = Redis.from_pool(pool)
         self._sha = self._client.register_script(APPLY_LUA).sha
         if isinstance(self._client, RedisCluster):
             self._send = self._pipeline
