@@ -18,12 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.errors import BatchTooLargeError, EventError
+from engine.errors import BatchTooLargeError, ConfigurationError, EventError
 from engine.events import Event, check_identifier, checked
+from engine.leaderboards import Standings, standings
 from engine.periods import resolve_timezone
 from engine.planner import Planner
 from engine.profiles import Profile, ProfileCache
-from engine.program.program import Program
+from engine.program.program import ALL_TIME, Program
 from engine.progress import PlayerProgress, player_progress
 from engine.store import keys
 from engine.store.base import Applied, OutboxEntry, Plan, Read, Store
@@ -64,6 +65,7 @@ class Engine:
         settings: EngineSettings | None = None,
         clock: Clock = utc_now,
     ) -> None:
+        _check_leaderboards(program, store)
         self.store = store
         self.settings = settings or EngineSettings()
         self.clock = clock
@@ -83,6 +85,7 @@ class Engine:
 
     def use_program(self, program: Program) -> None:
         """Serve a new program from the next event on (hot reload)."""
+        _check_leaderboards(program, self.store)
         timezone = self._timezone_of(program)
         if timezone != self._default_timezone:
             self._default_timezone = timezone
@@ -161,6 +164,28 @@ class Engine:
         check_identifier("playerId", player_id)
         entries = await self.store.outbox(player_id, after, limit)
         return [self.describe(player_id, entry) for entry in entries]
+
+    async def leaderboard(
+        self,
+        board_id: str,
+        period: str = ALL_TIME,
+        first: int = 10,
+        around: str | None = None,
+    ) -> Standings:
+        """A board's current period, as the program's timezone sees it: its
+        `first` players and, when `around` names one, where they stand."""
+        if around is not None:
+            check_identifier("around", around)
+        return await standings(
+            self.program,
+            self.store,
+            board_id,
+            period,
+            first,
+            around,
+            self.clock(),
+            self._default_timezone,
+        )
 
     async def grant(self, player_id: str, key: str) -> list[Unlock]:
         """Claim an unlock that no counter decides (a tier reached): once, ever,
@@ -254,3 +279,13 @@ class Engine:
         if count == 1:
             return [await self.store.apply(next(plans))]
         return await self.store.apply_many(plans)
+
+
+def _check_leaderboards(program: Program, store: Store) -> None:
+    """Refuse a program whose boards the store cannot keep in an event's atomic step."""
+    if program.leaderboards and store.leaderboards_unsupported is not None:
+        raise ConfigurationError(
+            f"the program has leaderboards ({', '.join(program.leaderboards)}) that this "
+            f"store cannot keep: {store.leaderboards_unsupported}; or remove the "
+            "`leaderboards` section"
+        )

@@ -36,7 +36,7 @@ from engine.periods import Granularity, Period, Window
 from engine.profiles import Profile
 from engine.program.models import Challenge, Milestone, Streak
 from engine.program.models import Window as WindowSpec
-from engine.program.program import MetricDef, Program
+from engine.program.program import ALL_TIME, MetricDef, Program
 from engine.store import keys
 from engine.store.base import Arg, Plan, Shape
 from engine.unlocks import granted_badge
@@ -131,6 +131,13 @@ class Planner:
         for streak_id, streak in program.streaks.items():
             self._streaks[streak.metric].append((streak_id, streak))
             self._granularities[streak.metric].add(Granularity(streak.per))
+        #: metric id -> (board id, period) of each board it scores
+        self._boards: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for board_id, board in program.leaderboards.items():
+            for period in board.periods:
+                self._boards[board.metric].append((board_id, period))
+                if period != ALL_TIME:
+                    self._granularities[board.metric].add(Granularity(period))
         self._all_granularities = sorted(set().union(*self._granularities.values()))
         self._all_windows = {
             challenge_id: challenge.window
@@ -190,6 +197,7 @@ class Planner:
         if skeleton is None:
             skeleton = self._skeletons[signature] = self._skeleton(event, fed, moment, profile)
         plan_keys += [tag + suffix for suffix in skeleton.suffixes]
+        plan_keys += skeleton.boards
         args += skeleton.values
         shape = skeleton.shape
         return Plan(player, plan_keys, shape.ops, profile.version, dedupe_ttl, args, shape)
@@ -280,8 +288,12 @@ class Planner:
         self._claim_milestones(draft, touched)
         self._claim_challenges(draft, touched)
         self._extend_streaks(draft, touched)
+        # Boards come last: their keys, shared by every player, follow the player's.
+        boards = self._rank(draft, touched)
+        own = template.keys[4 : len(template.keys) - len(boards)]
+        assert template.keys[len(own) + 4 :] == boards
         prefix = len(keys.player_tag(TEMPLATE_PLAYER))
-        suffixes = [*HEAD, *(key[prefix:] for key in template.keys[4:])]
+        suffixes = [*HEAD, *(key[prefix:] for key in own)]
         slots: dict[tuple[str, str], tuple[Arg, Any]] = {}
         ops = _abstracted(template.ops, slots, 1 + len(fed_metrics))
         frozen = _frozen(ops)
@@ -289,7 +301,7 @@ class Planner:
         if shape is None:
             shape = self._shapes[frozen] = Shape(ops)
         values = [value for _, value in slots.values()]
-        return _Skeleton(suffixes, shape, values)
+        return _Skeleton(suffixes, shape, values, boards)
 
     def _feed_metrics(self, draft: _Draft, metrics: list[MetricDef]) -> None:
         """Update the lifetime value and every needed bucket of each metric the event feeds."""
@@ -302,12 +314,10 @@ class Planner:
             touched: dict[str | None, int] = {None: lifetime}
             for granularity in self._granularities.get(metric.id, ()):
                 period = draft.moment.periods[granularity]
-                expire = _Slot(
-                    ("expire", granularity),
-                    draft.expiry(period.ends_at + self._late_tolerance + timedelta(days=1)),
-                )
                 key = keys.metric(TEMPLATE_PLAYER, metric.id, period.key)
-                touched[period.key] = plan.op(name, plan.key_index(key), amount, expire)
+                touched[period.key] = plan.op(
+                    name, plan.key_index(key), amount, self._period_expiry(draft, period)
+                )
             for challenge_id, _ in self._windows.get(metric.id, ()):
                 window = draft.moment.windows[challenge_id]
                 if window is not None:
@@ -318,6 +328,13 @@ class Planner:
                     key = keys.metric(TEMPLATE_PLAYER, metric.id, bucket)
                     touched[bucket] = plan.op(name, plan.key_index(key), amount, expire)
             draft.registers[metric.id] = touched
+
+    def _period_expiry(self, draft: _Draft, period: Period) -> _Slot:
+        """When a period's counters (and boards) go: once late events cannot reach them."""
+        return _Slot(
+            ("expire", period.granularity),
+            draft.expiry(period.ends_at + self._late_tolerance + timedelta(days=1)),
+        )
 
     def _claim_milestones(self, draft: _Draft, touched: list[str]) -> None:
         for metric_id in touched:
@@ -396,6 +413,24 @@ class Planner:
                     ],
                 )
 
+    def _rank(self, draft: _Draft, touched: list[str]) -> list[str]:
+        """Put the player's new value of each touched metric on its boards, all-time
+        or of the event's period; return the boards' keys, in the order first used."""
+        plan, boards = draft.plan, []
+        for metric_id in touched:
+            registers = draft.registers[metric_id]
+            for board_id, period in self._boards.get(metric_id, ()):
+                if period == ALL_TIME:
+                    key = keys.leaderboard(board_id, None)
+                    plan.op("rank", plan.key_index(key), registers[None], 0)
+                else:
+                    span = draft.moment.periods[Granularity(period)]
+                    key = keys.leaderboard(board_id, span.key)
+                    expiry = self._period_expiry(draft, span)
+                    plan.op("rank", plan.key_index(key), registers[span.key], expiry)
+                boards.append(key)
+        return boards
+
     def _register(self, draft: _Draft, metric_id: str, bucket: str | None) -> int:
         """Register of a metric bucket, reading it when the event did not touch it."""
         by_bucket = draft.registers.setdefault(metric_id, {})
@@ -473,6 +508,8 @@ class _Skeleton:
     suffixes: list[str]
     shape: Shape
     values: list[Any]
+    #: Keys of the leaderboards it writes, the same for every player.
+    boards: list[str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from engine.events import check_identifier
 from schema.analytics import ProgramAnalytics, program_analytics
 from schema.context import Info
 from schema.errors import BadRequestError
+from schema.leaderboards import Leaderboard, leaderboard_of
 from schema.loyalty import Reward, catalog
 from schema.player import Player
 from schema.types import Program, program_of
@@ -52,3 +53,26 @@ class Query:
     )
     def analytics(self, info: Info) -> ProgramAnalytics:
         return program_analytics(info)
+
+    @strawberry.field(
+        description="The current period of a leaderboard: its top `first` players and, with "
+        "`around`, where that player stands. A player token sees any board, around itself "
+        "unless told otherwise (it may not ask around another player)."
+    )
+    async def leaderboard(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        period: str | None = "all",
+        first: int | None = 10,
+        around: strawberry.ID | None = None,
+    ) -> Leaderboard | None:
+        caller = info.context.caller()
+        player = caller.player_id if around is None else player_id_of(around)
+        if player is not None:
+            caller.require_read(player)
+        engine = info.context.service.engine
+        found = await engine.leaderboard(
+            id, period or "all", 10 if first is None else first, player
+        )
+        return leaderboard_of(found)

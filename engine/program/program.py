@@ -85,6 +85,10 @@ class ReferralsDef:
     monthly_cap: int | None
 
 
+#: The period of a leaderboard that ranks lifetime values.
+ALL_TIME = "all"
+
+
 @dataclass(frozen=True, slots=True)
 class LeaderboardDef:
     id: str

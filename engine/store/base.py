@@ -30,11 +30,19 @@ register R[i] for later ops):
                                        the first with R[reg] < threshold, what a claim with
                                        conds [[reg, threshold]] and no requires does; list
                                        steps by rising threshold. result: steps newly claimed
+    ["rank", k, reg, expire_at]        put the plan's player on board k (a sorted set) with
+                                       score R[reg], replacing their score there; result: 1
+                                       when they joined the board, else 0
 
 `expire_at` is a Unix time in seconds (0: never) that a key gets when it
 starts: `max` and `distinct` set it when they create the key, `add` when the
-new value equals the amount (a new key, or one that was at zero). Otherwise
-the key keeps its expiry, so a bucket's lifetime is fixed by its first event.
+new value equals the amount (a new key, or one that was at zero), `rank`
+when a player joins the board. Otherwise the key keeps its expiry, so a
+bucket's lifetime is fixed by its first event.
+
+Boards order players by score, highest first, and equal scores by player id
+in byte order (both stores keep the score negated and sort ascending, as
+ZRANGE does). Scores are integers below 2**53 (Redis keeps them as doubles).
 
 Streak state is a hash with `last` (period index), `current`, `longest`,
 `freezes`: the same period again changes nothing, an older period changes
@@ -149,6 +157,20 @@ class Read:
     key: str
 
 
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """What `Store.ranking` reads of a board, in one consistent state."""
+
+    #: Players on the board.
+    size: int
+    #: (player id, score) of the first players, rank 1 first.
+    top: list[tuple[str, int]]
+    #: Rank (from 1) of the first of `around`; 0 when the player is not on the board.
+    around_rank: int
+    #: (player id, score) of the player asked about and their neighbours, in rank order.
+    around: list[tuple[str, int]]
+
+
 def cursor_order(cursor: str) -> tuple[int, int]:
     """Sort key of an outbox id, so replayed and live entries can be merged."""
     ms, _, seq = cursor.partition("-")
@@ -160,6 +182,9 @@ class Store(abc.ABC):
 
     #: Whether several processes can share this store.
     shared: bool = False
+    #: Why this store cannot keep leaderboards in the atomic step of an event,
+    #: and what to do about it; None when it can.
+    leaderboards_unsupported: str | None = None
 
     @abc.abstractmethod
     async def apply(self, plan: Plan) -> Applied:
@@ -174,6 +199,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def read(self, reads: Sequence[Read]) -> list[Any]:
         """Read many keys at once: ints, set sizes or hashes (dict[str, str])."""
+
+    @abc.abstractmethod
+    async def ranking(self, key: str, first: int, around: str | None, neighbours: int) -> Ranking:
+        """The `first` players of board `key` and, when player `around` is on it,
+        that player with up to `neighbours` either side: one round trip."""
 
     @abc.abstractmethod
     async def outbox(self, player_id: str, after: str | None, limit: int) -> list[OutboxEntry]:

@@ -51,7 +51,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.errors import StoreError
 from engine.store import cursor_position, keys
-from engine.store.base import Applied, Arg, OutboxEntry, Plan, Read, Store
+from engine.store.base import Applied, Arg, OutboxEntry, Plan, Ranking, Read, Store
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ COMPILED = "redis"
 RECONNECT_DELAY, MAX_RECONNECT_DELAY = 0.1, 2.0
 
 APPLY_LUA = resources.files("engine.store").joinpath("lua/apply.lua").read_text("utf-8")
+RANKING_LUA = resources.files("engine.store").joinpath("lua/ranking.lua").read_text("utf-8")
 CLUSTER_SCHEME = "redis+cluster://"
 #: What the one pub/sub connection of a process follows.
 CHANNELS = (keys.UNLOCK_CHANNEL, keys.BROADCAST_CHANNEL)
@@ -103,8 +104,14 @@ class RedisStore(Store):
             )
             self._client = Redis.from_pool(pool)
         self._sha = self._client.register_script(APPLY_LUA).sha
+        self._ranking = self._client.register_script(RANKING_LUA)
         if isinstance(self._client, RedisCluster):
             self._send = self._pipeline
+            self.leaderboards_unsupported = (
+                "on Redis Cluster a board, shared by every player, lives in another slot than "
+                "a player's counters, and one script cannot update both; use a single Redis "
+                "server (with replicas for availability)"
+            )
         else:
             # Plans go over connections of their own, without redis-py's
             # socket timeout (it wraps every write in a task): `_stream` puts
@@ -244,6 +251,15 @@ class RedisStore(Store):
             (int(value) if value is not None else 0) if item.kind == "int" else value
             for item, value in zip(reads, values, strict=True)
         ]
+
+    async def ranking(self, key: str, first: int, around: str | None, neighbours: int) -> Ranking:
+        try:
+            size, top, start, near = await self._ranking(
+                keys=[key], args=[first, around or "", neighbours]
+            )
+        except _FAILURES as error:
+            raise self._error(error) from error
+        return Ranking(int(size), _ranked(top), int(start) + 1, _ranked(near))
 
     async def outbox(self, player_id: str, after: str | None, limit: int) -> list[OutboxEntry]:
         if limit <= 0:
@@ -438,6 +454,7 @@ _OPS = {
     "streak": 6,
     "claim": 7,
     "steps": 8,
+    "rank": 9,
 }
 
 
@@ -610,6 +627,10 @@ def _compile(ops: list[list[Any]]) -> _Compiled:
                     value(required)
                 value(unlock)
                 extras(pairs)
+            elif name == "rank":
+                _, key, register, expire_at = op
+                body += (key, register)
+                number(expire_at)
             else:
                 _, register, steps = op
                 body += (register, len(steps))
@@ -638,7 +659,7 @@ def _compile(ops: list[list[Any]]) -> _Compiled:
 
 
 def _needed_registers(ops: list[list[Any]]) -> set[int]:
-    """Registers some op reads: conditions of claims and steps, streak counters."""
+    """Registers some op reads: conditions of claims and steps, streak counters, scores."""
     needed: set[int] = set()
     for op in ops:
         if op[0] == "claim":
@@ -647,6 +668,8 @@ def _needed_registers(ops: list[list[Any]]) -> set[int]:
             needed.add(op[1])
         elif op[0] == "streak":
             needed.add(op[3])
+        elif op[0] == "rank":
+            needed.add(op[2])
     return needed
 
 
@@ -667,6 +690,11 @@ def _is_arg(item: Any) -> bool:
 def _unframed(packed: bytes) -> bytes:
     """A packed command without its leading `*<count>` line: its arguments alone."""
     return packed[packed.index(b"\r\n") + 2 :]
+
+
+def _ranked(flat: list[str]) -> list[tuple[str, int]]:
+    """(player, score) pairs from ZRANGE WITHSCORES, scores un-negated."""
+    return [(flat[i], -int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
 
 
 def _applied(status: str, payload: str) -> Applied:

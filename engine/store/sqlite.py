@@ -7,6 +7,8 @@ mirror the Redis keyspace under the very same key names:
     members(key, member)                  set members (their size lives in keyspace)
     fields(key, field, value)             hashes: profile, unlocks, streaks
     outbox(id, key, field, unlock)        every unlock, id issued as "0-<id>"
+    ranks(key, member, score)             sorted sets (leaderboards), the score negated as
+                                          on Redis (their size lives in keyspace)
 
 A key past its `expires_at` (Unix seconds, 0: never) counts as missing, as in
 Redis; expired rows are deleted when touched and purged now and then.
@@ -31,7 +33,7 @@ from typing import Any, TypeVar
 
 from engine.errors import StoreError
 from engine.store import cursor_position, keys
-from engine.store.base import Applied, OutboxEntry, Plan, Read, Store
+from engine.store.base import Applied, OutboxEntry, Plan, Ranking, Read, Store
 
 T = TypeVar("T")
 Published = tuple[str, list[OutboxEntry]]
@@ -61,6 +63,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     unlock TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS outbox_by_key ON outbox (key, id);
+CREATE TABLE IF NOT EXISTS ranks (
+    key TEXT NOT NULL,
+    member TEXT NOT NULL,
+    score INTEGER NOT NULL,
+    PRIMARY KEY (key, member)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ranks_in_order ON ranks (key, score, member);
 """
 
 #: Plans committed between two purges of expired keys.
@@ -117,6 +126,9 @@ class SqliteStore(Store):
 
     async def read(self, reads: Sequence[Read]) -> list[Any]:
         return await self._run(self._read, reads)
+
+    async def ranking(self, key: str, first: int, around: str | None, neighbours: int) -> Ranking:
+        return await self._run(self._ranking, key, first, around, neighbours)
 
     async def outbox(self, player_id: str, after: str | None, limit: int) -> list[OutboxEntry]:
         ms, seq = (0, 0) if after is None else cursor_position(after)
@@ -333,6 +345,9 @@ class SqliteStore(Store):
                 if registers[register] < value(at):
                     break
                 result += self._claim(db, plan, field, [], unlock, extras, entries)
+        elif name == "rank":
+            key, score, expire_at = plan_keys[op[1]], -registers[op[2]], value(op[3])
+            result = self._rank(db, key, plan.player_id, score, expire_at, now)
         else:
             raise PlanError(f"unknown plan operation: {name}")
         return int(result)
@@ -345,6 +360,7 @@ class SqliteStore(Store):
         if row is not None and 0 < row[1] < now:
             db.execute("DELETE FROM keyspace WHERE key = ?", (key,))
             db.execute("DELETE FROM members WHERE key = ?", (key,))
+            db.execute("DELETE FROM ranks WHERE key = ?", (key,))
             return None
         return row
 
@@ -437,9 +453,34 @@ class SqliteStore(Store):
             entries.append(OutboxEntry(f"0-{rowid}", field, unlock))
         return True
 
+    def _rank(
+        self,
+        db: sqlite3.Connection,
+        key: str,
+        member: str,
+        score: int,
+        expire_at: int,
+        now: float,
+    ) -> int:
+        """ZADD: `member` on board `key` with `score`; 1 when it joined the
+        board, which then takes `expire_at` (0: keeps its expiry)."""
+        row = self._live(db, key, now)
+        added = db.execute(
+            "INSERT OR IGNORE INTO ranks (key, member, score) VALUES (?, ?, ?)",
+            (key, member, score),
+        ).rowcount
+        if added:
+            self._put(db, key, (row[0] if row else 0) + 1, expire_at, row)
+        else:
+            db.execute(
+                "UPDATE ranks SET score = ? WHERE key = ? AND member = ?", (score, key, member)
+            )
+        return int(added)
+
     def _purge(self, db: sqlite3.Connection, now: float) -> None:
         expired = "SELECT key FROM keyspace WHERE expires_at > 0 AND expires_at < ?"
         db.execute(f"DELETE FROM members WHERE key IN ({expired})", (now,))
+        db.execute(f"DELETE FROM ranks WHERE key IN ({expired})", (now,))
         db.execute("DELETE FROM keyspace WHERE expires_at > 0 AND expires_at < ?", (now,))
         self._since_purge = 0
 
@@ -460,6 +501,41 @@ class SqliteStore(Store):
                     ).fetchone()
                     values.append(row[0] if row else 0)
             return values
+
+        return self._snapshot(work)
+
+    def _ranking(self, key: str, first: int, around: str | None, neighbours: int) -> Ranking:
+        now = self._clock()
+        in_order = (
+            "SELECT member, -score FROM ranks WHERE key = ? ORDER BY score, member LIMIT ? OFFSET ?"
+        )
+
+        def work(db: sqlite3.Connection) -> Ranking:
+            size = db.execute(
+                "SELECT value FROM keyspace WHERE key = ? AND (expires_at = 0 OR expires_at >= ?)",
+                (key, now),
+            ).fetchone()
+            if size is None:
+                return Ranking(0, [], 0, [])
+            top = db.execute(in_order, (key, first, 0)).fetchall()
+            start, near = 0, []
+            found = None
+            if around is not None:
+                found = db.execute(
+                    "SELECT score FROM ranks WHERE key = ? AND member = ?", (key, around)
+                ).fetchone()
+            if found is not None:
+                # Players ranked above: a count over the index, as SQLite has no ZRANK.
+                (above,) = db.execute(
+                    "SELECT COUNT(*) FROM ranks WHERE key = ? AND (score, member) < (?, ?)",
+                    (key, found[0], around),
+                ).fetchone()
+                offset = max(0, above - neighbours)
+                near = db.execute(
+                    in_order, (key, above - offset + 1 + neighbours, offset)
+                ).fetchall()
+                start = offset + 1
+            return Ranking(int(size[0]), [(m, s) for m, s in top], start, [(m, s) for m, s in near])
 
         return self._snapshot(work)
 

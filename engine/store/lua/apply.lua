@@ -28,6 +28,7 @@
 --   7 _ v(field) n (r v(threshold))×n n v(required)×n v(unlock) n (v(field) v(unlock))×n
 --                                                                              claim
 --   8 _ r n (v(threshold) v(field) v(unlock) n (v(field) v(unlock))×n)×n       steps
+--   9 _ k r v(expire_at)                     rank (the player on board k, score -R[r])
 --
 -- Returns two strings per plan: status ("ok", "duplicate", "stale" or "error") and
 -- payload: the JSON list of the plan's new outbox entries [outbox id, unlock key,
@@ -43,7 +44,7 @@
 -- slots stay the caller's business.
 
 local call, tonumber = redis.call, tonumber
-local ADD, MAX, DISTINCT, GET, CARD, STREAK, CLAIM, STEPS = 1, 2, 3, 4, 5, 6, 7, 8
+local ADD, MAX, DISTINCT, GET, CARD, STREAK, CLAIM, STEPS, RANK = 1, 2, 3, 4, 5, 6, 7, 8, 9
 
 -- The shape of the plan being applied: its words, how many arguments its values name,
 -- where its constants start in ARGV and its constants read as numbers so far.
@@ -291,6 +292,15 @@ local function run(player, version, ttl)
         end
         R[i] = size
       end
+    elseif code == RANK then
+      -- Negated, so that ZRANGE puts the highest first and ties in player id order;
+      -- formatted in full, as Lua would round a number argument to 14 digits.
+      local key, at = KEYS[keys + w[q]], text(w[q + 2])
+      local added = call('ZADD', key, string.format('%.17g', 0 - register(w[q + 1] + 1)), player)
+      if added == 1 and at ~= '0' then
+        call('EXPIREAT', key, at)
+      end
+      R[i] = added
     elseif code >= CLAIM then
       if defer then
         waiting = waiting or {}
