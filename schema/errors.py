@@ -6,7 +6,8 @@ BATCH_TOO_LARGE, BAD_CURSOR, BAD_PROGRAM, STORE_UNAVAILABLE, BAD_REQUEST
 (bad arguments), INTERNAL (masked unexpected errors; the message is only
 shown in development mode), plus GraphQL's own validation errors. Points
 and redemptions add INSUFFICIENT_POINTS, OUT_OF_STOCK, LIMIT_REACHED,
-TIER_REQUIRED, UNKNOWN_REWARD, IDEMPOTENCY_KEY_REUSED and BAD_POINTS.
+TIER_REQUIRED, UNKNOWN_REWARD, IDEMPOTENCY_KEY_REUSED and BAD_POINTS;
+leaderboards UNKNOWN_LEADERBOARD and BAD_LEADERBOARD.
 """
 
 from __future__ import annotations

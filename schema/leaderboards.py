@@ -8,6 +8,28 @@ import strawberry
 
 from engine import leaderboards as engine_leaderboards
 from engine.leaderboards import NEIGHBOURS
+from engine.program.program import LeaderboardDef
+
+
+@strawberry.type(description="A leaderboard of the program; read it with `Query.leaderboard`.")
+class LeaderboardDefinition:
+    id: strawberry.ID
+    name: str
+    description: str
+    metric: str = strawberry.field(description="Id of the metric that scores players.")
+    periods: list[str] = strawberry.field(
+        description="The periods it is kept for: `all`, `week`, `month`."
+    )
+
+
+def definition_of(board: LeaderboardDef) -> LeaderboardDefinition:
+    return LeaderboardDefinition(
+        id=strawberry.ID(board.id),
+        name=board.name,
+        description=board.description,
+        metric=board.metric,
+        periods=list(board.periods),
+    )
 
 
 @strawberry.type(description="A player's place on a leaderboard.")

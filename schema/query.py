@@ -37,7 +37,9 @@ class Query:
         info.context.caller().require_read(player_id_of(id))
         return Player(id=id)
 
-    @strawberry.field(description="Challenges, milestones, streaks and visible badges.")
+    @strawberry.field(
+        description="Challenges, milestones, streaks, visible badges and leaderboards."
+    )
     def program(self, info: Info) -> Program:
         info.context.caller()
         return program_of(info.context.service.engine.program)

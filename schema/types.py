@@ -18,6 +18,7 @@ from engine.program.program import Program as EngineProgram
 from engine.unlocks import Unlock as EngineUnlock
 from engine.unlocks import UnlockKind as EngineUnlockKind
 from engine.unlocks import granted_badge
+from schema.leaderboards import LeaderboardDefinition, definition_of
 
 if TYPE_CHECKING:
     from schema.context import Info
@@ -323,6 +324,7 @@ class Program:
     milestones: list[Milestone]
     streaks: list[Streak]
     badges: list[Badge] = strawberry.field(description="Visible badges; hidden ones are omitted.")
+    leaderboards: list[LeaderboardDefinition]
 
 
 def program_of(program: EngineProgram) -> Program:
@@ -337,6 +339,7 @@ def program_of(program: EngineProgram) -> Program:
             for badge_id, definition in program.badges.items()
             if not definition.hidden and (badge := badge_of(program, badge_id)) is not None
         ],
+        leaderboards=[definition_of(board) for board in program.leaderboards.values()],
     )
 
 

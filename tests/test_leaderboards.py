@@ -282,3 +282,17 @@ def test_the_leaderboard_query_has_its_fixed_signature() -> None:
         'leaderboard(id: ID!, period: String = "all", first: Int = 10, around: ID = null): '
         "Leaderboard" in sdl()
     )
+
+
+def test_the_program_catalog_lists_its_leaderboards(served: tuple[TestClient, Settings]) -> None:
+    client, _ = served
+    query = "{ program { leaderboards { id name description metric periods } } }"
+    boards = gql(client, query)["data"]["program"]["leaderboards"]
+    assert boards[0] == {
+        "id": "coffees",
+        "name": "Coffee champions",
+        "description": "",
+        "metric": "coffees",
+        "periods": ["all", "week", "month"],
+    }
+    assert [board["id"] for board in boards] == ["coffees", "spend", "biggest", "stores"]
