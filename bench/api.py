@@ -26,6 +26,13 @@ durable history in SQLite in a temporary folder, then measures, in this order:
    push latency runs from recordEvent's answer to each of its unlocks arriving
    on the player's socket (an unlock pushed before the answer counts as 0;
    the time from sending the mutation is printed too).
+5. redeem_rps: `redeem` mutations (API key on behalf of a player, a new
+   idempotency key each) of the cheapest reward with no stock, no per-player
+   limit and no minimum tier, for `--redeemers` players who were granted
+   enough points by `adjustPoints` first, with `--concurrency` connections
+   kept busy. Only redemptions count; typed errors (INSUFFICIENT_POINTS and
+   the like, which a correct run does not produce) are counted apart, as
+   redeem_errors.
 
 The client is this single Python process, and it shares the machine's cores
 with the server and with Redis. It is kept cheap so that it measures the
@@ -54,7 +61,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -89,6 +97,12 @@ PROGRESS = """query { me { id
   badges { badge { id name icon } unlockedAt } } }
 fragment progress on Progress { current target percent completed }"""
 UNLOCKS = "subscription { unlocks { id key kind title unlockedAt } }"
+REWARDS = "query { rewards { id cost stock perPlayerLimit minTier { id } } }"
+ADJUST = """mutation($player: ID!, $delta: Int!, $key: String!) {
+  adjustPoints(playerId: $player, delta: $delta, reason: "bench", idempotencyKey: $key) {
+    delta } }"""
+REDEEM = """mutation($reward: ID!, $key: String!, $player: ID!) {
+  redeem(rewardId: $reward, idempotencyKey: $key, playerId: $player) { id cost } }"""
 PROTOCOL = Subprotocol("graphql-transport-ws")
 
 #: Targets of the issue: results that must reach at least, or stay at most, these values.
@@ -97,6 +111,7 @@ AT_LEAST = {
     "record_vs_plain": 0.6,
     "batch_events_per_s": 20_000,
     "subscribers": 2000,
+    "redeem_rps": 500,
 }
 AT_MOST = {"progress_p99_ms": 15, "push_p99_ms": 100}
 #: Distinct events the single-event phase cycles through (ids stay unique).
@@ -105,6 +120,8 @@ SINGLE_POOL = 20_000
 WARM_UP = 300
 #: WebSockets opened at the same time while subscribers connect.
 OPENING = 50
+#: Redemptions each redeemer is granted points for: more than a run can spend.
+REDEMPTIONS_PER_PLAYER = 2000
 #: Seconds to wait for pushed unlocks and for the subscription gauge.
 PATIENCE = 15.0
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
@@ -186,10 +203,29 @@ class Tally:
         self.seconds += other.seconds
 
 
+def count_events(tally: Tally, request: Request, payload: Any) -> None:
+    """Count the recorded events and unlocks of an answer, refusing GraphQL errors."""
+    results = results_of(request.path, payload)
+    tally.requests += 1
+    tally.events += len(results)
+    tally.unlocks += sum(len(result["unlocks"]) for result in results)
+
+
+def count_answers(tally: Tally, request: Request, payload: Any) -> None:
+    """Count an answer, refusing GraphQL errors."""
+    results_of(request.path, payload)
+    tally.requests += 1
+
+
 async def closed_loop(
-    port: int, connections: int, requests: Iterator[Request], seconds: float | None = None
+    port: int,
+    connections: int,
+    requests: Iterator[Request],
+    seconds: float | None = None,
+    count: Callable[[Tally, Request, Any], None] = count_events,
 ) -> Tally:
-    """Keep `connections` connections busy until `requests` runs out or time is up."""
+    """Keep `connections` connections busy until `requests` runs out or time is up;
+    `count` adds each answer to the tally."""
     tally = Tally()
     opened = [await Connection.open(port) for _ in range(connections)]
     started = time.perf_counter()
@@ -197,10 +233,7 @@ async def closed_loop(
 
     async def work(connection: Connection) -> None:
         for request in requests:
-            results = results_of(request.path, await connection.post(request))
-            tally.requests += 1
-            tally.events += len(results)
-            tally.unlocks += sum(len(result["unlocks"]) for result in results)
+            count(tally, request, await connection.post(request))
             if deadline is not None and time.perf_counter() >= deadline:
                 return
 
@@ -500,6 +533,75 @@ class Bench:
             f"           after the request was sent: p50 {sent_p50:.2f} ms, p99 {sent_p99:.2f} ms"
         )
 
+    async def redeem(self, players: int, seconds: float, concurrency: int) -> None:
+        reward, cost = await self.unlimited_reward()
+        redeemers = [f"redeemer-{n}" for n in range(players)]
+        run = secrets.token_hex(4)
+        grants = (
+            self.graphql(
+                ADJUST,
+                {"player": p, "delta": cost * REDEMPTIONS_PER_PLAYER, "key": f"grant-{run}-{p}"},
+            )
+            for p in redeemers
+        )
+        await closed_loop(self.port, concurrency, grants, None, count_answers)
+        numbers = iter(range(sys.maxsize))
+        requests = (
+            self.graphql(
+                REDEEM,
+                {"reward": reward, "key": f"redeem-{run}-{n}", "player": redeemers[n % players]},
+            )
+            for n in numbers
+        )
+        errors: Counter[str] = Counter()
+
+        def count_redemption(tally: Tally, request: Request, payload: Any) -> None:
+            tally.requests += 1
+            if payload.get("errors"):
+                for error in payload["errors"]:
+                    errors[(error.get("extensions") or {}).get("code", "UNTYPED")] += 1
+            elif payload.get("data", {}).get("redeem", {}).get("cost") == cost:
+                tally.events += 1
+            else:
+                raise BenchFailed(f"redeem answered {json.dumps(payload)[:500]}")
+
+        await closed_loop(self.port, concurrency, islice(requests, WARM_UP), None, count_redemption)
+        errors.clear()
+        self.start_phase()
+        tally = await closed_loop(self.port, concurrency, requests, seconds, count_redemption)
+        rate = tally.events / tally.seconds
+        self.results["redeem_rps"] = round(rate)
+        self.results["redeem_errors"] = errors.total()
+        print(
+            f"redeem     {tally.events} redemptions of {reward!r} ({cost} points) in "
+            f"{tally.seconds:.1f} s for {players} players: {rate:,.0f}/s, "
+            f"{errors.total()} errors {dict(errors)}, {concurrency} connections "
+            f"[{self.meter.cores()}]"
+        )
+
+    async def unlimited_reward(self) -> tuple[str, int]:
+        """The id and cost of the cheapest reward that only points limit."""
+        async with httpx.AsyncClient(trust_env=False) as client:
+            answer = await client.post(
+                f"http://{HOST}:{self.port}/graphql",
+                json={"query": REWARDS},
+                headers={"authorization": f"Bearer {self.api_key}"},
+            )
+        unlimited = [
+            reward
+            for reward in answer.json()["data"]["rewards"]
+            if reward["stock"] is None
+            and reward["perPlayerLimit"] is None
+            and reward["minTier"] is None
+        ]
+        if not unlimited:
+            raise BenchFailed(
+                "the seed has no reward without stock, per-player limit and minimum tier "
+                "to redeem over and over: add one (e.g. free-espresso in seed/economy.yaml)"
+            )
+        cheapest = min(unlimited, key=lambda reward: reward["cost"])
+        return cheapest["id"], cheapest["cost"]
+
     async def gauge(self) -> int:
         async with httpx.AsyncClient(trust_env=False) as client:
             text = (await client.get(f"http://{HOST}:{self.port}/metrics")).text
@@ -592,6 +694,7 @@ async def run(args: argparse.Namespace, bench: Bench) -> None:
     await bench.single(args.players, args.duration, args.rounds, args.concurrency)
     await bench.progress(args.players, args.progress_rate, args.duration)
     await bench.subscriptions(args.subscribers, args.pushes, args.push_rate)
+    await bench.redeem(args.redeemers, args.duration, args.concurrency)
 
 
 def report(results: Mapping[str, float]) -> None:
@@ -629,6 +732,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=2000)
     parser.add_argument("--pushes", type=int, default=300)
     parser.add_argument("--push-rate", type=float, default=20.0)
+    parser.add_argument("--redeemers", type=int, default=200)
     args = parser.parse_args()
     allow_sockets(args.subscribers)
     api_key, jwt_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
