@@ -84,7 +84,7 @@ from engine.periods import Granularity, Period
 from engine.points import LedgerReason
 from engine.profiles import Profile
 from engine.program.program import Program
-from engine.progress import _streak_progress
+from engine.progress import streak_progress
 from engine.store import keys
 from engine.store.base import Read
 from schema.context import Participation, PointsStats, RetentionStats, StreakStats
@@ -315,7 +315,7 @@ class Analytics:
                 player_timezone = Profile.from_fields(fields, timezone).timezone
                 for streak_id, streak in streaks:
                     # The progress screen's own rule, so both always agree.
-                    alive = _streak_progress(
+                    alive = streak_progress(
                         streak_id, streak, next(states), program, player_timezone, now
                     )
                     if alive.current > 0:

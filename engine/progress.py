@@ -202,7 +202,7 @@ async def player_progress(
         )
 
     streaks = [
-        _streak_progress(streak_id, streak, values[index], program, tz, now)
+        streak_progress(streak_id, streak, values[index], program, tz, now)
         for streak_id, streak, index in streak_reads
     ]
     badges = [
@@ -215,7 +215,7 @@ async def player_progress(
     return PlayerProgress(player_id, challenges, milestones, streaks, badges)
 
 
-def _streak_progress(
+def streak_progress(
     streak_id: str, streak: Streak, state: dict[str, str], program: Program, tz: Any, now: datetime
 ) -> StreakProgress:
     """A streak as it stands now: alive, at risk (a gap freezes can still
