@@ -17,9 +17,9 @@ from engine.program.loader import load_program
 from engine.store import store_from_url
 from engine.store.base import Applied, Plan
 from tests.clock import Clock
+from tests.engines import WEDNESDAY, engine_on
 
 PROGRAM = Path(__file__).parent / "programs" / "cafe.yaml"
-WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # 11:00 in Paris, week of 2026-11-23
 
 
 @pytest.fixture
@@ -29,11 +29,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def engine(store_url: str, clock: Clock) -> AsyncIterator[Engine]:
-    store = store_from_url(store_url)
-    yield Engine(
-        load_program(PROGRAM), store, EngineSettings(default_timezone="Europe/Paris"), clock
-    )
-    await store.close()
+    async with engine_on(PROGRAM, store_url, clock) as engine:
+        yield engine
 
 
 class Sender:

@@ -14,20 +14,19 @@ from starlette.testclient import TestClient
 
 from app.auth import issue_player_token
 from app.settings import Settings
-from engine.engine import Engine, EngineSettings
+from engine.engine import Engine
 from engine.errors import ConfigurationError, LeaderboardError, UnknownLeaderboardError
 from engine.events import Event
 from engine.leaderboards import MAX_FIRST, Ranked
 from engine.program.loader import load_program
-from engine.store import store_from_url
 from engine.store.redis import RedisStore
 from schema import sdl
 from tests.clock import Clock
+from tests.engines import WEDNESDAY, engine_on
 from tests.graphql_client import client_for, codes, gql, settings_for
 
 PROGRAM = Path(__file__).parent / "programs" / "leaderboards.yaml"
 CAFE = Path(__file__).parent / "programs" / "cafe.yaml"
-WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)  # 11:00 in Paris, week of 2026-11-23
 
 
 @pytest.fixture
@@ -37,11 +36,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def engine(store_url: str, clock: Clock) -> AsyncIterator[Engine]:
-    store = store_from_url(store_url)
-    yield Engine(
-        load_program(PROGRAM), store, EngineSettings(default_timezone="Europe/Paris"), clock
-    )
-    await store.close()
+    async with engine_on(PROGRAM, store_url, clock) as engine:
+        yield engine
 
 
 class Buyer:
