@@ -46,6 +46,10 @@ def summary(path: Path, program: Program) -> str:
             (program.challenges, "challenge"),
             (program.streaks, "streak"),
             (program.badges, "badge"),
+            (program.earn_rules, "earn rule"),
+            (program.tiers.levels if program.tiers else (), "tier"),
+            (program.rewards, "reward"),
+            (program.leaderboards, "leaderboard"),
         )
     )
     return f"{path}: valid, {sizes} (version {program.version})"

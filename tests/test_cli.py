@@ -18,7 +18,8 @@ from tests.test_loader import SEED, SeedCopy
 ROOT = SEED.parent
 SUMMARY = re.compile(
     r"seed: valid, (\d+) metrics, (\d+) milestones, (\d+) challenges, (\d+) streaks, "
-    r"(\d+) badges \(version ([0-9a-f]{12})\)"
+    r"(\d+) badges, (\d+) earn rules, (\d+) tiers, (\d+) rewards, (\d+) leaderboards "
+    r"\(version ([0-9a-f]{12})\)"
 )
 
 
@@ -44,10 +45,12 @@ def test_validate_prints_a_one_line_summary_of_a_valid_program(
     found = SUMMARY.fullmatch(line)
     assert found, line
     program = load_program(SEED)
-    sizes = [program.metrics, program.milestones, program.challenges]
-    sizes += [program.streaks, program.badges]
-    assert [int(n) for n in found.groups()[:5]] == [len(items) for items in sizes]
-    assert found.group(6) == program.version
+    sizes = [len(program.metrics), len(program.milestones), len(program.challenges)]
+    sizes += [len(program.streaks), len(program.badges), len(program.earn_rules)]
+    sizes += [len(program.tiers.levels) if program.tiers else 0, len(program.rewards)]
+    sizes += [len(program.leaderboards)]
+    assert [int(n) for n in found.groups()[:9]] == sizes
+    assert found.group(10) == program.version
 
 
 def test_validate_reads_the_seed_folder_by_default(runner: CliRunner, seed: SeedCopy) -> None:
