@@ -26,11 +26,9 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    BigInteger,
     Connection,
     Engine,
     Index,
-    Integer,
     Row,
     Table,
     UniqueConstraint,
@@ -45,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable
 from sqlmodel import Field, SQLModel
 
-from app.records import UTCDateTime, translated_errors
+from app.records import UTCDateTime, record_id, translated_errors
 from engine.errors import InsufficientPointsError, PointsError
 from engine.points import EXPIRING_SOON, Balance, LedgerLine, LedgerReason
 
@@ -61,11 +59,7 @@ class LedgerEntry(SQLModel, table=True):
         Index("ix_points_ledger_player_id_created_at", "player_id", "created_at"),
     )
 
-    id: int | None = Field(
-        default=None,
-        primary_key=True,
-        sa_type=BigInteger().with_variant(Integer(), "sqlite"),
-    )
+    id: int | None = record_id()
     player_id: str
     delta: int
     reason: str

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -83,6 +84,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def record_id() -> Any:
+    """An autoincrement primary key: BIGINT on PostgreSQL; on SQLite only
+    INTEGER PRIMARY KEY is an auto-incremented rowid."""
+    return Field(
+        default=None, primary_key=True, sa_type=BigInteger().with_variant(Integer(), "sqlite")
+    )
+
+
 class UnlockRecord(SQLModel, table=True):
     """One unlock a player earned; `id` is the paging cursor of a player's history."""
 
@@ -92,12 +101,7 @@ class UnlockRecord(SQLModel, table=True):
         Index("ix_unlock_record_player_id_id", "player_id", "id"),
     )
 
-    # BIGINT on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is an auto-incremented rowid.
-    id: int | None = Field(
-        default=None,
-        primary_key=True,
-        sa_type=BigInteger().with_variant(Integer(), "sqlite"),
-    )
+    id: int | None = record_id()
     key: str
     player_id: str
     kind: str

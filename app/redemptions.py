@@ -15,11 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Connection,
     Engine,
     Index,
-    Integer,
     Row,
     UniqueConstraint,
     func,
@@ -30,7 +28,7 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from app.ledger import append, expire_due, lock_account, save, table, upsert, writing
-from app.records import UTCDateTime, translated_errors
+from app.records import UTCDateTime, record_id, translated_errors
 from engine.errors import IdempotencyKeyReusedError
 from engine.points import LedgerReason
 from engine.program.program import Program
@@ -46,11 +44,7 @@ class RedemptionRecord(SQLModel, table=True):
         Index("ix_redemption_player_id_reward_id", "player_id", "reward_id"),
     )
 
-    id: int | None = Field(
-        default=None,
-        primary_key=True,
-        sa_type=BigInteger().with_variant(Integer(), "sqlite"),
-    )
+    id: int | None = record_id()
     player_id: str
     reward_id: str
     cost: int
