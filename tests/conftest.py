@@ -8,6 +8,8 @@ from starlette.testclient import TestClient
 
 from app.settings import Settings
 from tests import services
+from tests.clock import Clock
+from tests.engines import WEDNESDAY
 from tests.graphql_client import client_for, settings_for
 
 
@@ -61,3 +63,9 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """The app, started (lifespan run), behind Starlette's TestClient."""
     with client_for(settings) as client:
         yield client
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The engine tests' injected clock, starting on a Wednesday morning in Paris."""
+    return Clock(WEDNESDAY)

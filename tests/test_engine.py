@@ -23,11 +23,6 @@ PROGRAM = Path(__file__).parent / "programs" / "cafe.yaml"
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(WEDNESDAY)
-
-
-@pytest.fixture
 async def engine(store_url: str, clock: Clock) -> AsyncIterator[Engine]:
     async with engine_on(PROGRAM, store_url, clock) as engine:
         yield engine

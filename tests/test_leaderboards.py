@@ -22,16 +22,11 @@ from engine.program.loader import load_program
 from engine.store.redis import RedisStore
 from schema import sdl
 from tests.clock import Clock
-from tests.engines import WEDNESDAY, engine_on
+from tests.engines import engine_on
 from tests.graphql_client import client_for, codes, gql, settings_for
 
 PROGRAM = Path(__file__).parent / "programs" / "leaderboards.yaml"
 CAFE = Path(__file__).parent / "programs" / "cafe.yaml"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(WEDNESDAY)
 
 
 @pytest.fixture
