@@ -81,8 +81,9 @@ from app.settings import Settings
 from bench.engine import BATCH, SEED, event_mix
 from bench.plain_app import PLAIN_PATH
 from engine.events import Event
+from tests import servers
 from tests.servers import HOST, Server
-from tests.services import free_port, redis_server, repo_root
+from tests.services import redis_server, repo_root
 
 RECORD = """mutation($event: EventInput!) {
   recordEvent(event: $event) { eventId duplicate unlocks { id key kind title } } }"""
@@ -658,21 +659,29 @@ async def watch(socket: ClientConnection, arrivals: list[float], failures: list[
 
 
 def start_server(env: Mapping[str, str], log_path: Path) -> Server:
-    """`bench.plain_app` under uvicorn on a free loopback port, as `tests.servers` does
-    for the production factory, without access logs (they would be measured too)."""
-    port = free_port()
-    environ = {
-        name: value for name, value in os.environ.items() if not name.startswith("QUESTLINE_")
+    """`bench.plain_app` under uvicorn on a free loopback port, without access
+    logs (they would be measured too)."""
+    return servers.start_server(
+        env,
+        log_path,
+        ["--no-access-log", "--log-level", "warning"],
+        factory="bench.plain_app:app",
+    )
+
+
+def server_env(
+    store_url: str, folder: str, seed: Path, api_key: str, jwt_secret: str
+) -> dict[str, str]:
+    """The benchmarked server's settings: production mode, history in `folder`."""
+    return {
+        "QUESTLINE_STORE_URL": store_url,
+        "QUESTLINE_DATABASE_URL": f"sqlite:///{folder}/history.db",
+        "QUESTLINE_SEED_PATH": str(seed.resolve()),
+        "QUESTLINE_ENV": "production",
+        "QUESTLINE_MIGRATE_ON_START": "true",
+        "QUESTLINE_API_KEYS": api_key,
+        "QUESTLINE_JWT_SECRET": jwt_secret,
     }
-    command = [
-        sys.executable, "-m", "uvicorn", "--factory", "bench.plain_app:app",
-        "--host", HOST, "--port", str(port), "--no-access-log", "--log-level", "warning",
-    ]  # fmt: skip
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, env={**environ, **env}, cwd=repo_root(), stdout=log, stderr=subprocess.STDOUT
-        )
-    return Server(port=port, log_path=log_path, process=process)
 
 
 def allow_sockets(count: int) -> None:
@@ -743,15 +752,7 @@ def main() -> None:
         f"Redis (load average {os.getloadavg()[0]:.2f} before the run)"
     )
     with redis_server() as store_url, tempfile.TemporaryDirectory(prefix="questline-") as folder:
-        env = {
-            "QUESTLINE_STORE_URL": store_url,
-            "QUESTLINE_DATABASE_URL": f"sqlite:///{folder}/history.db",
-            "QUESTLINE_SEED_PATH": str(args.seed.resolve()),
-            "QUESTLINE_ENV": "production",
-            "QUESTLINE_MIGRATE_ON_START": "true",
-            "QUESTLINE_API_KEYS": api_key,
-            "QUESTLINE_JWT_SECRET": jwt_secret,
-        }
+        env = server_env(store_url, folder, args.seed, api_key, jwt_secret)
         with redis.Redis.from_url(store_url) as client:
             redis_pid = int(client.info("server")["process_id"])
         server = start_server(env, Path(folder) / "server.log")

@@ -46,6 +46,7 @@ from bench.api import (
     report,
     request,
     revision,
+    server_env,
     start_server,
 )
 from bench.engine import SEED
@@ -151,15 +152,7 @@ def main() -> None:
     )
     with redis_server() as store_url, tempfile.TemporaryDirectory(prefix="questline-") as folder:
         fill(store_url, args.players, ["all", "week"])
-        env = {
-            "QUESTLINE_STORE_URL": store_url,
-            "QUESTLINE_DATABASE_URL": f"sqlite:///{folder}/history.db",
-            "QUESTLINE_SEED_PATH": str(SEED.resolve()),
-            "QUESTLINE_ENV": "production",
-            "QUESTLINE_MIGRATE_ON_START": "true",
-            "QUESTLINE_API_KEYS": api_key,
-            "QUESTLINE_JWT_SECRET": jwt_secret,
-        }
+        env = server_env(store_url, folder, SEED, api_key, jwt_secret)
         with redis.Redis.from_url(store_url) as client:
             redis_pid = int(client.info("server")["process_id"])
         server = start_server(env, Path(folder) / "server.log")

@@ -84,12 +84,16 @@ class Server:
 
 
 def start_server(
-    env: Mapping[str, str], log_path: Path, uvicorn_args: Sequence[str] = ()
+    env: Mapping[str, str],
+    log_path: Path,
+    uvicorn_args: Sequence[str] = (),
+    factory: str = "app.main:app_from_env",
 ) -> Server:
     """Launch a server without waiting for it; see `running_servers`.
 
     `uvicorn_args` are appended to the command line, e.g. `--no-access-log`
-    for a benchmark, where logging every request would be measured too.
+    for a benchmark, where logging every request would be measured too;
+    `factory` is the app factory uvicorn calls (benchmarks add routes).
     """
     port = free_port()
     environ = {
@@ -101,7 +105,7 @@ def start_server(
         "-m",
         "uvicorn",
         "--factory",
-        "app.main:app_from_env",
+        factory,
         "--host",
         HOST,
         "--port",
