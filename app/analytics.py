@@ -53,12 +53,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from anyio import to_thread
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Date,
     Engine,
     Index,
@@ -70,14 +71,14 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel
 
-from app.ledger import ACCOUNTS, ENTRIES, table
-from app.records import UnlockRecord, translated_errors
+from app.ledger import ACCOUNTS, ENTRIES
+from app.records import UNLOCKS
+from app.sql import per_database, table, translated_errors
 from engine import periods
 from engine.conditions import Predicate
-from engine.engine import Clock
+from engine.engine import Clock, Recorded
 from engine.engine import Engine as RulesEngine
 from engine.events import Event
 from engine.periods import Granularity, Period
@@ -125,7 +126,19 @@ class ChallengeAttempt(SQLModel, table=True):
 
 ACTIVITY = table(ActivityDay)
 ATTEMPTS = table(ChallengeAttempt)
-UNLOCKS = table(UnlockRecord)
+_ACTIVE = per_database(lambda insert: insert(ACTIVITY).on_conflict_do_nothing())
+_ATTEMPTED = per_database(lambda insert: insert(ATTEMPTS).on_conflict_do_nothing())
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """Rows of analytics to write: (player, day) and (challenge, unlock key, player)."""
+
+    days: list[tuple[object, ...]]
+    attempts: list[tuple[object, ...]]
+
+    def __bool__(self) -> bool:
+        return bool(self.days or self.attempts)
 
 
 class Remembered:
@@ -244,19 +257,19 @@ class Analytics:
         self._days = Remembered()
         self._attempts = Remembered()
 
-    async def observe(self, events: Sequence[Event]) -> None:
-        """Record the activity and challenge starts of recorded events (duplicates
-        too: they heal what a failed write of the original left out)."""
+    async def activity(self, recorded: Sequence[Recorded]) -> Activity:
+        """The activity days and challenge starts of recorded events (duplicates
+        too: they heal what a failed write of the original left out) that this
+        process has not written yet; the group commit writes them
+        (`save_activity`) and then calls `written`."""
         program = self.engine.program
         if self._challenges.program is not program:
             self._challenges = _Challenges(program)
-        challenges, timezone, now = self._challenges, self.timezone(), self.clock()
+        challenges, timezone = self._challenges, self.timezone()
         days, attempts = [], []
-        for event in events:
-            when = event.occurred_at or now
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)  # as the engine reads a naive time
-            player_id = event.player_id
+        for result in recorded:
+            event = result.event
+            when, player_id = event.occurred_at or result.recorded_at, event.player_id
             days.append((player_id, challenges.moment(when, timezone).day))
             fed = challenges.fed(event)
             if not fed:
@@ -269,11 +282,12 @@ class Analytics:
                 if key is None or (audience is not None and not audience(profile.attributes)):
                     continue
                 attempts.append((challenge_id, key, player_id))
-        new_days, new_attempts = self._days.new(days), self._attempts.new(attempts)
-        if new_days or new_attempts:
-            await to_thread.run_sync(save_activity, self.database, new_days, new_attempts)
-            self._days.add(new_days)
-            self._attempts.add(new_attempts)
+        return Activity(self._days.new(days), self._attempts.new(attempts))
+
+    def written(self, activity: Activity) -> None:
+        """Remember rows committed, so that they are not written again."""
+        self._days.add(activity.days)
+        self._attempts.add(activity.attempts)
 
     async def challenges(self) -> dict[str, Participation]:
         return await to_thread.run_sync(challenge_participation, self.database)
@@ -370,27 +384,21 @@ def _days(period: Period, timezone: ZoneInfo) -> tuple[date, date]:
     return period.starts_at.astimezone(timezone).date(), period.ends_at.astimezone(timezone).date()
 
 
-def save_activity(
-    db: Engine,
-    days: Sequence[tuple[object, ...]],
-    attempts: Sequence[tuple[object, ...]],
-) -> None:
+def save_activity(connection: Connection, activity: Activity) -> None:
     """Write activity days and challenge starts; rows already there are skipped."""
-    with translated_errors(db), db.begin() as connection:
-        insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-        if days:
-            connection.execute(
-                insert(ACTIVITY).on_conflict_do_nothing(),
-                [{"player_id": player_id, "day": day} for player_id, day in days],
-            )
-        if attempts:
-            connection.execute(
-                insert(ATTEMPTS).on_conflict_do_nothing(),
-                [
-                    {"challenge_id": challenge_id, "unlock_key": key, "player_id": player_id}
-                    for challenge_id, key, player_id in attempts
-                ],
-            )
+    if activity.days:
+        connection.execute(
+            _ACTIVE(connection),
+            [{"player_id": player_id, "day": day} for player_id, day in activity.days],
+        )
+    if activity.attempts:
+        connection.execute(
+            _ATTEMPTED(connection),
+            [
+                {"challenge_id": challenge_id, "unlock_key": key, "player_id": player_id}
+                for challenge_id, key, player_id in activity.attempts
+            ],
+        )
 
 
 def _attempts_with_unlocks() -> Join:

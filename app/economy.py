@@ -9,21 +9,19 @@ so tests move it instead of waiting for points to expire or a review to come.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from anyio import to_thread
 from sqlalchemy import Engine as Database
 
 from app import grants, ledger, redemptions, referrals, tier_records
-from app.grants import Grant, fixed
+from app.grants import Grant, Granted, fixed
 from app.tier_records import Announcement
 from engine.engine import Clock, Engine, Recorded
 from engine.errors import CursorError, PointsError
-from engine.events import Event
 from engine.periods import resolve_timezone
 from engine.points import Balance, LedgerLine, LedgerReason, earnings
 from engine.program.models import CatalogReward
@@ -36,7 +34,7 @@ from schema.context import LedgerPage, TierReview
 
 logger = logging.getLogger("questline.economy")
 
-#: Copies unlocks into durable history (the service's `records.save_unlocks` call).
+#: Copies unlocks into durable history in a transaction of their own (`Service._save_unlocks`).
 SaveUnlocks = Callable[[Sequence[Unlock]], object]
 
 
@@ -57,48 +55,36 @@ class Economy:
         """Where tier changes and reviews are dated: the program's timezone."""
         return resolve_timezone(self.program.info.timezone or self.engine.settings.default_timezone)
 
-    async def credit(self, events: Sequence[Event], results: Sequence[Recorded]) -> list[Recorded]:
-        """Grant what recorded events earn and what their unlocks carry, once per
-        source, before the service answers, and reward the referrals they
-        qualify; tier changes they cause are claimed as unlocks and added to
-        the results of the players' last events."""
-        program, now = self.program, self.clock()
+    async def grants(self, results: Sequence[Recorded]) -> list[Grant]:
+        """What recorded events earn and what their unlocks carry, for the group
+        commit to grant once per source (duplicates too: their grants heal a
+        first attempt that died before its commit)."""
+        program = self.program
         pending: list[Grant] = []
-        for event, result in zip(events, results, strict=True):
+        for result in results:
+            event = result.event
             if program.earn_rules_by_event.get(event.type) or qualifies(program, event):
-                pending.append(await self._earn(program, event, now))
-            pending += unlock_grants(result.unlocks)
-        granted = await self._grant(pending)
-        if not granted:
-            return list(results)
-        last = {event.player_id: n for n, event in enumerate(events)}
-        answered = list(results)
-        for unlock in granted:
-            # A referrer's tier change has no event here: it is pushed, not answered.
-            n = last.get(unlock.player_id)
-            if n is not None:
-                answered[n] = dataclasses.replace(
-                    answered[n], unlocks=[*answered[n].unlocks, unlock]
-                )
-        return answered
+                pending.append(await self._earn(program, result))
+            pending += unlock_grants(result.unlocks, result.recorded_at)
+        return pending
 
-    async def credit_unlocks(self, unlocks: Sequence[Unlock]) -> None:
-        """Grant the points of unlocks that may have missed them: at start-up, for
-        unlocks a crash left between the store's claim and the ledger."""
-        await self._grant(unlock_grants(unlocks))
-
-    async def _grant(self, pending: Sequence[Grant]) -> list[Unlock]:
-        """Grant in SQL, reward the referrals that just qualified, then claim the
-        tier changes; returns the tier unlocks."""
-        if not pending:
-            return []
-        granted = await to_thread.run_sync(
-            grants.grant, self.database, pending, self.program, self.clock(), self.timezone()
-        )
+    async def settle(self, granted: Granted) -> list[Unlock]:
+        """After a grant committed: reward the referrals that just qualified, then
+        claim the tier changes; returns the tier unlocks."""
         announcements = list(granted.announcements)
         for referee_id in granted.qualified:
             announcements += await self._reward_referral(referee_id)
         return await self.announce(announcements)
+
+    async def credit_unlocks(self, unlocks: Sequence[Unlock]) -> None:
+        """Grant the points of unlocks that may have missed them: at start-up, for
+        unlocks a crash left between the store's claim and the ledger."""
+        pending = unlock_grants(unlocks, self.clock())
+        if pending:
+            granted = await to_thread.run_sync(
+                grants.grant_now, self.database, pending, self.program, self.timezone()
+            )
+            await self.settle(granted)
 
     async def _reward_referral(self, referee_id: str) -> list[Announcement]:
         if self.program.referrals is None:
@@ -114,17 +100,15 @@ class Economy:
             now.astimezone(timezone).date(),
         )
 
-    async def _earn(self, program: Program, event: Event, now: datetime) -> Grant:
+    async def _earn(self, program: Program, result: Recorded) -> Grant:
+        event = result.event  # as checked: occurred_at is set
         profile = await self.engine.profile(event.player_id)
-        moment = event.occurred_at or now
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)  # as the engine reads a naive time
-        when = dataclasses.replace(event, occurred_at=moment)
         return Grant(
             event.player_id,
             LedgerReason.EARN,
             event.id,
-            lambda multiplier: earnings(program, when, profile.timezone, multiplier),
+            lambda multiplier: earnings(program, event, profile.timezone, multiplier),
+            result.recorded_at,
             qualifies=qualifies(program, event),
         )
 
@@ -246,10 +230,10 @@ class Economy:
         )
 
 
-def unlock_grants(unlocks: Sequence[Unlock]) -> list[Grant]:
+def unlock_grants(unlocks: Sequence[Unlock], at: datetime) -> list[Grant]:
     """The points unlocks carry, granted once per unlock key (no tier multiplier)."""
     return [
-        Grant(unlock.player_id, LedgerReason.REWARD, unlock.key, fixed(unlock.points))
+        Grant(unlock.player_id, LedgerReason.REWARD, unlock.key, fixed(unlock.points), at)
         for unlock in unlocks
         if unlock.points
     ]

@@ -1,10 +1,10 @@
 """Granting points in SQL: what events earn and what unlocks carry, once per source.
 
-The service calls `grant` after the engine recorded a batch, for every event
-(duplicates too) and every unlock, before it answers: a retried event finds
-its entry and grants nothing, and one whose first attempt died before this
-point is granted now. One transaction covers the batch; accounts are locked
-in player order, so concurrent batches never deadlock.
+The group commit (app.recording) calls `grant` in the transaction of a burst
+of recorded events, for every event (duplicates too) and every unlock,
+before it answers: a retried event finds its entry and grants nothing, and
+one whose first attempt died before this point is granted now. Accounts are
+locked in player order, so concurrent transactions never deadlock.
 
 The earnings of an event depend on the player's tier (its multiplier), which
 is only known under the account's lock; a `Grant` therefore carries a
@@ -16,32 +16,28 @@ same transaction, so a player is "new" for referrals until exactly then.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Table, bindparam, func, select, tuple_
+from sqlalchemy import Connection, Engine, Table, bindparam, select, tuple_
 from sqlalchemy.sql import Executable
 
 from app import tier_records
 from app.ledger import (
-    ENTRIES,
     USAGE,
     Account,
     Credit,
-    Upsert,
-    chunks,
     credit_all,
     found_sources,
     lock_accounts,
-    per_database,
     save_all,
-    writing,
 )
+from app.sql import Upsert, chunks, per_database, writing
 from app.tier_records import Announcement
-from engine.points import QUALIFYING, Earning, LedgerReason
+from engine.points import Earning, LedgerReason
 from engine.program.program import Program, TierLadder
 from engine.tiers import level_for
 
@@ -55,6 +51,8 @@ class Grant:
     reference: str
     #: Earnings for the player's tier multiplier.
     earnings: Callable[[Decimal], Sequence[Earning]]
+    #: When the source was recorded: the credit's time, from which its points lapse.
+    at: datetime
     #: An event that qualifies a referral of its player.
     qualifies: bool = False
 
@@ -84,28 +82,19 @@ _USE = per_database(_using)
 _USED = select(USAGE.c.player_id, USAGE.c.bucket, USAGE.c.points).where(
     tuple_(USAGE.c.player_id, USAGE.c.bucket).in_(bindparam("buckets", expanding=True))
 )
-_QUALIFYING = (
-    select(ENTRIES.c.player_id, func.sum(ENTRIES.c.delta).label("points"))
-    .where(
-        ENTRIES.c.player_id.in_(bindparam("players", expanding=True)),
-        ENTRIES.c.reason.in_([reason.value for reason in QUALIFYING]),
-        ENTRIES.c.created_at > bindparam("since"),
-    )
-    .group_by(ENTRIES.c.player_id)
-)
 
 
 def grant(
-    db: Engine, grants: Sequence[Grant], program: Program, now: datetime, timezone: ZoneInfo
+    connection: Connection, grants: Sequence[Grant], program: Program, timezone: ZoneInfo
 ) -> Granted:
     """Credit every grant not credited before; return the tier changes to announce
     for the players involved (new ones, and any a crash left unannounced) and
     the players who just became eligible to qualify a referral.
 
-    Set-based: a handful of statements per batch, whatever its size (locks,
-    sources already granted, cap usage, new entries, accounts, tiers), each
-    built once per process; one statement per event made granting cost ten
-    times what recording does."""
+    Set-based: a handful of statements however many grants (locks, sources
+    already granted, cap usage, new entries, accounts, tiers), each built once
+    per process; one statement per event made granting cost ten times what
+    recording does."""
     if not grants:
         return Granted([], [])
     by_player: dict[str, list[Grant]] = {}
@@ -114,46 +103,55 @@ def grant(
     players = sorted(by_player)
     ladder = program.tiers
     expire_after = program.points_expire_after
-    expires_at = now + expire_after if expire_after is not None else None
     qualified = []
-    with writing(db) as connection:
-        accounts = lock_accounts(connection, players)
-        before = {player_id: replace(account) for player_id, account in accounts.items()}
-        found = found_sources(connection, ((g.player_id, g.reason, g.reference) for g in grants))
-        pending: list[tuple[Grant, Sequence[Earning]]] = []
-        for player_id in players:
-            account = accounts[player_id]
-            multiplier = ladder.get(account.tier_id).multiplier if ladder is not None else ONE
-            for item in by_player[player_id]:
-                if item.qualifies and account.first_qualifying_at is None:
-                    account.first_qualifying_at = now
-                    qualified.append(player_id)
-                source = (player_id, item.reason.value, item.reference)
-                if source not in found:
-                    found.add(source)  # a source twice in the batch is granted once
-                    pending.append((item, item.earnings(multiplier)))
-        points = _within_caps(connection, pending)
-        credited = credit_all(
-            connection,
-            accounts,
-            [
-                Credit(item.player_id, given, item.reason, item.reference)
-                for (item, _), given in zip(pending, points, strict=True)
-                if given > 0
-            ],
-            now,
-            expires_at,
-        )
-        if ladder is not None:
-            day = now.astimezone(timezone).date()
-            _upgrade(connection, [accounts[p] for p in sorted(credited)], ladder, now, day)
-        save_all(connection, (accounts[p] for p in players if accounts[p] != before[p]))
+    accounts = lock_accounts(connection, players)
+    before = {player_id: replace(account) for player_id, account in accounts.items()}
+    found = found_sources(connection, ((g.player_id, g.reason, g.reference) for g in grants))
+    pending: list[tuple[Grant, Sequence[Earning]]] = []
+    for player_id in players:
+        account = accounts[player_id]
+        multiplier = ladder.get(account.tier_id).multiplier if ladder is not None else ONE
+        for item in by_player[player_id]:
+            if item.qualifies and account.first_qualifying_at is None:
+                account.first_qualifying_at = item.at
+                qualified.append(player_id)
+            source = (player_id, item.reason.value, item.reference)
+            if source not in found:
+                found.add(source)  # a source twice in the batch is granted once
+                pending.append((item, item.earnings(multiplier)))
+    points = _within_caps(connection, pending)
+    credited = credit_all(
+        connection,
+        accounts,
+        [
+            Credit(
+                item.player_id,
+                given,
+                item.reason,
+                item.reference,
+                item.at,
+                item.at + expire_after if expire_after is not None else None,
+            )
+            for (item, _), given in zip(pending, points, strict=True)
+            if given > 0
+        ],
+    )
+    if ladder is not None:
+        latest = {player_id: max(g.at for g in by_player[player_id]) for player_id in credited}
+        _upgrade(connection, [accounts[p] for p in sorted(credited)], ladder, latest, timezone)
+    save_all(connection, (accounts[p] for p in players if accounts[p] != before[p]))
     announcements = [
         Announcement(player_id, unlock)
         for player_id in players
         if (unlock := accounts[player_id].tier_unlock) is not None
     ]
     return Granted(announcements, qualified)
+
+
+def grant_now(db: Engine, grants: Sequence[Grant], program: Program, timezone: ZoneInfo) -> Granted:
+    """`grant` in a transaction of its own (start-up recovery)."""
+    with writing(db) as connection:
+        return grant(connection, grants, program, timezone)
 
 
 def _within_caps(
@@ -205,22 +203,17 @@ def _upgrade(
     connection: Connection,
     accounts: Sequence[Account],
     ladder: TierLadder,
-    now: datetime,
-    day: date,
+    latest: Mapping[str, datetime],
+    timezone: ZoneInfo,
 ) -> None:
     """Move each (locked) account up at once when its qualifying points reach a
-    higher level; those already at the top are not even looked at."""
+    higher level, as of its latest grant; those already at the top are not
+    even looked at."""
     top = ladder.levels[-1].rank
     climbing = [account for account in accounts if ladder.get(account.tier_id).rank < top]
-    qualifying: dict[str, int] = {}
-    for part in chunks([account.player_id for account in climbing]):
-        qualifying.update(
-            (row.player_id, int(row.points))
-            for row in connection.execute(
-                _QUALIFYING, {"players": list(part), "since": now - ladder.window}
-            )
-        )
+    qualifying = tier_records.qualifying_of(connection, climbing, latest, ladder)
     for account in climbing:
         reached = level_for(ladder, qualifying.get(account.player_id, 0))
         if reached.rank > ladder.get(account.tier_id).rank:
-            tier_records.change_level(account, reached, now, day)
+            now = latest[account.player_id]
+            tier_records.change_level(account, reached, now, now.astimezone(timezone).date())

@@ -19,11 +19,10 @@ read or debited, and in bulk by `expire_all` (an admin mutation).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     Connection,
@@ -39,13 +38,21 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Executable
 from sqlmodel import Field, SQLModel
 
-from app.records import UTCDateTime, record_id, translated_errors
+from app.sql import (
+    Upsert,
+    UTCDateTime,
+    chunks,
+    per_database,
+    record_id,
+    table,
+    translated_errors,
+    writing,
+)
 from engine.errors import InsufficientPointsError, PointsError
-from engine.points import EXPIRING_SOON, Balance, LedgerLine, LedgerReason
+from engine.points import EXPIRING_SOON, QUALIFYING, Balance, LedgerLine, LedgerReason
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -90,6 +97,10 @@ class PointsAccount(SQLModel, table=True):
     reviewed: str | None = None
     #: When the player's first event qualifying a referral arrived (referees must be new).
     first_qualifying_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    #: Running sum of the qualifying credits made after `qualifying_since` (app.tier_records).
+    qualifying: int = 0
+    #: Start of the tier window when `qualifying` was last brought up to date; None: never.
+    qualifying_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class EarnCapUsage(SQLModel, table=True):
@@ -100,10 +111,6 @@ class EarnCapUsage(SQLModel, table=True):
     player_id: str = Field(primary_key=True)
     bucket: str = Field(primary_key=True)
     points: int
-
-
-def table(model: type[SQLModel]) -> Table:
-    return SQLModel.metadata.tables[str(model.__tablename__)]
 
 
 ENTRIES = table(LedgerEntry)
@@ -124,6 +131,8 @@ class Account:
     tier_unlock: str | None
     reviewed: str | None
     first_qualifying_at: datetime | None
+    qualifying: int
+    qualifying_since: datetime | None
 
     @classmethod
     def of(cls, row: Row[Any]) -> Account:
@@ -132,27 +141,15 @@ class Account:
 
 @dataclass(frozen=True, slots=True)
 class Credit:
-    """Points a source is to add to its player's ledger."""
+    """Points a source is to add to its player's ledger, at the moment it was
+    recorded, lapsing at `expires_at` (None: never)."""
 
     player_id: str
     points: int
     reason: LedgerReason
     reference: str
-
-
-Upsert = postgresql.Insert | sqlite.Insert
-T = TypeVar("T")
-
-
-def per_database(
-    build: Callable[[Callable[[Table], Upsert]], Executable],
-) -> Callable[[Connection], Executable]:
-    """An INSERT ... ON CONFLICT built once for each database, not on every call:
-    building a statement and its cache key was ~40% of granting's time."""
-    built = {"postgresql": build(postgresql.insert), "sqlite": build(sqlite.insert)}
-    return lambda connection: built[
-        "postgresql" if connection.dialect.name == "postgresql" else "sqlite"
-    ]
+    at: datetime
+    expires_at: datetime | None
 
 
 def _locking(insert_into: Callable[[Table], Upsert]) -> Executable:
@@ -167,7 +164,7 @@ def _crediting(insert_into: Callable[[Table], Upsert]) -> Executable:
     return (
         insert_into(ENTRIES)
         .on_conflict_do_nothing(index_elements=["player_id", "reason", "reference"])
-        .returning(ENTRIES.c.player_id, ENTRIES.c.delta)
+        .returning(ENTRIES.c.player_id, ENTRIES.c.delta, ENTRIES.c.reason, ENTRIES.c.created_at)
     )
 
 
@@ -185,31 +182,6 @@ _FOUND = select(ENTRIES.c.player_id, ENTRIES.c.reason, ENTRIES.c.reference).wher
     )
 )
 _APPEND = insert(ENTRIES).returning(ENTRIES.c.id)
-#: Rows per IN list, well under any database's limit of bound parameters.
-CHUNK = 1000
-
-
-def chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    """Slices of `CHUNK` items: a batch's IN list may be longer than a database accepts."""
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
-
-
-@contextmanager
-def writing(db: Engine) -> Iterator[Connection]:
-    """A write transaction; on SQLite it takes the write lock at once, so two
-    writers never both read and then fail to upgrade their lock."""
-    with translated_errors(db), db.begin() as connection:
-        if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        yield connection
-
-
-def upsert(connection: Connection, target: Table) -> Upsert:
-    """INSERT ... ON CONFLICT for the connection's database."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(target)
-    return sqlite.insert(target)
 
 
 def lock_account(connection: Connection, player_id: str) -> Account:
@@ -224,7 +196,13 @@ def lock_accounts(connection: Connection, player_ids: Sequence[str]) -> dict[str
     rows = connection.execute(
         _LOCK(connection),
         [
-            {"player_id": player_id, "balance": 0, "lifetime_earned": 0, "debited": 0}
+            {
+                "player_id": player_id,
+                "balance": 0,
+                "lifetime_earned": 0,
+                "debited": 0,
+                "qualifying": 0,
+            }
             for player_id in player_ids
         ],
     ).all()
@@ -272,11 +250,7 @@ def found_sources(
 
 
 def credit_all(
-    connection: Connection,
-    accounts: Mapping[str, Account],
-    credits: Sequence[Credit],
-    now: datetime,
-    expires_at: datetime | None,
+    connection: Connection, accounts: Mapping[str, Account], credits: Sequence[Credit]
 ) -> set[str]:
     """Add credits (points > 0) of sources not in the ledger yet, in one statement,
     and move each (locked) account by the points actually added, so the balance
@@ -292,8 +266,8 @@ def credit_all(
                 "reason": credit.reason.value,
                 "reference": credit.reference,
                 "note": None,
-                "created_at": now,
-                "expires_at": expires_at,
+                "created_at": credit.at,
+                "expires_at": credit.expires_at,
             }
             for credit in credits
         ],
@@ -302,7 +276,16 @@ def credit_all(
         account = accounts[row.player_id]
         account.balance += row.delta
         account.lifetime_earned += row.delta
+        count_qualifying(account, LedgerReason(row.reason), row.delta, row.created_at)
     return {row.player_id for row in inserted}
+
+
+def count_qualifying(account: Account, reason: LedgerReason, delta: int, at: datetime) -> None:
+    """Keep the account's running figure of qualifying points (app.tier_records)
+    up to date with an entry just added."""
+    since = account.qualifying_since
+    if reason in QUALIFYING and since is not None and at > since:
+        account.qualifying += delta
 
 
 def append(
@@ -332,6 +315,7 @@ def append(
         account.lifetime_earned += delta
     else:
         account.debited -= delta
+    count_qualifying(account, reason, delta, now)
     return LedgerLine(
         id=entry_id,
         player_id=account.player_id,

@@ -32,6 +32,16 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.sql_statements = Counter(
+            "questline_sql_statements_total",
+            "Statements sent to the history database (an executemany counts once).",
+            registry=self.registry,
+        )
+        self.sql_commits = Counter(
+            "questline_sql_commits_total",
+            "Commits of the history database.",
+            registry=self.registry,
+        )
         self.subscriptions = Gauge(
             "questline_active_subscriptions",
             "Live unlock subscriptions in this process.",

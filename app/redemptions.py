@@ -27,8 +27,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from app.ledger import append, expire_due, lock_account, save, table, upsert, writing
-from app.records import UTCDateTime, record_id, translated_errors
+from app.ledger import append, expire_due, lock_account, save
+from app.sql import UTCDateTime, record_id, table, translated_errors, upsert, writing
 from engine.errors import IdempotencyKeyReusedError
 from engine.points import LedgerReason
 from engine.program.program import Program

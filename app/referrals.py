@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Engine, Index, Row, UniqueConstraint, func, s
 from sqlmodel import Field, SQLModel
 
 from app import tier_records
-from app.ledger import ACCOUNTS, Account, append, lock_account, save, table, upsert, writing
-from app.records import UTCDateTime, translated_errors
+from app.ledger import ACCOUNTS, Account, append, lock_account, save
+from app.sql import UTCDateTime, table, translated_errors, upsert, writing
 from app.tier_records import Announcement
 from engine.errors import UnknownReferralCodeError
 from engine.points import LedgerReason

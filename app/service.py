@@ -1,17 +1,15 @@
 """The running service: engine, store, unlock feed and durable history together.
 
-Built and started inside the app's lifespan (never at import). Recording an
-event and copying its unlocks to SQL happen before the answer is sent, so an
-acknowledged unlock is never only in Redis; a retried event re-copies its
-original unlocks, which makes the copy idempotent and self-healing. A crash
-between the store's claim and the copy leaves the unlock only in the outbox,
-so start-up copies every outbox entry history lacks (`recover_history`).
-
-Points go the same way: the events' earnings and their unlocks' points are
-granted in the SQL ledger (app.economy) before the answer is sent, once per
-source, so a retried event heals a grant that a crash interrupted.
-Analytics (app.analytics) then note which days each player was active and
-which challenge instances they started, idempotently too.
+Built and started inside the app's lifespan (never at import). Recording
+events is one atomic store call, then the durable SQL work, group-committed
+(app.recording): the unlock copies, the points the events earn and their
+unlocks carry, the analytics rows and the event journal, all in the one
+transaction of the burst of requests that arrived together. The answer is
+sent only after that commit, so an acknowledged event, unlock or grant is
+never only in Redis. A retried event re-writes all of it idempotently (each
+row is unique by its source), which heals a crash between the store and the
+commit; start-up copies every outbox entry history lacks (`recover_history`)
+for unlocks whose event is never retried.
 
 A program reload (mutation or SIGHUP) is announced through the store, and
 every worker sharing it loads its own seed folder in turn (`_converge`): all
@@ -22,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -30,16 +29,20 @@ from dataclasses import fields
 from anyio import to_thread
 from sqlalchemy import Engine as Database
 
-from app import records
+from app import journal, records
 from app.analytics import Analytics
 from app.economy import Economy
+from app.grants import Granted
 from app.metrics import Metrics
 from app.migrations import upgrade_database
+from app.recording import Recorder, Recording
 from app.settings import Settings
+from app.sql import count_work, make_engine, ping_database
 from engine.engine import Clock, Engine, EngineSettings, Recorded, utc_now
 from engine.errors import CursorError, ProgramError, QuestlineError, StoreError
 from engine.events import Event
 from engine.feed import Feed
+from engine.group_commit import GroupCommit
 from engine.program.loader import load_program
 from engine.store import store_from_url
 from engine.store.base import Store
@@ -52,6 +55,8 @@ logger = logging.getLogger("questline.service")
 PROGRAM_CHANNEL = "program"
 #: Recovering history at start-up: outbox entries per read, players per transaction.
 RECOVERY_PAGE, RECOVERY_PLAYERS = 500, 100
+#: Seconds between two purges of journal rows past the retention.
+PURGE_EVERY = 3600.0
 UNLOCK_FIELDS = fields(Unlock)
 
 
@@ -94,6 +99,8 @@ class Service:
         self._analytics: Analytics | None = None
         self._feed: Feed | None = None
         self._database: Database | None = None
+        self._recorder: GroupCommit[Recording, Granted] | None = None
+        self._purger: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._announcements: asyncio.Task[None] | None = None
         self._reloads: set[asyncio.Task[None]] = set()
@@ -128,7 +135,8 @@ class Service:
         program = await to_thread.run_sync(load_program, settings.seed_path)
         if settings.migrate_on_start:
             await to_thread.run_sync(upgrade_database, settings.database_url)
-        self._database = records.make_engine(settings.database_url)
+        self._database = make_engine(settings.database_url)
+        count_work(self._database, self.metrics.sql_statements.inc, self.metrics.sql_commits.inc)
         self._store = store_from_url(settings.store_url)
         self._engine = Engine(
             program,
@@ -145,6 +153,10 @@ class Service:
         self._analytics = Analytics(
             self._engine, self._database, self.clock, self._economy.timezone
         )
+        engine = self._engine
+        self._recorder = GroupCommit(
+            Recorder(self._database, lambda: engine.program, self._economy.timezone).write
+        )
         recovered = await self.recover_history()
         logger.info("history recovery: %d unlocks found only in the outbox, now copied", recovered)
         healed = await self._economy.heal()
@@ -156,10 +168,13 @@ class Service:
             self._follow_announcements(listening), name="questline-program-announcements"
         )
         await listening.wait()
+        self._purger = asyncio.create_task(self._purge_journal(), name="questline-journal-purge")
         logger.info("program %r version %s loaded", program.info.name, program.version)
 
     async def stop(self) -> None:
-        for task in (self._announcements, *self._reloads):
+        if self._recorder is not None:
+            await self._recorder.wait_idle()
+        for task in (self._announcements, self._purger, *self._reloads):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -206,18 +221,44 @@ class Service:
         return recovered
 
     async def record(self, events: Sequence[Event]) -> list[Recorded]:
+        """Record events in the store, then make everything they caused durable
+        in the group commit; answer once both are done."""
         results = await self.engine.record_many(events)
-        unlocks = [unlock for result in results for unlock in result.unlocks]
-        if unlocks:
-            await to_thread.run_sync(self._save_unlocks, unlocks)
-        results = await self.economy.credit(events, results)
-        await self.analytics.observe(events)
+        recording = Recording(
+            unlocks=[unlock_data(u) for result in results for u in result.unlocks],
+            grants=await self.economy.grants(results),
+            activity=await self.analytics.activity(results),
+            journal=[journal.row_of(result) for result in results],
+            players={event.player_id for event in events},
+        )
+        assert self._recorder is not None, "the service is not started"
+        granted = await self._recorder.submit(recording)
+        self.analytics.written(recording.activity)
+        tier_changes = await self.economy.settle(granted)
+        if tier_changes:
+            results = _with_tier_changes(results, tier_changes)
         self.metrics.recorded(results)
         return results
 
     def _save_unlocks(self, unlocks: Sequence[Unlock]) -> int:
-        """Copy unlocks into history (blocking: call it on a worker thread)."""
-        return records.save_unlocks(self.database, [unlock_data(u) for u in unlocks])
+        """Copy unlocks into history in a transaction of their own (blocking: call
+        it on a worker thread); recording copies them in the group commit."""
+        return records.save_unlocks_now(self.database, [unlock_data(u) for u in unlocks])
+
+    async def _purge_journal(self) -> None:
+        """Delete journal rows past the retention now and then, in small
+        transactions that never hold recording up for long."""
+        retention = self.settings.journal_retention
+        while True:
+            try:
+                purged = await to_thread.run_sync(
+                    journal.purge, self.database, self.clock() - retention
+                )
+                if purged:
+                    logger.info("journal: %d events older than the retention purged", purged)
+            except QuestlineError as error:
+                logger.warning("journal purge failed, trying again later: %s", error)
+            await asyncio.sleep(PURGE_EVERY)
 
     async def history(self, player_id: str, after: str | None, first: int) -> HistoryPage:
         cursor = None
@@ -322,4 +363,16 @@ class Service:
     async def ready(self) -> None:
         """Raise StoreError unless the store and the database answer."""
         await self.engine.store.ping()
-        await to_thread.run_sync(records.ping_database, self.database)
+        await to_thread.run_sync(ping_database, self.database)
+
+
+def _with_tier_changes(results: Sequence[Recorded], unlocks: Sequence[Unlock]) -> list[Recorded]:
+    """Tier changes added to the results of their players' last events (a
+    referrer's tier change has no event here: it is pushed, not answered)."""
+    last = {result.event.player_id: n for n, result in enumerate(results)}
+    answered = list(results)
+    for unlock in unlocks:
+        n = last.get(unlock.player_id)
+        if n is not None:
+            answered[n] = dataclasses.replace(answered[n], unlocks=[*answered[n].unlocks, unlock])
+    return answered

@@ -76,6 +76,8 @@ class Settings:
     default_timezone: str = "UTC"
     late_event_tolerance: timedelta = timedelta(days=7)
     future_event_tolerance: timedelta = timedelta(minutes=5)
+    #: How long accepted events stay in the journal (by when they occurred).
+    journal_retention: timedelta = timedelta(days=400)
     max_batch: int = 1000
     max_body_bytes: int = 1024 * 1024
     max_query_depth: int = 12
@@ -108,6 +110,7 @@ class Settings:
             future_event_tolerance=env.duration(
                 "QUESTLINE_FUTURE_EVENT_TOLERANCE", cls.future_event_tolerance
             ),
+            journal_retention=env.duration("QUESTLINE_JOURNAL_RETENTION", cls.journal_retention),
             max_batch=env.integer("QUESTLINE_MAX_BATCH", cls.max_batch),
             max_body_bytes=env.integer("QUESTLINE_MAX_BODY_BYTES", cls.max_body_bytes),
             max_query_depth=env.integer("QUESTLINE_MAX_QUERY_DEPTH", cls.max_query_depth),

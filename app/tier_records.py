@@ -1,7 +1,15 @@
 """Tiers in SQL: each player's level lives on their points account.
 
-Qualifying points are read from the ledger (credits of the qualifying
-reasons within the ladder's window). A change of level is written with the
+Qualifying points are the credits of the qualifying reasons within the
+ladder's rolling window. Summing a player's ledger for every event made an
+event's cost grow with the player's history, so the account keeps a running
+figure instead: `qualifying`, the sum of qualifying credits made after
+`qualifying_since` (a past start of the window). New credits add to it as
+they are written (app.ledger); bringing it up to date subtracts only the
+credits that left the window since, through the (player, created_at) index.
+A window that grew, or a clock that went back, starts it over from the
+ledger, as does a player never counted (`qualifying_since` is None).
+Everything agrees to the credit with summing the ledger. A change of level is written with the
 unlock key that announces it (`tier_unlock`); the service claims that unlock
 in the counter store after the transaction commits and then clears the key,
 so a crash in between only delays the announcement to the player's next
@@ -10,13 +18,14 @@ grant or to the next start-up.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Connection, Engine, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
-from app.ledger import ACCOUNTS, ENTRIES, Account, lock_account, save, writing
-from app.records import translated_errors
+from app.ledger import ACCOUNTS, ENTRIES, Account, lock_account, save
+from app.sql import chunks, translated_errors, writing
 from engine.points import QUALIFYING
 from engine.program.program import TierDef, TierLadder
 from engine.store import keys
@@ -40,17 +49,55 @@ class Review:
     announcements: list[Announcement]
 
 
-def qualifying_points(
-    connection: Connection, player_id: str, ladder: TierLadder, now: datetime
-) -> int:
-    total = connection.execute(
-        select(func.coalesce(func.sum(ENTRIES.c.delta), 0)).where(
-            ENTRIES.c.player_id == player_id,
-            ENTRIES.c.reason.in_([reason.value for reason in QUALIFYING]),
-            ENTRIES.c.created_at > now - ladder.window,
+_QUALIFYING_REASONS = [reason.value for reason in QUALIFYING]
+#: Players whose figures one statement brings up to date.
+_PER_STATEMENT = 100
+
+
+def qualifying_of(
+    connection: Connection,
+    accounts: Sequence[Account],
+    moments: Mapping[str, datetime],
+    ladder: TierLadder,
+) -> dict[str, int]:
+    """Each player's qualifying points at their moment, brought up to date on
+    their (locked) accounts, which the caller saves. One statement per
+    hundred players, whatever their history."""
+    ranges: list[tuple[Account, datetime, datetime | None]] = []
+    for account in accounts:
+        start, since = moments[account.player_id] - ladder.window, account.qualifying_since
+        if since is None or since > start:
+            account.qualifying = 0
+            ranges.append((account, start, None))
+        elif since < start:
+            ranges.append((account, since, start))
+        account.qualifying_since = start
+    for part in chunks(ranges):
+        found = _credits(connection, part)
+        for account, _after, until in part:
+            credits = found.get(account.player_id, 0)
+            account.qualifying += credits if until is None else -credits
+    return {account.player_id: account.qualifying for account in accounts}
+
+
+def _credits(
+    connection: Connection, ranges: Sequence[tuple[Account, datetime, datetime | None]]
+) -> dict[str, int]:
+    """Qualifying credits of each player made in (after, until] (no end: None)."""
+    conditions = [
+        and_(
+            ENTRIES.c.player_id == account.player_id,
+            ENTRIES.c.created_at > after,
+            *([] if until is None else [ENTRIES.c.created_at <= until]),
         )
-    ).scalar_one()
-    return int(total)
+        for account, after, until in ranges
+    ]
+    statement = (
+        select(ENTRIES.c.player_id, func.sum(ENTRIES.c.delta))
+        .where(ENTRIES.c.reason.in_(_QUALIFYING_REASONS), or_(*conditions))
+        .group_by(ENTRIES.c.player_id)
+    )
+    return {player_id: int(total) for player_id, total in connection.execute(statement)}
 
 
 def change_level(account: Account, level: TierDef, now: datetime, day: date) -> None:
@@ -63,21 +110,24 @@ def upgrade(
     connection: Connection, account: Account, ladder: TierLadder, now: datetime, day: date
 ) -> None:
     """Move the (locked) account up at once when its qualifying points reach a higher level."""
-    reached = level_for(ladder, qualifying_points(connection, account.player_id, ladder, now))
+    qualifying = qualifying_of(connection, [account], {account.player_id: now}, ladder)
+    reached = level_for(ladder, qualifying[account.player_id])
     if reached.rank > ladder.get(account.tier_id).rank:
         change_level(account, reached, now, day)
 
 
 def tier_status(db: Engine, player_id: str, ladder: TierLadder, now: datetime) -> TierStatus:
+    """A player's tier now; the running figure is brought up to date in memory
+    only (the next grant writes it)."""
     with translated_errors(db), db.connect() as connection:
         row = connection.execute(
-            select(ACCOUNTS.c.tier_id, ACCOUNTS.c.tier_since).where(
-                ACCOUNTS.c.player_id == player_id
-            )
+            select(ACCOUNTS).where(ACCOUNTS.c.player_id == player_id)
         ).one_or_none()
-        qualifying = qualifying_points(connection, player_id, ladder, now)
-    tier_id, since = (None, None) if row is None else (row.tier_id, row.tier_since)
-    return status(ladder, tier_id, qualifying, since)
+        if row is None:
+            return status(ladder, None, 0, None)
+        account = Account.of(row)
+        qualifying = qualifying_of(connection, [account], {player_id: now}, ladder)[player_id]
+    return status(ladder, account.tier_id, qualifying, account.tier_since)
 
 
 def review(db: Engine, ladder: TierLadder, now: datetime, period: date, page: int = 500) -> Review:
@@ -102,7 +152,8 @@ def review(db: Engine, ladder: TierLadder, now: datetime, period: date, page: in
                 if account.reviewed is not None and account.reviewed >= done:
                     continue  # another reviewer got here first
                 held = ladder.get(account.tier_id)
-                reached = level_for(ladder, qualifying_points(connection, player_id, ladder, now))
+                qualifying = qualifying_of(connection, [account], {player_id: now}, ladder)
+                reached = level_for(ladder, qualifying[player_id])
                 if reached.rank != held.rank:
                     change_level(account, reached, now, period)
                     upgraded += reached.rank > held.rank

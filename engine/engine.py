@@ -42,11 +42,20 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Recorded:
-    """What recording one event did; a duplicate reports the original unlocks."""
+    """What recording one event did; a duplicate reports the original unlocks.
+
+    It also carries the facts everything downstream (points, analytics, the
+    journal) works from, so nothing there re-reads the clock or re-checks the
+    event: the event as checked (`occurred_at` resolved), the moment it was
+    recorded at, and the version of the program that planned it.
+    """
 
     event_id: str
     duplicate: bool
     unlocks: list[Unlock]
+    event: Event
+    recorded_at: datetime
+    program_version: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +119,21 @@ class Engine:
                 f"{len(events)} events in one call; send at most {self.settings.max_batch} "
                 "per batch"
             )
-        now = self.clock()
+        return await self._record(events, [self.clock()] * len(events))
+
+    async def replay(self, events: Sequence[Event], moments: Sequence[datetime]) -> list[Recorded]:
+        """Record events as they were recorded before, each at its own moment
+        (`questline rebuild` replays the journal this way): the checks, period
+        buckets, expiries and unlock times are those of the original recording."""
+        return await self._record(events, moments)
+
+    async def _record(self, events: Sequence[Event], moments: Sequence[datetime]) -> list[Recorded]:
         accepted = [
-            self._check(event, now, index, len(events)) for index, event in enumerate(events)
+            self._check(event, now, index, len(events))
+            for index, (event, now) in enumerate(zip(events, moments, strict=True))
         ]
         planner, descriptions = self._planner, self._descriptions
+        version = planner.program.version
 
         def plans(indexes: Sequence[int]) -> Iterator[Plan]:
             # Planned as the store consumes them, so Redis runs the first
@@ -122,7 +141,7 @@ class Engine:
             for i in indexes:
                 event = accepted[i]
                 profile = self._cached_profile(event.player_id)
-                yield planner.plan(event, profile, now, self._dedupe_ttl)
+                yield planner.plan(event, profile, moments[i], self._dedupe_ttl)
 
         outcomes = await self._apply(plans(range(len(accepted))), len(accepted))
         stale = [i for i, outcome in enumerate(outcomes) if outcome.status == "stale"]
@@ -147,8 +166,11 @@ class Engine:
                 [describe(event.player_id, entry) for entry in outcome.entries]
                 if outcome.entries
                 else [],
+                event,
+                now,
+                version,
             )
-            for event, outcome in zip(accepted, outcomes, strict=True)
+            for event, outcome, now in zip(accepted, outcomes, moments, strict=True)
         ]
 
     async def progress(self, player_id: str) -> PlayerProgress:

@@ -20,8 +20,9 @@ from app.analytics import ACTIVITY, ATTEMPTS
 from app.auth import issue_player_token
 from app.main import create_app
 from app.migrations import alembic_config, upgrade_database
-from app.records import UnlockRecord, make_engine
+from app.records import UnlockRecord
 from app.settings import Settings
+from app.sql import make_engine
 from tests.clock import Clock
 from tests.graphql_client import codes, gql, settings_for
 from tests.test_ledger import empty_economy

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,11 +14,11 @@ import pytest
 from sqlalchemy import Engine, delete, func, select
 
 from app import ledger, tier_records
-from app.grants import Grant, fixed, grant
+from app.grants import Grant, fixed, grant_now
 from app.ledger import ACCOUNTS, ENTRIES, USAGE
 from app.migrations import upgrade_database
-from app.records import make_engine
 from app.redemptions import REDEMPTIONS, STOCK
+from app.sql import make_engine
 from engine.errors import InsufficientPointsError, PointsError
 from engine.events import Event
 from engine.points import LedgerReason, earnings
@@ -72,6 +73,7 @@ def purchase(program: Program, player: str, event_id: str, amount: float, at: da
         LedgerReason.EARN,
         event_id,
         lambda multiplier: earnings(program, event, PARIS, multiplier),
+        at,
     )
 
 
@@ -82,11 +84,14 @@ def review_event(program: Program, player: str, event_id: str, at: datetime) -> 
         LedgerReason.EARN,
         event_id,
         lambda multiplier: earnings(program, event, PARIS, multiplier),
+        at,
     )
 
 
 def credit(db: Engine, program: Program, *grants: Grant, at: datetime = START) -> list[str]:
-    return [a.key for a in grant(db, grants, program, at, PARIS).announcements]
+    """Grant in a transaction of its own, every grant recorded `at`."""
+    timed = [replace(item, at=at) for item in grants]
+    return [a.key for a in grant_now(db, timed, program, PARIS).announcements]
 
 
 def assert_consistent(db: Engine, player: str) -> int:
@@ -122,7 +127,7 @@ def test_an_event_earns_once_however_often_it_is_granted(
 
 
 def test_unlock_points_are_granted_once_by_key(db: Engine, program: Program, player: str) -> None:
-    reward = Grant(player, LedgerReason.REWARD, "milestone:coffee-lover:2", fixed(100))
+    reward = Grant(player, LedgerReason.REWARD, "milestone:coffee-lover:2", fixed(100), START)
     credit(db, program, reward)
     credit(db, program, reward)
     balance = ledger.balance(db, player, START)
@@ -161,15 +166,19 @@ def test_a_tier_change_stays_pending_until_announced(
 ) -> None:
     credit(db, program, purchase(program, player, "e1", 20, START))
     [pending] = tier_records.pending(db, [player])
-    assert credit(db, program, Grant(player, LedgerReason.REWARD, "x", fixed(1))) == [pending.key]
+    assert credit(db, program, Grant(player, LedgerReason.REWARD, "x", fixed(1), START)) == [
+        pending.key
+    ]
     tier_records.announced(db, pending)
     assert tier_records.pending(db, [player]) == []
 
 
 def test_unspent_points_expire_soonest_first(db: Engine, program: Program, player: str) -> None:
-    credit(db, program, Grant(player, LedgerReason.REWARD, "a", fixed(100)), at=START)
+    credit(db, program, Grant(player, LedgerReason.REWARD, "a", fixed(100), START), at=START)
     day = timedelta(days=1)
-    credit(db, program, Grant(player, LedgerReason.REWARD, "b", fixed(50)), at=START + 10 * day)
+    credit(
+        db, program, Grant(player, LedgerReason.REWARD, "b", fixed(50), START), at=START + 10 * day
+    )
     ledger.adjust(db, player, -30, "broken cup", "adj-1", START + 5 * day, None)
     soon = ledger.balance(db, player, START + 5 * day)
     assert (soon.balance, soon.expiring_soon) == (120, 70)  # a's 100, less the 30 spent
@@ -190,9 +199,9 @@ def test_expiring_everyone_touches_only_lapsed_points(
     db: Engine, program: Program, player: str
 ) -> None:
     other = player + "-b"
-    credit(db, program, Grant(player, LedgerReason.REWARD, "a", fixed(100)))
+    credit(db, program, Grant(player, LedgerReason.REWARD, "a", fixed(100), START))
     later = START + timedelta(days=20)
-    credit(db, program, Grant(other, LedgerReason.REWARD, "a", fixed(100)), at=later)
+    credit(db, program, Grant(other, LedgerReason.REWARD, "a", fixed(100), START), at=later)
     players, points = ledger.expire_all(db, START + timedelta(days=31))
     assert (players, points) == (1, 100)
     assert ledger.expire_all(db, START + timedelta(days=31)) == (0, 0)
@@ -215,7 +224,7 @@ def test_an_adjustment_is_idempotent_and_never_overdraws(
 
 def test_the_ledger_pages_newest_first(db: Engine, program: Program, player: str) -> None:
     for n in range(5):
-        credit(db, program, Grant(player, LedgerReason.REWARD, f"k{n}", fixed(n + 1)))
+        credit(db, program, Grant(player, LedgerReason.REWARD, f"k{n}", fixed(n + 1), START))
     first = ledger.entries(db, player, None, 2, START)
     rest = ledger.entries(db, player, first[-1].id, 10, START)
     assert [line.reference for line in first + rest] == ["k4", "k3", "k2", "k1", "k0"]
@@ -245,5 +254,5 @@ def test_no_tier_moves_down_between_reviews(
 ) -> None:
     credit(db, program, purchase(program, player, "e1", 25, START))
     much_later = START + timedelta(days=200)
-    credit(db, program, Grant(player, LedgerReason.REWARD, "k", fixed(1)), at=much_later)
+    credit(db, program, Grant(player, LedgerReason.REWARD, "k", fixed(1), START), at=much_later)
     assert tier_records.tier_status(db, player, ladder, much_later).level.id == "gold"

@@ -21,15 +21,9 @@ from sqlmodel import SQLModel
 
 from app import migrations
 from app.migrations import upgrade_database
-from app.records import (
-    DatabaseError,
-    UnlockData,
-    count_unlocks,
-    list_unlocks,
-    make_engine,
-    ping_database,
-    save_unlocks,
-)
+from app.records import UnlockData, count_unlocks, list_unlocks
+from app.records import save_unlocks_now as save_unlocks
+from app.sql import DatabaseError, make_engine, ping_database
 from engine.errors import ConfigurationError
 from tests import services
 

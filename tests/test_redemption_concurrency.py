@@ -27,9 +27,9 @@ from app import ledger
 from app.ledger import ACCOUNTS, ENTRIES
 from app.main import create_app
 from app.migrations import upgrade_database
-from app.records import make_engine
 from app.redemptions import REDEMPTIONS
 from app.settings import Settings
+from app.sql import make_engine
 from tests.graphql_client import gql, settings_for
 from tests.test_ledger import START, empty_economy
 from tests.test_loyalty import REDEEM

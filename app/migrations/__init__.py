@@ -14,7 +14,7 @@ To write a new revision against a database at head:
 
     from alembic import command
     from app.migrations import alembic_config
-    from app.records import make_engine
+    from app.sql import make_engine
 
     with make_engine("sqlite:///dev.db").begin() as connection:
         command.revision(alembic_config(connection), "what changes", autogenerate=True)
@@ -31,8 +31,8 @@ from sqlalchemy import Connection, Engine, event, text
 
 # The modules defining tables besides app.records, so that SQLModel.metadata always
 # describes the whole database (autogenerate, and the test comparing it with migrations).
-from app import analytics, ledger, redemptions, referrals  # noqa: F401
-from app.records import make_engine, translated_errors
+from app import analytics, journal, ledger, redemptions, referrals  # noqa: F401
+from app.sql import make_engine, translated_errors
 
 # Any fixed 64-bit number, shared by every Questline process migrating one database.
 _POSTGRES_LOCK_KEY = 0x5155_4553_544C_494E  # "QUESTLIN"

@@ -1,0 +1,144 @@
+"""The event journal: every accepted event, kept in SQL with what it caused.
+
+The counters in the store are a projection of the journal: `questline
+rebuild` replays it into an empty store after Redis was lost, and designers'
+tools read real history from it. A row is written in the group commit's
+transaction (app.recording), with the unlocks, grants and activity of the
+same event, so an acknowledged event is always in the journal.
+
+An event's identity is (player, event id), as it is in the store, whose
+duplicate check is per player: two players may use the same event id. A
+duplicate is written again with ON CONFLICT DO NOTHING, which heals a
+journal row that a crash between the store and the commit left out.
+
+Rows older than the retention (QUESTLINE_JOURNAL_RETENTION, by `occurred_at`)
+are purged in small transactions by `purge`, so purging never holds the
+write lock long enough to delay recording.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, Engine, Index, Text, UniqueConstraint, delete, func, select
+from sqlmodel import Field, SQLModel
+
+from app.sql import UTCDateTime, per_database, record_id, table, translated_errors, writing
+from engine.engine import Recorded
+from engine.events import Event
+
+#: Rows deleted per purge transaction.
+PURGE_CHUNK = 1000
+#: Rows read per page while replaying.
+REPLAY_PAGE = 1000
+
+
+class JournalEntry(SQLModel, table=True):
+    """One accepted event; `id` is the order in which events were recorded."""
+
+    __tablename__ = "event_journal"
+    __table_args__ = (
+        UniqueConstraint("player_id", "event_id", name="uq_event_journal_player_id_event_id"),
+        Index("ix_event_journal_occurred_at", "occurred_at"),
+    )
+
+    id: int | None = record_id()
+    event_id: str
+    player_id: str
+    type: str
+    value: float
+    occurred_at: datetime = Field(sa_type=UTCDateTime)
+    properties: str = Field(sa_type=Text)
+    recorded_at: datetime = Field(sa_type=UTCDateTime)
+    program_version: str
+    #: The unlock keys the event caused, as a JSON list.
+    unlock_keys: str = Field(sa_type=Text)
+
+
+JOURNAL = table(JournalEntry)
+_APPEND = per_database(
+    lambda insert: insert(JOURNAL).on_conflict_do_nothing(index_elements=["player_id", "event_id"])
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Journaled:
+    """A journal row as replay reads it back."""
+
+    id: int
+    event: Event
+    recorded_at: datetime
+    program_version: str
+    unlock_keys: list[str]
+
+
+def row_of(recorded: Recorded) -> dict[str, object]:
+    """The journal row of a recorded event (its checked form: `occurred_at` is set)."""
+    event = recorded.event
+    return {
+        "event_id": event.id,
+        "player_id": event.player_id,
+        "type": event.type,
+        "value": event.value,
+        "occurred_at": event.occurred_at,
+        "properties": json.dumps(event.properties, separators=(",", ":")),
+        "recorded_at": recorded.recorded_at,
+        "program_version": recorded.program_version,
+        "unlock_keys": json.dumps([unlock.key for unlock in recorded.unlocks]),
+    }
+
+
+def append(connection: Connection, rows: Sequence[dict[str, object]]) -> None:
+    """Journal recorded events; an event already there is skipped."""
+    if rows:
+        connection.execute(_APPEND(connection), rows)
+
+
+def entries(db: Engine, after: int = 0, page: int = REPLAY_PAGE) -> Iterator[Journaled]:
+    """Every journal row in the order events were recorded, read a page at a time."""
+    while True:
+        with translated_errors(db), db.connect() as connection:
+            rows = connection.execute(
+                select(JOURNAL).where(JOURNAL.c.id > after).order_by(JOURNAL.c.id).limit(page)
+            ).all()
+        for row in rows:
+            yield Journaled(
+                id=row.id,
+                event=Event(
+                    id=row.event_id,
+                    player_id=row.player_id,
+                    type=row.type,
+                    value=row.value,
+                    occurred_at=row.occurred_at,
+                    properties=json.loads(row.properties),
+                ),
+                recorded_at=row.recorded_at,
+                program_version=row.program_version,
+                unlock_keys=json.loads(row.unlock_keys),
+            )
+        if len(rows) < page:
+            return
+        after = rows[-1].id
+
+
+def count(db: Engine) -> int:
+    with translated_errors(db), db.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(JOURNAL)).scalar_one())
+
+
+def purge(db: Engine, before: datetime, chunk: int = PURGE_CHUNK) -> int:
+    """Delete rows of events that occurred before `before`, `chunk` rows per
+    transaction; returns how many were deleted."""
+    purged = 0
+    oldest = select(JOURNAL.c.id).where(JOURNAL.c.occurred_at < before).limit(chunk)
+    while True:
+        with writing(db) as connection:
+            ids = list(connection.execute(oldest).scalars())
+            if ids:
+                connection.execute(delete(JOURNAL).where(JOURNAL.c.id.in_(ids)))
+        purged += len(ids)
+        if len(ids) < chunk:
+            return purged

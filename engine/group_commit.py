@@ -1,0 +1,79 @@
+"""Group commit: many concurrent callers, one transaction per burst.
+
+A caller hands its work to `submit` and waits. One writer task takes
+everything queued, writes it with one call of `write` (one transaction, one
+commit, one fsync) and wakes every caller with its own outcome; while it
+writes, new work queues up for the next round. Throughput therefore rises
+with concurrency while a caller's latency stays near one commit, and a
+caller is still answered only after its own work is committed.
+
+`write` returns one outcome per item, an exception for an item that failed
+alone. If `write` raises, the batch is written again one item at a time, so
+one bad item cannot fail the others of its burst.
+
+Used by the SQLite counter store (its transactions) and by the service (the
+durable SQL work of recording events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+W = TypeVar("W")
+R = TypeVar("R")
+
+Write = Callable[[Sequence[W]], Awaitable[Sequence[R | Exception]]]
+
+
+class GroupCommit(Generic[W, R]):
+    def __init__(self, write: Write[W, R], max_items: int = 512) -> None:
+        self._write = write
+        self._max_items = max_items
+        self._queue: list[tuple[W, asyncio.Future[R]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def submit(self, work: W) -> R:
+        """Write `work` with whatever else is queued; return once it is committed."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((work, future))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain(), name="questline-group-commit")
+        return await future
+
+    async def wait_idle(self) -> None:
+        """Return once everything submitted so far is written (shutdown)."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self._max_items]
+                del self._queue[: self._max_items]
+                outcomes = await self._outcomes([work for work, _ in batch])
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # its caller went away; the work is written all the same
+                        continue
+                    if isinstance(outcome, Exception):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self._writer = None
+
+    async def _outcomes(self, batch: Sequence[W]) -> list[R | Exception]:
+        try:
+            return list(await self._write(batch))
+        except Exception as error:
+            if len(batch) == 1:
+                return [error]
+        alone: list[R | Exception] = []
+        for work in batch:
+            try:
+                [outcome] = await self._write([work])
+            except Exception as error:
+                outcome = error
+            alone.append(outcome)
+        return alone
