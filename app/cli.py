@@ -7,15 +7,18 @@ the exit code says which happened.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from app.migrations import upgrade_database
+from app.rebuild import rebuild as run_rebuild
 from app.serve import serve as run_server
 from app.settings import Settings
 from engine.errors import ConfigurationError, ProgramError, QuestlineError
@@ -141,6 +144,55 @@ def db_upgrade() -> None:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"database is up to date: {settings.database_url.split('@')[-1]}")
+
+
+@cli.command()
+def rebuild(
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Rebuild in memory and print what differs from the store now."
+        ),
+    ] = False,
+) -> None:
+    """Rebuild the counter store (QUESTLINE_STORE_URL, which must be empty) from the
+    event journal, after Redis or the store's file was lost.
+
+    Events are replayed in the order they were recorded, each at the moment it
+    was recorded, with the program in use (events recorded under an older
+    version are counted by today's rules) and players' profiles as they are
+    now. Nothing is announced to subscribers and no points are granted again.
+    Stop the servers first when the store is SQLite (it serves one process).
+    """
+    settings = _settings()
+    try:
+        rebuilt = asyncio.run(run_rebuild(settings, dry_run=dry_run, progress=_progress_printer()))
+    except ProgramError as error:
+        for issue in error.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(1) from None
+    except QuestlineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{'would replay' if dry_run else 'replayed'} {_plural(rebuilt.events, 'event')} of "
+        f"{_plural(len(rebuilt.players), 'player')}, {_plural(rebuilt.profiles, 'profile')}, "
+        f"{_plural(rebuilt.restored_unlocks, 'tier change')}"
+    )
+    if dry_run:
+        for player_id, found in rebuilt.differences.items():
+            typer.echo(f"{player_id}: {'; '.join(found)}")
+        typer.echo(f"{_plural(len(rebuilt.differences), 'player')} would differ from the store now")
+
+
+def _progress_printer() -> Callable[[int], None]:
+    """Replay progress on stderr, every 10,000 events."""
+
+    def report(events: int) -> None:
+        if events % 10_000 == 0:
+            typer.echo(f"  {events} events replayed", err=True)
+
+    return report
 
 
 @cli.command()

@@ -11,6 +11,10 @@ duplicate check is per player: two players may use the same event id. A
 duplicate is written again with ON CONFLICT DO NOTHING, which heals a
 journal row that a crash between the store and the commit left out.
 
+Players' profiles (timezone, attributes), which plan their events, are kept
+beside it (`PlayerProfile`), written by `updatePlayer` before it answers, so
+that a rebuild plans with them too.
+
 Rows older than the retention (QUESTLINE_JOURNAL_RETENTION, by `occurred_at`)
 are purged in small transactions by `purge`, so purging never holds the
 write lock long enough to delay recording.
@@ -19,14 +23,23 @@ write lock long enough to delay recording.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Index, Text, UniqueConstraint, delete, func, select
 from sqlmodel import Field, SQLModel
 
-from app.sql import UTCDateTime, per_database, record_id, table, translated_errors, writing
+from app.sql import (
+    UTCDateTime,
+    per_database,
+    record_id,
+    table,
+    translated_errors,
+    upsert,
+    writing,
+)
 from engine.engine import Recorded
 from engine.events import Event
 
@@ -58,7 +71,19 @@ class JournalEntry(SQLModel, table=True):
     unlock_keys: str = Field(sa_type=Text)
 
 
+class PlayerProfile(SQLModel, table=True):
+    """A player's profile as last set; None: not set (the default applies)."""
+
+    __tablename__ = "player_profile"
+
+    player_id: str = Field(primary_key=True)
+    timezone: str | None = None
+    #: The audience attributes, as a JSON object.
+    attributes: str | None = Field(default=None, sa_type=Text)
+
+
 JOURNAL = table(JournalEntry)
+PROFILES = table(PlayerProfile)
 _APPEND = per_database(
     lambda insert: insert(JOURNAL).on_conflict_do_nothing(index_elements=["player_id", "event_id"])
 )
@@ -142,3 +167,33 @@ def purge(db: Engine, before: datetime, chunk: int = PURGE_CHUNK) -> int:
         purged += len(ids)
         if len(ids) < chunk:
             return purged
+
+
+def save_profile(
+    db: Engine, player_id: str, timezone: str | None, attributes: Mapping[str, Any] | None
+) -> None:
+    """Keep what `updatePlayer` set; a field not given keeps its value."""
+    values: dict[str, object] = {}
+    if timezone is not None:
+        values["timezone"] = timezone
+    if attributes is not None:
+        values["attributes"] = json.dumps(dict(attributes))
+    with writing(db) as connection:
+        statement = upsert(connection, PROFILES).values(player_id=player_id, **values)
+        connection.execute(
+            statement.on_conflict_do_update(index_elements=["player_id"], set_=values)
+            if values
+            else statement.on_conflict_do_nothing()
+        )
+
+
+def profiles(db: Engine) -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
+    """Every kept profile: (player, timezone, attributes)."""
+    with translated_errors(db), db.connect() as connection:
+        rows = connection.execute(select(PROFILES).order_by(PROFILES.c.player_id)).all()
+    for row in rows:
+        yield (
+            row.player_id,
+            row.timezone,
+            None if row.attributes is None else json.loads(row.attributes),
+        )

@@ -103,6 +103,18 @@ def list_unlocks(
         return list(session.exec(statement).all())
 
 
+def list_of_kind(engine: Engine, kind: str, after: int, limit: int) -> list[UnlockRecord]:
+    """Every player's unlocks of one kind, in the order recorded, after record id `after`."""
+    statement = (
+        select(UnlockRecord)
+        .where(UnlockRecord.kind == kind, col(UnlockRecord.id) > after)
+        .order_by(col(UnlockRecord.id))
+        .limit(limit)
+    )
+    with translated_errors(engine), Session(engine) as session:
+        return list(session.exec(statement).all())
+
+
 def count_unlocks(engine: Engine, player_id: str) -> int:
     statement = (
         select(func.count()).select_from(UnlockRecord).where(UnlockRecord.player_id == player_id)

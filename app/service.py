@@ -23,8 +23,9 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
+from typing import Any
 
 from anyio import to_thread
 from sqlalchemy import Engine as Database
@@ -38,7 +39,7 @@ from app.migrations import upgrade_database
 from app.recording import Recorder, Recording
 from app.settings import Settings
 from app.sql import count_work, make_engine, ping_database
-from engine.engine import Clock, Engine, EngineSettings, Recorded, utc_now
+from engine.engine import Clock, Engine, Recorded, utc_now
 from engine.errors import CursorError, ProgramError, QuestlineError, StoreError
 from engine.events import Event
 from engine.feed import Feed
@@ -141,12 +142,7 @@ class Service:
         self._engine = Engine(
             program,
             self._store,
-            EngineSettings(
-                default_timezone=settings.default_timezone,
-                late_tolerance=settings.late_event_tolerance,
-                future_tolerance=settings.future_event_tolerance,
-                max_batch=settings.max_batch,
-            ),
+            settings.engine_settings(),
             self.clock,
         )
         self._economy = Economy(self._engine, self._database, self.clock, self._save_unlocks)
@@ -239,6 +235,15 @@ class Service:
             results = _with_tier_changes(results, tier_changes)
         self.metrics.recorded(results)
         return results
+
+    async def set_player(
+        self, player_id: str, timezone: str | None, attributes: Mapping[str, Any] | None
+    ) -> None:
+        """Describe a player, in the store and durably (a rebuild plans with it)."""
+        await self.engine.set_player(player_id, timezone=timezone, attributes=attributes)
+        await to_thread.run_sync(
+            journal.save_profile, self.database, player_id, timezone, attributes
+        )
 
     def _save_unlocks(self, unlocks: Sequence[Unlock]) -> int:
         """Copy unlocks into history in a transaction of their own (blocking: call

@@ -29,6 +29,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from engine.engine import EngineSettings
 from engine.errors import ConfigurationError
 
 Environment = Literal["development", "production"]
@@ -123,6 +124,15 @@ class Settings:
             migrate_on_start=env.boolean(
                 "QUESTLINE_MIGRATE_ON_START", environment == "development"
             ),
+        )
+
+    def engine_settings(self) -> EngineSettings:
+        """What the rules engine needs of these settings."""
+        return EngineSettings(
+            default_timezone=self.default_timezone,
+            late_tolerance=self.late_event_tolerance,
+            future_tolerance=self.future_event_tolerance,
+            max_batch=self.max_batch,
         )
 
     @property

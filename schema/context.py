@@ -175,6 +175,11 @@ class Service(Protocol):
 
     async def history(self, player_id: str, after: str | None, first: int) -> HistoryPage: ...
 
+    async def set_player(
+        self, player_id: str, timezone: str | None, attributes: Mapping[str, Any] | None
+    ) -> None:
+        """Describe a player (timezone, audience attributes), durably."""
+
     async def reload_program(self) -> tuple[str, bool]:
         """Load the seed folder again; return (version, changed)."""
 

@@ -78,9 +78,7 @@ class Mutation:
         info.context.caller().require_admin("updating players")
         if attributes is not None and not isinstance(attributes, Mapping):
             raise EventError("attributes must be a JSON object")
-        await info.context.service.engine.set_player(
-            player_id_of(id), timezone=timezone, attributes=attributes
-        )
+        await info.context.service.set_player(player_id_of(id), timezone, attributes)
         return Player(id=id)
 
     @strawberry.mutation(description="Load the seed folder again; a broken program is refused.")

@@ -22,14 +22,18 @@ ACCEPTED = "redis://, rediss://, unix://, redis+cluster:// or sqlite:///path"
 _CURSOR = re.compile(r"(\d{1,19})-(\d{1,19})")
 
 
-def store_from_url(url: str) -> Store:
-    """The store a URL names; ConfigurationError when it names none."""
+def store_from_url(url: str, *, announce: bool = True) -> Store:
+    """The store a URL names; ConfigurationError when it names none.
+
+    With `announce=False` new unlocks are not published to other processes'
+    listeners (a rebuild replays history nobody should hear of again).
+    """
     scheme, separator, _ = url.partition("://")
     scheme = scheme.lower()
     if separator and scheme in REDIS_SCHEMES:
         from engine.store.redis import RedisStore
 
-        return RedisStore(url)
+        return RedisStore(url, announce=announce)
     if separator and scheme == SQLITE_SCHEME:
         path = sqlite_path(url)
         from engine.store.sqlite import SqliteStore

@@ -89,8 +89,10 @@ class RedisStore(Store):
 
     shared = True
 
-    def __init__(self, url: str, *, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(self, url: str, *, chunk_size: int = CHUNK_SIZE, announce: bool = True) -> None:
         self._where = _without_password(url)
+        # A rebuild replays history without announcing it again: no channel.
+        self._channel = keys.UNLOCK_CHANNEL if announce else ""
         self._chunk_size = chunk_size
         self._client: Redis | RedisCluster
         if url.startswith(CLUSTER_SCHEME):
@@ -202,7 +204,7 @@ class RedisStore(Store):
             while chunk_plans := list(itertools.islice(plans, size)):
                 size = self._chunk_size
                 batch += chunk_plans
-                chunk = _Chunk(chunk_plans)
+                chunk = _Chunk(chunk_plans, self._channel)
                 if chunk.sent:
                     async with asyncio.timeout(self._deadline):
                         await connection.send_packed_command(chunk.packed(self._sha))
@@ -224,7 +226,7 @@ class RedisStore(Store):
         replies: list[Any] = []
         while chunk_plans := list(itertools.islice(plans, self._chunk_size)):
             batch += chunk_plans
-            chunks = [_Chunk([plan]) for plan in chunk_plans]
+            chunks = [_Chunk([plan], self._channel) for plan in chunk_plans]
             pipe = self._client.pipeline(transaction=False)
             for chunk in chunks:
                 if chunk.sent:
@@ -471,7 +473,8 @@ class _Chunk:
     chunk after.
     """
 
-    def __init__(self, plans: list[Plan]) -> None:
+    def __init__(self, plans: list[Plan], channel: str) -> None:
+        self.channel = channel
         self.refused: dict[int, str] = {}
         self.keys: list[str] = []
         self.shapes: list[_Compiled] = []
@@ -542,7 +545,7 @@ class _Chunk:
         return replies
 
     def _head(self, sha: str) -> tuple[Any, ...]:
-        return ("EVALSHA", sha, len(self.keys), *self.keys, keys.UNLOCK_CHANNEL, len(self.shapes))
+        return ("EVALSHA", sha, len(self.keys), *self.keys, self.channel, len(self.shapes))
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,11 @@ A key past its `expires_at` (Unix seconds, 0: never) counts as missing, as in
 Redis; expired rows are deleted when touched and purged now and then.
 
 sqlite3 blocks, so every call runs on one worker thread that owns the
-connection: one plan is one `BEGIN IMMEDIATE` transaction, a batch is one
-transaction with a savepoint per plan, so a failing plan leaves no trace while
-the others commit. With `synchronous=FULL` a plan is on disk when `apply`
+connection. Plans are group-committed (engine.group_commit): every call
+waiting at that moment is applied in one `BEGIN IMMEDIATE` transaction, with
+a savepoint per plan, so a failing plan leaves no trace while the others
+commit, and a burst of concurrent requests costs one commit (one fsync)
+instead of one each. With `synchronous=FULL` a plan is on disk when `apply`
 returns. Unlocks and broadcasts are fanned out in-process, to the `listen()`
 and `listen_broadcasts()` generators of this store object.
 """
@@ -32,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from engine.errors import StoreError
+from engine.group_commit import GroupCommit
 from engine.store import cursor_position, keys
 from engine.store.base import Applied, OutboxEntry, Plan, Ranking, Read, Store
 
@@ -111,6 +114,7 @@ class SqliteStore(Store):
         self._broadcast_listeners: set[asyncio.Queue[tuple[str, str] | None]] = set()
         self._since_purge = 0
         self._closed = False
+        self._commits: GroupCommit[Sequence[Plan], list[Applied]] = GroupCommit(self._commit)
 
     # --- the Store interface (event loop side) -----------------------------------
 
@@ -121,8 +125,10 @@ class SqliteStore(Store):
         batch = list(plans)
         if not batch:
             return []
-        loop = asyncio.get_running_loop()
-        return await self._run(self._apply_all, batch, loop)
+        return await self._commits.submit(batch)
+
+    async def _commit(self, calls: Sequence[Sequence[Plan]]) -> list[list[Applied] | Exception]:
+        return await self._run(self._apply_all, calls, asyncio.get_running_loop())
 
     async def read(self, reads: Sequence[Read]) -> list[Any]:
         return await self._run(self._read, reads)
@@ -167,6 +173,7 @@ class SqliteStore(Store):
     async def close(self) -> None:
         if self._closed:
             return
+        await self._commits.wait_idle()
         for listeners in (self._listeners, self._broadcast_listeners):
             for queue in listeners:
                 queue.put_nowait(None)
@@ -236,22 +243,26 @@ class SqliteStore(Store):
             raise self._error(error) from error
         return result
 
-    def _apply_all(self, plans: Sequence[Plan], loop: asyncio.AbstractEventLoop) -> list[Applied]:
+    def _apply_all(
+        self, calls: Sequence[Sequence[Plan]], loop: asyncio.AbstractEventLoop
+    ) -> list[list[Applied] | Exception]:
+        """Apply the plans of several calls in one transaction; a call with a
+        failing plan gets a StoreError (its other plans, like every other
+        call's, commit)."""
         now = self._clock()
-        results: list[Applied | None] = []
-        failures: list[tuple[int, PlanError]] = []
+        plans = [plan for call in calls for plan in call]
+        results: list[Applied | PlanError] = []
 
         def work(db: sqlite3.Connection) -> None:
             if self._since_purge >= PURGE_EVERY:
                 self._purge(db, now)
-            for index, plan in enumerate(plans):
+            for plan in plans:
                 db.execute("SAVEPOINT plan")
                 try:
                     results.append(self._apply_plan(db, plan, now))
                 except PlanError as error:
                     db.execute("ROLLBACK TO plan")
-                    results.append(None)
-                    failures.append((index, error))
+                    results.append(error)
                 db.execute("RELEASE plan")
 
         self._transaction(work)
@@ -259,16 +270,27 @@ class SqliteStore(Store):
         published = [
             (plan.player_id, applied.entries)
             for plan, applied in zip(plans, results, strict=True)
-            if applied is not None and applied.status == "ok" and applied.entries
+            if isinstance(applied, Applied) and applied.status == "ok" and applied.entries
         ]
         if published and not loop.is_closed():
             loop.call_soon_threadsafe(self._deliver, published)
-        if failures:
-            index, error = failures[0]
-            context = f"plan {index} of the batch (player {plans[index].player_id!r})"
-            where = f"the SQLite store at {self._path!r} refused it: {error}"
-            raise StoreError(f"{context}: {where}" if len(plans) > 1 else where)
-        return [applied for applied in results if applied is not None]
+        outcomes: list[list[Applied] | Exception] = []
+        start = 0
+        for call in calls:
+            mine = results[start : start + len(call)]
+            start += len(call)
+            outcomes.append(self._outcome(call, mine))
+        return outcomes
+
+    def _outcome(
+        self, plans: Sequence[Plan], results: Sequence[Applied | PlanError]
+    ) -> list[Applied] | Exception:
+        for index, result in enumerate(results):
+            if isinstance(result, PlanError):
+                context = f"plan {index} of the batch (player {plans[index].player_id!r})"
+                where = f"the SQLite store at {self._path!r} refused it: {result}"
+                return StoreError(f"{context}: {where}" if len(plans) > 1 else where)
+        return [result for result in results if isinstance(result, Applied)]
 
     def _apply_plan(self, db: sqlite3.Connection, plan: Plan, now: float) -> Applied:
         """One plan, op for op as lua/apply.lua does it."""

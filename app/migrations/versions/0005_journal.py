@@ -1,4 +1,4 @@
-"""The event journal, and each account's running figure of qualifying points.
+"""The event journal, players' profiles, and each account's running figure of qualifying points.
 
 Revision ID: 0005
 Revises: 0004
@@ -36,6 +36,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("player_id", "event_id", name="uq_event_journal_player_id_event_id"),
     )
     op.create_index("ix_event_journal_occurred_at", "event_journal", ["occurred_at"])
+    op.create_table(
+        "player_profile",
+        sa.Column("player_id", sa.String(), primary_key=True),
+        sa.Column("timezone", sa.String(), nullable=True),
+        sa.Column("attributes", sa.Text(), nullable=True),
+    )
     # Existing accounts start with no running figure: the first grant counts it
     # from the ledger (qualifying_since NULL).
     with op.batch_alter_table("points_account") as table:
@@ -47,5 +53,6 @@ def downgrade() -> None:
     with op.batch_alter_table("points_account") as table:
         table.drop_column("qualifying_since")
         table.drop_column("qualifying")
+    op.drop_table("player_profile")
     op.drop_index("ix_event_journal_occurred_at", table_name="event_journal")
     op.drop_table("event_journal")

@@ -4,7 +4,7 @@
 -- KEYS     Plan.keys of every plan, one plan after the other. In a plan's keys: [1]
 --          event result (dedupe), [2] profile hash, [3] unlocks hash, [4] outbox
 --          stream, then the keys its ops use.
--- ARGV[1]  the pub/sub channel new unlocks are published on
+-- ARGV[1]  the pub/sub channel new unlocks are published on ('': none, a rebuild)
 -- ARGV[2]  the number of shapes, then each shape: its number of constants c, its ops
 --          as words in one string, then its c constants
 -- then per plan: shape number (from 1), key count, player id, profile version the
@@ -357,7 +357,7 @@ local function run(player, version, ttl)
   else
     call('SET', event, payload)
   end
-  if #entries > 0 then
+  if #entries > 0 and ARGV[1] ~= '' then
     call('PUBLISH', ARGV[1], '{"p":' .. cjson.encode(player) .. ',"e":' .. payload .. '}')
   end
   return 'ok', payload

@@ -1,0 +1,163 @@
+"""The event journal and `questline rebuild`: losing the counter store loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from app import journal
+from app.main import create_app
+from app.rebuild import rebuild
+from app.settings import Settings
+from app.sql import make_engine
+from engine.store import keys
+from tests.clock import Clock
+from tests.graphql_client import gql, settings_for
+from tests.services import repo_root
+
+RECORD_MANY = """mutation($events: [EventInput!]!) {
+  recordEvents(events: $events) { eventId duplicate unlocks { key } } }"""
+UPDATE = """mutation($id: ID!, $tz: String!) { updatePlayer(id: $id, timezone: $tz) { id } }"""
+PROGRESS = """query($id: ID!) { player(id: $id) {
+  challenges { challenge { id } unlockKey startsAt endsAt goals { metric progress { current } }
+               progress { current target completed } }
+  milestones { milestone { id } value tiersReached progress { current target completed } }
+  streaks { streak { id } current longest atRisk freezes progress { current target } }
+  badges { badge { id } unlockedAt }
+  points { balance lifetimeEarned } tier { tier { id } } } }"""
+PLAYERS = 200
+EVENTS = 1500
+
+
+def mix(now: datetime, seed: int = 11) -> list[dict[str, Any]]:
+    """Purchases, reviews and visits of many players over the last five days,
+    sent out of order (late events included)."""
+    rng = random.Random(seed)
+    events = []
+    for n in range(EVENTS):
+        at = now - timedelta(seconds=rng.randrange(5 * 24 * 3600))
+        roll = rng.random()
+        if roll < 0.7:
+            kind = "purchase"
+            properties: dict[str, Any] = {
+                "category": rng.choice(["coffee", "coffee", "food"]),
+                "drink": rng.choice(["latte", "espresso", "mocha"]),
+                "amount": round(rng.uniform(2.5, 40), 2),
+                "store_id": f"store-{rng.randrange(5)}",
+            }
+        elif roll < 0.85:
+            kind, properties = "review", {"rating": rng.randint(1, 5)}
+        else:
+            kind = "visit"
+            properties = {"store_id": f"store-{rng.randrange(5)}", "store": {"city": "Paris"}}
+        events.append(
+            {
+                "id": f"ev-{n}",
+                "playerId": f"p-{rng.randrange(PLAYERS)}",
+                "type": kind,
+                "occurredAt": at.isoformat(),
+                "properties": properties,
+            }
+        )
+    return events
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def seed_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The example program on each store, history in SQLite."""
+    store_url = None
+    if request.param == "redis":
+        store_url = request.getfixturevalue("clean_redis_url")
+    settings = settings_for(tmp_path, store_url)
+    return dataclasses.replace(settings, seed_path=repo_root() / "seed")
+
+
+def snapshot(client: TestClient) -> dict[str, Any]:
+    """Every player's whole progress (through GraphQL) and unlock keys (from the store)."""
+    service = client.app.state.service  # type: ignore[attr-defined]
+    found = {}
+    for n in range(PLAYERS):
+        player = f"p-{n}"
+        progress = gql(client, PROGRESS, {"id": player})
+        assert "errors" not in progress, progress
+        unlocks = client.portal.call(service.engine.unlocks, player, None, 1000)  # type: ignore[union-attr]
+        found[player] = (progress["data"], sorted(unlock.key for unlock in unlocks))
+    return found
+
+
+@contextmanager
+def announcements(settings: Settings) -> Iterator[list[Any]]:
+    """What other processes hear of new unlocks meanwhile (Redis pub/sub; the
+    embedded store announces to its own process only)."""
+    heard: list[Any] = []
+    if not settings.store_url.startswith("redis"):
+        yield heard
+        return
+    client = redis.Redis.from_url(settings.store_url)
+    pubsub = client.pubsub()
+    pubsub.subscribe(keys.UNLOCK_CHANNEL)
+    assert pubsub.get_message(timeout=1)["type"] == "subscribe"  # type: ignore[index]
+    try:
+        yield heard
+        while (message := pubsub.get_message(timeout=0.5)) is not None:
+            heard.append(message)
+    finally:
+        pubsub.close()
+        client.close()
+
+
+def wipe(settings: Settings) -> None:
+    if settings.store_url.startswith("redis"):
+        client = redis.Redis.from_url(settings.store_url)
+        client.flushall()
+        client.close()
+    else:
+        Path(settings.store_url.removeprefix("sqlite:///")).unlink()
+
+
+def test_a_rebuild_from_the_journal_gives_back_every_counter_and_unlock(
+    seed_settings: Settings,
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    with TestClient(create_app(seed_settings, clock)) as client:
+        for n in range(0, 20, 2):
+            gql(client, UPDATE, {"id": f"p-{n}", "tz": "America/Santiago"})
+        events = mix(clock.now)
+        for start in range(0, len(events), 100):
+            body = gql(client, RECORD_MANY, {"events": events[start : start + 100]})
+            assert "errors" not in body, body
+        before = snapshot(client)
+    assert sum(len(keys) for _, keys in before.values()) > 300  # a real mix unlocks plenty
+
+    database = make_engine(seed_settings.database_url)
+    assert journal.count(database) == EVENTS
+    wipe(seed_settings)
+    with announcements(seed_settings) as heard:
+        rebuilt = asyncio.run(rebuild(seed_settings))
+    assert (rebuilt.events, rebuilt.profiles) == (EVENTS, 10)
+    assert heard == []  # subscribers are not told again
+
+    with TestClient(create_app(seed_settings, clock)) as client:
+        after = snapshot(client)
+    assert after == before
+    dry = asyncio.run(rebuild(seed_settings, dry_run=True))
+    assert dry.differences == {}
+    database.dispose()
+
+
+def test_a_rebuild_refuses_a_store_that_is_not_empty(seed_settings: Settings) -> None:
+    clock = Clock(datetime.now(UTC))
+    with TestClient(create_app(seed_settings, clock)) as client:
+        gql(client, RECORD_MANY, {"events": mix(clock.now)[:50]})
+    with pytest.raises(Exception, match="already holds unlocks"):
+        asyncio.run(rebuild(seed_settings))
