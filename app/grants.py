@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, Table, bindparam, select, tuple_
 from sqlalchemy.sql import Executable
 
-from app import tier_records
+from app import referrals, tier_records
 from app.ledger import (
     USAGE,
     Account,
@@ -61,7 +61,8 @@ class Grant:
 class Granted:
     #: Tier changes to claim as unlocks.
     announcements: list[Announcement]
-    #: Players whose first referral-qualifying event this was.
+    #: Players whose first referral-qualifying event this was, and who have a
+    #: referral waiting for it.
     qualified: list[str]
 
 
@@ -145,7 +146,7 @@ def grant(
         for player_id in players
         if (unlock := accounts[player_id].tier_unlock) is not None
     ]
-    return Granted(announcements, qualified)
+    return Granted(announcements, referrals.pending(connection, qualified))
 
 
 def grant_now(db: Engine, grants: Sequence[Grant], program: Program, timezone: ZoneInfo) -> Granted:
@@ -207,10 +208,9 @@ def _upgrade(
     timezone: ZoneInfo,
 ) -> None:
     """Move each (locked) account up at once when its qualifying points reach a
-    higher level, as of its latest grant; those already at the top are not
-    even looked at."""
-    top = ladder.levels[-1].rank
-    climbing = [account for account in accounts if ladder.get(account.tier_id).rank < top]
+    higher level, as of its latest grant; only those that may climb are
+    looked at."""
+    climbing = [account for account in accounts if tier_records.may_climb(account, ladder)]
     qualifying = tier_records.qualifying_of(connection, climbing, latest, ladder)
     for account in climbing:
         reached = level_for(ladder, qualifying.get(account.player_id, 0))

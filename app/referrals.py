@@ -10,6 +10,7 @@ each grant unique; the rules are the engine's (engine.referrals).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -129,6 +130,20 @@ def apply(db: Engine, program: Program, referee_id: str, code: str, now: datetim
             )
         )
     return Referral(referee_id, referrer_id, wanted, ReferralStatus.PENDING, None, now, None)
+
+
+def pending(connection: Connection, referee_ids: Sequence[str]) -> list[str]:
+    """Which of these players have a referral waiting for them to qualify."""
+    if not referee_ids:
+        return []
+    return list(
+        connection.execute(
+            select(REFERRALS.c.referee_id).where(
+                REFERRALS.c.referee_id.in_(referee_ids),
+                REFERRALS.c.status == ReferralStatus.PENDING.value,
+            )
+        ).scalars()
+    )
 
 
 def reward(

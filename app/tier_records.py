@@ -29,7 +29,7 @@ from app.sql import chunks, translated_errors, writing
 from engine.points import QUALIFYING
 from engine.program.program import TierDef, TierLadder
 from engine.store import keys
-from engine.tiers import TierStatus, level_for, status
+from engine.tiers import TierStatus, level_for, next_level, status
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,21 @@ class Review:
 _QUALIFYING_REASONS = [reason.value for reason in QUALIFYING]
 #: Players whose figures one statement brings up to date.
 _PER_STATEMENT = 100
+
+
+def may_climb(account: Account, ladder: TierLadder) -> bool:
+    """Whether the account's qualifying points may have reached a higher level.
+
+    The running figure only loses the credits that left the window since it
+    was last brought up to date, so it is an upper bound of the points now:
+    below the next level's threshold, the player cannot have reached it, and
+    nothing needs reading. Most events of a player therefore cost no tier
+    statement at all; a player never counted (no figure yet) is counted once.
+    """
+    following = next_level(ladder, ladder.get(account.tier_id))
+    if following is None:
+        return False
+    return account.qualifying_since is None or account.qualifying >= following.qualifying_points
 
 
 def qualifying_of(

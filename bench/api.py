@@ -1,10 +1,13 @@
-"""The GraphQL service over real sockets: one uvicorn worker on loopback, Redis store.
+"""The GraphQL service over real sockets: one uvicorn worker on loopback.
 
-    .venv/bin/python -m bench.api [--duration 10] [--subscribers 2000] [--players 2000]
+    .venv/bin/python -m bench.api [--store redis|sqlite] [--duration 10] [--subscribers 2000]
 
-Starts a throwaway redis-server and one uvicorn worker of `bench.plain_app`
-(the production app, in production mode, plus a plain JSON route), with the
-durable history in SQLite in a temporary folder, then measures, in this order:
+Starts one uvicorn worker of `bench.plain_app` (the production app, in
+production mode, plus a plain JSON route) with the durable history in SQLite
+in a temporary folder, and its counter store on a throwaway redis-server
+(`--store redis`, the default) or in a SQLite file beside the history
+(`--store sqlite`: the embedded default `questline serve` starts with), then
+measures, in this order:
 
 1. batch_events_per_s: recordEvents of 500 events of the seed's event mix for
    `--players` players. This also gives those players the history that the
@@ -63,6 +66,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -106,15 +110,23 @@ REDEEM = """mutation($reward: ID!, $key: String!, $player: ID!) {
   redeem(rewardId: $reward, idempotencyKey: $key, playerId: $player) { id cost } }"""
 PROTOCOL = Subprotocol("graphql-transport-ws")
 
-#: Targets of the issue: results that must reach at least, or stay at most, these values.
+#: Targets: results that must reach at least, or stay at most, these values
+#: (record_event_rps: 800 on Redis, 500 with `--store sqlite`; see `targets`).
 AT_LEAST = {
-    "record_event_rps": 1500,
-    "record_vs_plain": 0.6,
-    "batch_events_per_s": 20_000,
+    "record_event_rps": 800,
+    "record_vs_plain": 0.7,
+    "batch_events_per_s": 5_000,
     "subscribers": 2000,
     "redeem_rps": 500,
 }
-AT_MOST = {"progress_p99_ms": 15, "push_p99_ms": 100}
+AT_MOST = {
+    "progress_p99_ms": 15,
+    "push_p99_ms": 100,
+    "sql_statements_per_event": 1.5,
+    "sql_commits_per_event": 0.2,
+}
+#: The embedded default's target for single events.
+SQLITE_RECORD_EVENT_RPS = 500
 #: Distinct events the single-event phase cycles through (ids stay unique).
 SINGLE_POOL = 20_000
 #: Requests of each kind sent before the single-event phase measures anything.
@@ -404,6 +416,7 @@ class Bench:
         for kind in kinds:
             await closed_loop(self.port, concurrency, islice(requests(kind), WARM_UP))
         tallies = {kind: Tally() for kind in kinds}
+        statements, commits = await self.sql_work()
         for round_number in range(1, rounds + 1):
             for kind in kinds:
                 self.start_phase()
@@ -414,13 +427,21 @@ class Bench:
                     f"requests/s, {tally.unlocks / tally.events:.2f} unlocks/event "
                     f"[{self.meter.cores()}]"
                 )
+        statements_after, commits_after = await self.sql_work()
+        events = sum(tally.events for tally in tallies.values())
         graphql, plain = (tallies[kind].requests / tallies[kind].seconds for kind in kinds)
+        self.results["sql_statements_per_event"] = round(
+            (statements_after - statements) / events, 3
+        )
+        self.results["sql_commits_per_event"] = round((commits_after - commits) / events, 3)
         self.results["record_event_rps"] = round(graphql)
         self.results["plain_record_event_rps"] = round(plain)
         self.results["record_vs_plain"] = round(graphql / plain, 2)
         print(
             f"single     recordEvent {graphql:,.0f}/s, plain {plain:,.0f}/s "
-            f"({graphql / plain:.2f} of plain), {concurrency} connections"
+            f"({graphql / plain:.2f} of plain), {concurrency} connections; history database: "
+            f"{self.results['sql_statements_per_event']} statements and "
+            f"{self.results['sql_commits_per_event']} commits per event"
         )
 
     async def progress(self, players: int, rate: float, seconds: float) -> None:
@@ -604,12 +625,23 @@ class Bench:
         return cheapest["id"], cheapest["cost"]
 
     async def gauge(self) -> int:
+        return round(await self.metric("questline_active_subscriptions"))
+
+    async def metric(self, name: str) -> float:
+        """A value of the server's own /metrics."""
         async with httpx.AsyncClient(trust_env=False) as client:
             text = (await client.get(f"http://{HOST}:{self.port}/metrics")).text
-        match = re.search(r"^questline_active_subscriptions (\S+)$", text, re.MULTILINE)
+        match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
         if match is None:
-            raise BenchFailed("/metrics has no questline_active_subscriptions gauge")
-        return round(float(match[1]))
+            raise BenchFailed(f"/metrics has no {name}")
+        return float(match[1])
+
+    async def sql_work(self) -> tuple[float, float]:
+        """The server's SQL statements and commits so far."""
+        return (
+            await self.metric("questline_sql_statements_total"),
+            await self.metric("questline_sql_commits_total"),
+        )
 
     async def wait_for_subscriptions(self, count: int) -> None:
         deadline = time.monotonic() + PATIENCE
@@ -706,11 +738,11 @@ async def run(args: argparse.Namespace, bench: Bench) -> None:
     await bench.redeem(args.redeemers, args.duration, args.concurrency)
 
 
-def report(results: Mapping[str, float]) -> None:
+def report(results: Mapping[str, float], at_least: Mapping[str, float]) -> None:
     for name, value in results.items():
-        if name in AT_LEAST:
-            verdict = f"target >= {AT_LEAST[name]:,}: " + (
-                "met" if value >= AT_LEAST[name] else "MISSED"
+        if name in at_least:
+            verdict = f"target >= {at_least[name]:,}: " + (
+                "met" if value >= at_least[name] else "MISSED"
             )
         elif name in AT_MOST:
             verdict = f"target <= {AT_MOST[name]:,}: " + (
@@ -729,8 +761,19 @@ def revision() -> str:
     return found.stdout.strip() or "unknown (not a git checkout)"
 
 
+@contextmanager
+def counter_store(kind: str, folder: str) -> Iterator[tuple[str, dict[str, int]]]:
+    """The store URL, and the processes to meter besides the server's (Redis)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder}/store.db", {}
+        return
+    with redis_server() as url, redis.Redis.from_url(url) as client:
+        yield url, {"redis": int(client.info("server")["process_id"])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", choices=["redis", "sqlite"], default="redis")
     parser.add_argument("--seed", type=Path, default=SEED)
     parser.add_argument("--players", type=int, default=2000)
     parser.add_argument("--batch-events", type=int, default=10_000)
@@ -748,17 +791,18 @@ def main() -> None:
     # Stopped by SIGTERM, still stop the server and redis-server (finally blocks).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(
-        f"questline {revision()}; {os.cpu_count()} cores shared by the client, the server and "
-        f"Redis (load average {os.getloadavg()[0]:.2f} before the run)"
+        f"questline {revision()}, {args.store} store; {os.cpu_count()} cores shared by the "
+        f"client, the server and the store (load average {os.getloadavg()[0]:.2f} before the run)"
     )
-    with redis_server() as store_url, tempfile.TemporaryDirectory(prefix="questline-") as folder:
+    with (
+        tempfile.TemporaryDirectory(prefix="questline-") as folder,
+        counter_store(args.store, folder) as (store_url, others),
+    ):
         env = server_env(store_url, folder, args.seed, api_key, jwt_secret)
-        with redis.Redis.from_url(store_url) as client:
-            redis_pid = int(client.info("server")["process_id"])
         server = start_server(env, Path(folder) / "server.log")
         try:
             server.wait_until_healthy()
-            meter = Meter({"server": server.process.pid, "client": os.getpid(), "redis": redis_pid})
+            meter = Meter({"server": server.process.pid, "client": os.getpid(), **others})
             bench = Bench(server.port, api_key, jwt_secret, meter)
             uvloop.run(run(args, bench))
         except BenchFailed:
@@ -767,8 +811,11 @@ def main() -> None:
         finally:
             server.stop()
     print(f"load average {os.getloadavg()[0]:.2f} after the run")
-    report(bench.results)
-    print(json.dumps(bench.results))
+    at_least = dict(AT_LEAST)
+    if args.store == "sqlite":
+        at_least["record_event_rps"] = SQLITE_RECORD_EVENT_RPS
+    report(bench.results, at_least)
+    print(json.dumps({"store": args.store, **bench.results}))
 
 
 if __name__ == "__main__":
