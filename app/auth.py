@@ -64,6 +64,7 @@ class TrustedIssuer:
         return frozenset(self.static_keys) | published
 
     async def key(self, algorithm: str, header: Mapping[str, Any]) -> VerifyingKey:
+        """The key for a token with this (already accepted) `alg` and header."""
         if algorithm in self.static_keys:
             return self.static_keys[algorithm]
         assert self.jwks is not None, "algorithms lists only the keys this issuer has"
@@ -101,10 +102,8 @@ class Authenticator:
                 TrustedIssuer(settings.jwt_issuer, audience, settings.jwt_player_claim, static_keys)
             )
         self._http: httpx.AsyncClient | None = None
-        if settings.jwt_issuers:
-            self._http = http_client()
         for provider in settings.jwt_issuers:
-            assert self._http is not None
+            self._http = self._http or http_client()
             keys = JwksKeys(provider.issuer, provider.jwks_url, self._http, clock)
             issuers.append(
                 TrustedIssuer(provider.issuer, provider.audience, provider.player_claim, {}, keys)
@@ -113,6 +112,7 @@ class Authenticator:
         self._algorithms = frozenset().union(*(issuer.algorithms for issuer in issuers))
 
     async def aclose(self) -> None:
+        """Stop key fetches under way and close the client they share."""
         for issuer in self._issuers:
             if issuer.jwks is not None:
                 await issuer.jwks.aclose()
