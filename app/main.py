@@ -62,7 +62,7 @@ class QuestlineGraphQL(GraphQL[Context, None]):
         context = Context(service=self.service)
         if isinstance(request, Request):
             try:
-                context.principal = self.authenticator.authenticate_headers(request.headers)
+                context.principal = await self.authenticator.authenticate_headers(request.headers)
             except QuestlineError as error:
                 context.auth_error = error
         return context
@@ -79,7 +79,7 @@ class QuestlineGraphQL(GraphQL[Context, None]):
             )
         token = credential.removeprefix("Bearer ").strip()
         try:
-            context.principal = self.authenticator.authenticate_token(token)
+            context.principal = await self.authenticator.authenticate_token(token)
         except QuestlineError as error:
             raise ConnectionRejectionError({"code": error.code, "message": str(error)}) from None
 
@@ -180,7 +180,8 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> Starlette:
     """The app; `clock` is the service's time (tests move it instead of waiting)."""
     metrics = Metrics()
     service = Service(settings, metrics, clock)
-    graphql = QuestlineGraphQL(service, Authenticator(settings))
+    authenticator = Authenticator(settings, clock)
+    graphql = QuestlineGraphQL(service, authenticator)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -194,6 +195,7 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> Starlette:
             with reload_on_hangup(service):
                 yield
         finally:
+            await authenticator.aclose()
             await service.stop()
 
     async def healthz(request: Request) -> Response:
@@ -220,6 +222,7 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> Starlette:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.authenticator = authenticator
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Timing, metrics=metrics)
     return app

@@ -11,18 +11,26 @@ the same way.
 
 Database and store URLs are kept as given: their backends (`make_engine`,
 `store_from_url`) know which schemes they support and say so.
+
+Player tokens come from identity providers. The `QUESTLINE_JWT_*` variables
+describe one issuer: Questline's own HS256 secret, a fixed RS256 public key, or
+a provider's JWKS URL. `QUESTLINE_JWT_ISSUERS` (a JSON list) adds providers,
+each with its own JWKS URL, audience and player claim; a token is matched to
+its provider by its `iss` claim.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -57,6 +65,30 @@ _DURATION = re.compile(r"([0-9]+)\s*([dhms]?)")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+# Beyond a few minutes a leeway stops being clock skew and starts keeping expired
+# tokens alive.
+MAX_JWT_LEEWAY = timedelta(minutes=5)
+_ISSUER_FIELDS = ("issuer", "jwks_url", "audience", "player_claim")
+_ISSUERS_EXAMPLE = (
+    '[{"issuer": "https://example.eu.auth0.com/", '
+    '"jwks_url": "https://example.eu.auth0.com/.well-known/jwks.json", '
+    '"audience": "https://api.example.com", "player_claim": "sub"}]'
+)
+
+
+@dataclass(frozen=True)
+class TokenIssuer:
+    """An identity provider whose player tokens are verified with the keys it
+    publishes at `jwks_url`; tokens are matched to it by their `iss` claim.
+
+    An empty `audience` means the `aud` claim is not checked; otherwise the
+    token must be meant for one of them.
+    """
+
+    issuer: str
+    jwks_url: str
+    audience: tuple[str, ...] = ()
+    player_claim: str = "sub"
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,9 @@ class Settings:
     jwt_public_key: str | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    jwt_player_claim: str = "sub"
+    jwt_leeway: timedelta = timedelta(seconds=30)
+    jwt_issuers: tuple[TokenIssuer, ...] = ()
     default_timezone: str = "UTC"
     late_event_tolerance: timedelta = timedelta(days=7)
     future_event_tolerance: timedelta = timedelta(minutes=5)
@@ -91,6 +126,32 @@ class Settings:
         """Read and validate every `QUESTLINE_*` variable; unset or empty means default."""
         env = _Reader(environ)
         environment = env.environment("QUESTLINE_ENV")
+        jwt_public_key = env.public_key("QUESTLINE_JWT_PUBLIC_KEY")
+        jwt_audience = env.text("QUESTLINE_JWT_AUDIENCE")
+        jwt_issuer = env.text("QUESTLINE_JWT_ISSUER")
+        jwt_player_claim = env.text("QUESTLINE_JWT_PLAYER_CLAIM") or cls.jwt_player_claim
+        jwt_issuers = env.token_issuers("QUESTLINE_JWT_ISSUERS", jwt_player_claim)
+        jwks_url = env.jwks_url("QUESTLINE_JWT_JWKS_URL")
+        if jwks_url is not None:
+            if jwt_public_key is not None:
+                raise ConfigurationError(
+                    "set QUESTLINE_JWT_PUBLIC_KEY or QUESTLINE_JWT_JWKS_URL, not both: the JWKS "
+                    "URL already publishes the provider's public keys"
+                )
+            if jwt_issuer is None:
+                raise ConfigurationError(
+                    "QUESTLINE_JWT_JWKS_URL needs QUESTLINE_JWT_ISSUER, the provider's `iss` "
+                    "claim: a key set can sign tokens for other tenants too (Firebase's is "
+                    "shared by every project), and the issuer is what says a token is yours"
+                )
+            single = TokenIssuer(
+                issuer=jwt_issuer,
+                jwks_url=jwks_url,
+                audience=() if jwt_audience is None else (jwt_audience,),
+                player_claim=jwt_player_claim,
+            )
+            jwt_issuers = (single, *jwt_issuers)
+        _check_distinct_issuers(jwt_issuers, jwt_issuer if jwt_public_key is not None else None)
         return cls(
             store_url=env.text("QUESTLINE_STORE_URL") or cls.store_url,
             database_url=env.text("QUESTLINE_DATABASE_URL") or cls.database_url,
@@ -101,9 +162,12 @@ class Settings:
             workers=env.integer("QUESTLINE_WORKERS", cls.workers),
             api_keys=env.api_keys("QUESTLINE_API_KEYS"),
             jwt_secret=env.jwt_secret("QUESTLINE_JWT_SECRET"),
-            jwt_public_key=env.public_key("QUESTLINE_JWT_PUBLIC_KEY"),
-            jwt_audience=env.text("QUESTLINE_JWT_AUDIENCE"),
-            jwt_issuer=env.text("QUESTLINE_JWT_ISSUER"),
+            jwt_public_key=jwt_public_key,
+            jwt_audience=jwt_audience,
+            jwt_issuer=jwt_issuer,
+            jwt_player_claim=jwt_player_claim,
+            jwt_leeway=env.duration("QUESTLINE_JWT_LEEWAY", cls.jwt_leeway, maximum=MAX_JWT_LEEWAY),
+            jwt_issuers=jwt_issuers,
             default_timezone=env.timezone("QUESTLINE_DEFAULT_TIMEZONE", cls.default_timezone),
             late_event_tolerance=env.duration(
                 "QUESTLINE_LATE_EVENT_TOLERANCE", cls.late_event_tolerance
@@ -142,16 +206,37 @@ class Settings:
     @property
     def is_loopback(self) -> bool:
         """Whether only this machine can reach the server."""
-        if self.host.lower() == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(self.host)
 
     @property
     def accepts_player_tokens(self) -> bool:
-        return self.jwt_secret is not None or self.jwt_public_key is not None
+        return (
+            self.jwt_secret is not None or self.jwt_public_key is not None or bool(self.jwt_issuers)
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_distinct_issuers(
+    issuers: tuple[TokenIssuer, ...], public_key_issuer: str | None
+) -> None:
+    """Each `iss` names one provider, so a token can be matched to its keys."""
+    seen = set() if public_key_issuer is None else {public_key_issuer}
+    for issuer in issuers:
+        if issuer.issuer in seen:
+            raise ConfigurationError(
+                f"the issuer {issuer.issuer!r} is configured twice (QUESTLINE_JWT_ISSUER with "
+                "QUESTLINE_JWT_PUBLIC_KEY or QUESTLINE_JWT_JWKS_URL, and QUESTLINE_JWT_ISSUERS); "
+                "describe each provider once"
+            )
+        seen.add(issuer.issuer)
 
 
 def check_serving(settings: Settings) -> None:
@@ -164,7 +249,8 @@ def check_serving(settings: Settings) -> None:
         raise ConfigurationError(
             f"refusing to serve on {settings.host}: with no credentials configured anyone who "
             "can reach this address could use the server. Set QUESTLINE_API_KEYS (and "
-            "QUESTLINE_JWT_SECRET or QUESTLINE_JWT_PUBLIC_KEY for player tokens), or serve on "
+            "QUESTLINE_JWT_JWKS_URL, QUESTLINE_JWT_ISSUERS, QUESTLINE_JWT_SECRET or "
+            "QUESTLINE_JWT_PUBLIC_KEY for player tokens), or serve on "
             f"127.0.0.1. Never open by default on a non-loopback address; {_KEY_ADVICE}"
         )
     if settings.environment == "production" and not settings.api_keys:
@@ -227,7 +313,9 @@ class _Reader:
             f"{name} must be true or false (also accepted: 1/0, yes/no, on/off), got {value!r}"
         )
 
-    def duration(self, name: str, default: timedelta) -> timedelta:
+    def duration(
+        self, name: str, default: timedelta, maximum: timedelta | None = None
+    ) -> timedelta:
         value = self.text(name)
         if value is None:
             return default
@@ -238,7 +326,11 @@ class _Reader:
                 f"got {value!r}"
             )
         amount, unit = match.groups()
-        return timedelta(seconds=int(amount) * _DURATION_UNITS[unit])
+        duration = timedelta(seconds=int(amount) * _DURATION_UNITS[unit])
+        if maximum is not None and duration > maximum:
+            limit = int(maximum.total_seconds())
+            raise ConfigurationError(f"{name} must be at most {limit} seconds, got {value!r}")
+        return duration
 
     def timezone(self, name: str, default: str) -> str:
         value = self.text(name)
@@ -314,3 +406,81 @@ class _Reader:
                 "(a block starting with -----BEGIN PUBLIC KEY-----)"
             )
         return pem
+
+    def jwks_url(self, name: str) -> str | None:
+        url = self.text(name)
+        if url is not None:
+            _check_jwks_url(name, url)
+        return url
+
+    def token_issuers(self, name: str, default_claim: str) -> tuple[TokenIssuer, ...]:
+        """The providers of `name`, a JSON list of objects (see `_ISSUERS_EXAMPLE`)."""
+        value = self.text(name)
+        if value is None:
+            return ()
+        try:
+            entries = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ConfigurationError(
+                f"{name} is not valid JSON ({error.msg} at character {error.pos}); "
+                f"write a list such as {_ISSUERS_EXAMPLE}"
+            ) from None
+        if not isinstance(entries, list) or not entries:
+            raise ConfigurationError(
+                f"{name} must be a non-empty JSON list of providers, such as {_ISSUERS_EXAMPLE}"
+            )
+        return tuple(
+            _token_issuer(f"{name} entry {number} of {len(entries)}", entry, default_claim)
+            for number, entry in enumerate(entries, start=1)
+        )
+
+
+def _token_issuer(where: str, entry: Any, default_claim: str) -> TokenIssuer:
+    if not isinstance(entry, dict):
+        raise ConfigurationError(
+            f"{where} must be an object with {', '.join(_ISSUER_FIELDS)}, got {entry!r}"
+        )
+    unknown = sorted(set(entry) - set(_ISSUER_FIELDS))
+    if unknown:
+        raise ConfigurationError(
+            f"{where} has unknown field(s) {', '.join(map(repr, unknown))}; the fields are "
+            f"{', '.join(_ISSUER_FIELDS)}"
+        )
+    for required in ("issuer", "jwks_url"):
+        if not isinstance(entry.get(required), str) or not entry[required].strip():
+            raise ConfigurationError(f"{where} needs {required!r}, a non-empty string")
+    issuer = entry["issuer"].strip()
+    where = f"{where} ({issuer})"
+    jwks_url = entry["jwks_url"].strip()
+    _check_jwks_url(f"{where}: jwks_url", jwks_url)
+    audience = entry.get("audience", [])
+    if isinstance(audience, str):
+        audience = [audience]
+    if not isinstance(audience, list) or not all(
+        isinstance(item, str) and item.strip() for item in audience
+    ):
+        raise ConfigurationError(
+            f"{where}: 'audience' must be a string or a list of strings, got {audience!r}"
+        )
+    claim = entry.get("player_claim", default_claim)
+    if not isinstance(claim, str) or not claim.strip():
+        raise ConfigurationError(
+            f"{where}: 'player_claim' must name the claim that holds the player id, "
+            f"such as 'sub', got {claim!r}"
+        )
+    return TokenIssuer(
+        issuer=issuer,
+        jwks_url=jwks_url,
+        audience=tuple(item.strip() for item in audience),
+        player_claim=claim.strip(),
+    )
+
+
+def _check_jwks_url(name: str, url: str) -> None:
+    """Keys fetched over plain HTTP could be swapped on the way: HTTPS, except on loopback."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host or not (parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(host))):
+        raise ConfigurationError(
+            f"{name} must be an https:// URL (http:// only on localhost), got {url!r}"
+        )

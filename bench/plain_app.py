@@ -34,12 +34,12 @@ def app() -> Starlette:
     """The uvicorn factory: `create_app` from QUESTLINE_* variables, plus the plain route."""
     settings = Settings.from_env()
     application = create_app(settings)
-    authenticator = Authenticator(settings)
+    authenticator: Authenticator = application.state.authenticator
     service: Service = application.state.service
 
     async def record(request: Request) -> Response:
         try:
-            principal = authenticator.authenticate_headers(request.headers)
+            principal = await authenticator.authenticate_headers(request.headers)
             if principal is None or not principal.is_admin:
                 return JSONResponse({"error": "recording events needs an API key"}, status_code=401)
             [result] = await service.record([event_of(await request.json())])

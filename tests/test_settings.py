@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from app.settings import Settings, check_serving
+from app.settings import Settings, TokenIssuer, check_serving
 from engine.errors import ConfigurationError
 
 SECRET = "k3Jq9vXw2LmN8pRt5YzA7cBd4FgH6jKs"
@@ -45,6 +46,9 @@ def test_an_empty_environment_gives_the_development_defaults() -> None:
     assert settings.api_keys == ()
     assert settings.jwt_secret is None
     assert settings.jwt_public_key is None
+    assert settings.jwt_player_claim == "sub"
+    assert settings.jwt_leeway == timedelta(seconds=30)
+    assert settings.jwt_issuers == ()
     assert settings.default_timezone == "UTC"
     assert settings.late_event_tolerance == timedelta(days=7)
     assert settings.future_event_tolerance == timedelta(minutes=5)
@@ -70,6 +74,8 @@ def test_every_variable_is_read() -> None:
             "QUESTLINE_JWT_SECRET": SECRET,
             "QUESTLINE_JWT_AUDIENCE": "mobile",
             "QUESTLINE_JWT_ISSUER": "https://auth.example.com/",
+            "QUESTLINE_JWT_PLAYER_CLAIM": "user_id",
+            "QUESTLINE_JWT_LEEWAY": "1m",
             "QUESTLINE_DEFAULT_TIMEZONE": "Europe/Paris",
             "QUESTLINE_LATE_EVENT_TOLERANCE": "12h",
             "QUESTLINE_FUTURE_EVENT_TOLERANCE": "90",
@@ -94,6 +100,8 @@ def test_every_variable_is_read() -> None:
         jwt_secret=SECRET,
         jwt_audience="mobile",
         jwt_issuer="https://auth.example.com/",
+        jwt_player_claim="user_id",
+        jwt_leeway=timedelta(minutes=1),
         default_timezone="Europe/Paris",
         late_event_tolerance=timedelta(hours=12),
         future_event_tolerance=timedelta(seconds=90),
@@ -288,6 +296,184 @@ def test_a_public_key_that_is_not_rsa_pem_is_refused(pem: str) -> None:
     assert message.startswith("QUESTLINE_JWT_PUBLIC_KEY must be a PEM-encoded RSA public key")
 
 
+AUTH0 = "https://questline-demo.eu.auth0.com/"
+AUTH0_JWKS = "https://questline-demo.eu.auth0.com/.well-known/jwks.json"
+FIREBASE = "https://securetoken.google.com/questline-demo"
+FIREBASE_JWKS = (
+    "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
+)
+
+
+def issuers(*entries: dict[str, object]) -> str:
+    return json.dumps(list(entries))
+
+
+def test_one_provider_is_described_by_the_single_jwt_variables() -> None:
+    settings = Settings.from_env(
+        {
+            "QUESTLINE_JWT_JWKS_URL": AUTH0_JWKS,
+            "QUESTLINE_JWT_ISSUER": AUTH0,
+            "QUESTLINE_JWT_AUDIENCE": "https://api.questline.example",
+            "QUESTLINE_JWT_PLAYER_CLAIM": "https://questline.example/player",
+        }
+    )
+
+    assert settings.jwt_issuers == (
+        TokenIssuer(
+            AUTH0,
+            AUTH0_JWKS,
+            ("https://api.questline.example",),
+            "https://questline.example/player",
+        ),
+    )
+    assert settings.accepts_player_tokens
+
+
+def test_several_providers_are_a_json_list_matched_by_issuer() -> None:
+    settings = Settings.from_env(
+        {
+            "QUESTLINE_JWT_JWKS_URL": AUTH0_JWKS,
+            "QUESTLINE_JWT_ISSUER": AUTH0,
+            "QUESTLINE_JWT_PLAYER_CLAIM": "uid",
+            "QUESTLINE_JWT_ISSUERS": issuers(
+                {"issuer": FIREBASE, "jwks_url": FIREBASE_JWKS, "audience": "questline-demo"},
+                {
+                    "issuer": "http://localhost:8080/realms/game",
+                    "jwks_url": "http://localhost:8080/realms/game/protocol/openid-connect/certs",
+                    "audience": ["ios", "android"],
+                    "player_claim": "preferred_username",
+                },
+            ),
+        }
+    )
+
+    assert settings.jwt_issuers == (
+        TokenIssuer(AUTH0, AUTH0_JWKS, (), "uid"),
+        TokenIssuer(FIREBASE, FIREBASE_JWKS, ("questline-demo",), "uid"),
+        TokenIssuer(
+            "http://localhost:8080/realms/game",
+            "http://localhost:8080/realms/game/protocol/openid-connect/certs",
+            ("ios", "android"),
+            "preferred_username",
+        ),
+    )
+
+
+def test_a_jwks_url_needs_the_issuer() -> None:
+    message = refused({"QUESTLINE_JWT_JWKS_URL": AUTH0_JWKS})
+
+    assert message.startswith("QUESTLINE_JWT_JWKS_URL needs QUESTLINE_JWT_ISSUER")
+    assert "Firebase" in message
+
+
+def test_a_jwks_url_and_a_public_key_are_not_both_accepted(rsa_public_pem: str) -> None:
+    message = refused(
+        {
+            "QUESTLINE_JWT_JWKS_URL": AUTH0_JWKS,
+            "QUESTLINE_JWT_ISSUER": AUTH0,
+            "QUESTLINE_JWT_PUBLIC_KEY": rsa_public_pem,
+        }
+    )
+
+    assert message.startswith("set QUESTLINE_JWT_PUBLIC_KEY or QUESTLINE_JWT_JWKS_URL, not both")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://auth.example.com/.well-known/jwks.json",
+        "ftp://auth.example.com/jwks.json",
+        "auth.example.com/.well-known/jwks.json",
+        "https://",
+    ],
+)
+def test_keys_are_fetched_over_https_only(url: str) -> None:
+    message = refused({"QUESTLINE_JWT_JWKS_URL": url, "QUESTLINE_JWT_ISSUER": AUTH0})
+
+    assert message == (
+        f"QUESTLINE_JWT_JWKS_URL must be an https:// URL (http:// only on localhost), got {url!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("[{issuer: x}]", "QUESTLINE_JWT_ISSUERS is not valid JSON (Expecting property name"),
+        ("{}", "QUESTLINE_JWT_ISSUERS must be a non-empty JSON list of providers, such as [{"),
+        ("[]", "QUESTLINE_JWT_ISSUERS must be a non-empty JSON list"),
+        ('["https://a/"]', "QUESTLINE_JWT_ISSUERS entry 1 of 1 must be an object with issuer, "),
+        (
+            issuers({"issuer": AUTH0, "jwksUrl": AUTH0_JWKS}),
+            "QUESTLINE_JWT_ISSUERS entry 1 of 1 has unknown field(s) 'jwksUrl'; the fields are "
+            "issuer, jwks_url, audience, player_claim",
+        ),
+        (
+            issuers({"issuer": AUTH0, "jwks_url": AUTH0_JWKS}, {"jwks_url": FIREBASE_JWKS}),
+            "QUESTLINE_JWT_ISSUERS entry 2 of 2 needs 'issuer', a non-empty string",
+        ),
+        (
+            issuers({"issuer": AUTH0}),
+            "QUESTLINE_JWT_ISSUERS entry 1 of 1 needs 'jwks_url', a non-empty string",
+        ),
+        (
+            issuers({"issuer": AUTH0, "jwks_url": "http://auth0.example/jwks.json"}),
+            f"QUESTLINE_JWT_ISSUERS entry 1 of 1 ({AUTH0}): jwks_url must be an https:// URL",
+        ),
+        (
+            issuers({"issuer": AUTH0, "jwks_url": AUTH0_JWKS, "audience": ["api", 3]}),
+            f"QUESTLINE_JWT_ISSUERS entry 1 of 1 ({AUTH0}): 'audience' must be a string or a "
+            "list of strings, got ['api', 3]",
+        ),
+        (
+            issuers({"issuer": AUTH0, "jwks_url": AUTH0_JWKS, "player_claim": ""}),
+            f"QUESTLINE_JWT_ISSUERS entry 1 of 1 ({AUTH0}): 'player_claim' must name the claim",
+        ),
+        (
+            issuers(
+                {"issuer": AUTH0, "jwks_url": AUTH0_JWKS},
+                {"issuer": AUTH0, "jwks_url": FIREBASE_JWKS},
+            ),
+            f"the issuer {AUTH0!r} is configured twice",
+        ),
+    ],
+    ids=[
+        "not json",
+        "not a list",
+        "empty",
+        "not an object",
+        "misspelt field",
+        "no issuer",
+        "no jwks_url",
+        "plain http",
+        "bad audience",
+        "empty claim",
+        "same issuer twice",
+    ],
+)
+def test_a_bad_issuer_list_says_what_to_fix(value: str, expected: str) -> None:
+    assert refused({"QUESTLINE_JWT_ISSUERS": value}).startswith(expected)
+
+
+def test_a_provider_configured_twice_is_refused(rsa_public_pem: str) -> None:
+    listed = issuers({"issuer": AUTH0, "jwks_url": AUTH0_JWKS})
+
+    for environ in (
+        {"QUESTLINE_JWT_JWKS_URL": AUTH0_JWKS, "QUESTLINE_JWT_ISSUER": AUTH0},
+        {"QUESTLINE_JWT_PUBLIC_KEY": rsa_public_pem, "QUESTLINE_JWT_ISSUER": AUTH0},
+    ):
+        message = refused({**environ, "QUESTLINE_JWT_ISSUERS": listed})
+        assert message.startswith(f"the issuer {AUTH0!r} is configured twice")
+
+
+def test_the_leeway_is_a_duration_of_a_few_minutes_at_most() -> None:
+    assert Settings.from_env({"QUESTLINE_JWT_LEEWAY": "0"}).jwt_leeway == timedelta(0)
+    assert Settings.from_env({"QUESTLINE_JWT_LEEWAY": "5m"}).jwt_leeway == timedelta(minutes=5)
+
+    assert refused({"QUESTLINE_JWT_LEEWAY": "1h"}) == (
+        "QUESTLINE_JWT_LEEWAY must be at most 300 seconds, got '1h'"
+    )
+
+
 @pytest.mark.parametrize(
     ("host", "expected"),
     [
@@ -322,8 +508,12 @@ def test_a_non_loopback_address_without_credentials_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "settings",
-    [Settings(host="0.0.0.0", api_keys=(API_KEY,)), Settings(host="0.0.0.0", jwt_secret=SECRET)],
-    ids=["an api key", "a jwt secret"],
+    [
+        Settings(host="0.0.0.0", api_keys=(API_KEY,)),
+        Settings(host="0.0.0.0", jwt_secret=SECRET),
+        Settings(host="0.0.0.0", jwt_issuers=(TokenIssuer(AUTH0, AUTH0_JWKS),)),
+    ],
+    ids=["an api key", "a jwt secret", "an identity provider"],
 )
 def test_a_non_loopback_address_with_credentials_may_serve(settings: Settings) -> None:
     check_serving(settings)
