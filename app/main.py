@@ -2,9 +2,10 @@
 
     uvicorn --factory app.main:app_from_env
 
-Routes: /graphql (HTTP and graphql-transport-ws; GraphiQL in development),
-/healthz (the process is up), /readyz (store and database answer) and
-/metrics (Prometheus). SIGHUP reloads the program.
+Routes: /graphql (HTTP and graphql-transport-ws; GraphiQL in development,
+its files under /graphiql/static), /healthz (the process is up), /readyz
+(store and database answer) and /metrics (Prometheus). SIGHUP reloads the
+program.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -29,6 +30,8 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app.auth import Authenticator
+from app.graphiql import STATIC_PATH as GRAPHIQL_STATIC
+from app.graphiql import graphiql_page, graphiql_static
 from app.metrics import Metrics
 from app.service import Service
 from app.settings import Settings
@@ -57,6 +60,9 @@ class QuestlineGraphQL(GraphQL[Context, None]):
         )
         self.service = service
         self.authenticator = authenticator
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page()  # Strawberry's loads its files from a CDN
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         context = Context(service=self.service)
@@ -216,6 +222,7 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", prometheus),
+            Mount(GRAPHIQL_STATIC, graphiql_static()),
         ],
         lifespan=lifespan,
     )
