@@ -2,9 +2,10 @@
 
     uvicorn --factory app.main:app_from_env
 
-Routes: /graphql (HTTP and graphql-transport-ws; GraphiQL in development),
-/healthz (the process is up), /readyz (store and database answer) and
-/metrics (Prometheus). SIGHUP reloads the program.
+Routes: /graphql (HTTP and graphql-transport-ws; GraphiQL in development,
+its files under /graphiql/static), /healthz (the process is up), /readyz
+(store and database answer), /metrics (Prometheus) and the web console at
+/console (app/console/), where / redirects. SIGHUP reloads the program.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -29,6 +30,9 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app.auth import Authenticator
+from app.console import Sessions, console_app
+from app.graphiql import STATIC_PATH as GRAPHIQL_STATIC
+from app.graphiql import graphiql_page, graphiql_static
 from app.metrics import Metrics
 from app.service import Service
 from app.settings import Settings
@@ -41,7 +45,7 @@ from schema.context import Context
 class QuestlineGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context and WebSocket authentication."""
 
-    def __init__(self, service: Service, authenticator: Authenticator) -> None:
+    def __init__(self, service: Service, authenticator: Authenticator, sessions: Sessions) -> None:
         settings = service.settings
         super().__init__(
             build_schema(
@@ -57,6 +61,10 @@ class QuestlineGraphQL(GraphQL[Context, None]):
         )
         self.service = service
         self.authenticator = authenticator
+        self.sessions = sessions
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page()  # Strawberry's loads its files from a CDN
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         context = Context(service=self.service)
@@ -65,15 +73,20 @@ class QuestlineGraphQL(GraphQL[Context, None]):
                 context.principal = await self.authenticator.authenticate_headers(request.headers)
             except QuestlineError as error:
                 context.auth_error = error
+        else:  # the console's own pages open WebSockets with its session cookie
+            context.principal = self.sessions.principal(request)
         return context
 
     async def on_ws_connect(self, context: Context) -> None:
-        """Authenticate a WebSocket from its connection_init payload, or close it (4403)."""
+        """Authenticate a WebSocket from its connection_init payload (or, sent
+        without credentials, from a console session's cookie), or close it (4403)."""
         params = context.connection_params or {}
         credential = (
             params.get("authorization") or params.get("Authorization") or params.get("token")
         )
         if not isinstance(credential, str) or not credential:
+            if context.principal is not None:
+                return
             raise ConnectionRejectionError(
                 {"code": "UNAUTHENTICATED", "message": "send {authorization: 'Bearer <token>'}"}
             )
@@ -181,7 +194,8 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> Starlette:
     metrics = Metrics()
     service = Service(settings, metrics, clock)
     authenticator = Authenticator(settings, clock)
-    graphql = QuestlineGraphQL(service, authenticator)
+    sessions = Sessions(settings.api_keys, settings.console_session_ttl)
+    graphql = QuestlineGraphQL(service, authenticator, sessions)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -211,6 +225,9 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> Starlette:
     async def prometheus(request: Request) -> Response:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")
 
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/console/", status_code=307)
+
     app = Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
@@ -218,6 +235,9 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> Starlette:
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", prometheus),
+            Mount(GRAPHIQL_STATIC, graphiql_static()),
+            Mount("/console", console_app(service, authenticator, sessions)),
+            Route("/", home),
         ],
         lifespan=lifespan,
     )

@@ -120,6 +120,7 @@ class Settings:
     max_query_tokens: int = 2000
     max_subscriptions_per_connection: int = 10
     migrate_on_start: bool = True
+    console_session_ttl: timedelta = timedelta(hours=8)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -187,6 +188,9 @@ class Settings:
             # operator runs `questline db upgrade` once, before the workers start.
             migrate_on_start=env.boolean(
                 "QUESTLINE_MIGRATE_ON_START", environment == "development"
+            ),
+            console_session_ttl=env.duration(
+                "QUESTLINE_CONSOLE_SESSION_TTL", cls.console_session_ttl
             ),
         )
 

@@ -206,3 +206,20 @@ def announced(db: Engine, announcement: Announcement) -> None:
             )
             .values(tier_unlock=None)
         )
+
+
+def tier_counts(db: Engine, ladder: TierLadder) -> dict[str, int]:
+    """Players holding each level of the ladder, by level id, lowest level first.
+
+    Only players with a points account are counted (a player never granted
+    a point holds the first level without one); an account on a level the
+    program no longer has counts as the first level, as `TierLadder.get` does.
+    """
+    with translated_errors(db), db.connect() as connection:
+        rows = connection.execute(
+            select(ACCOUNTS.c.tier_id, func.count()).group_by(ACCOUNTS.c.tier_id)
+        ).all()
+    counts = dict.fromkeys((level.id for level in ladder.levels), 0)
+    for tier_id, players in rows:
+        counts[ladder.get(tier_id).id] += players
+    return counts

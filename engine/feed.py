@@ -4,6 +4,10 @@ One store listener per process (a Redis pub/sub connection, or the SQLite
 store's in-process fan-out) feeds every local subscriber; a WebSocket never
 gets a store connection of its own.
 
+A subscriber follows one player, or everyone (`subscribe_all`, for an
+operator's live feed: live only, since outboxes are per player and nothing
+orders them across players).
+
 A subscription with a `since` cursor must see every unlock after it exactly
 once, even while new ones arrive. So the subscriber's live buffer is opened
 *before* the outbox is replayed, and live entries at or before the last
@@ -28,11 +32,12 @@ class Feed:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._queues: dict[str, set[asyncio.Queue[list[OutboxEntry]]]] = defaultdict(set)
+        self._everyone: set[asyncio.Queue[tuple[str, list[OutboxEntry]]]] = set()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def subscribers(self) -> int:
-        return sum(len(queues) for queues in self._queues.values())
+        return sum(len(queues) for queues in self._queues.values()) + len(self._everyone)
 
     async def start(self) -> None:
         ready = asyncio.Event()
@@ -50,6 +55,8 @@ class Feed:
         async for player_id, entries in self._store.listen(ready.set):
             for queue in self._queues.get(player_id, ()):
                 queue.put_nowait(entries)
+            for everyone in self._everyone:
+                everyone.put_nowait((player_id, entries))
 
     async def subscribe(
         self, player_id: str, since: str | None = None
@@ -84,6 +91,18 @@ class Feed:
                 queues.discard(queue)
                 if not queues:
                     del self._queues[player_id]
+
+    async def subscribe_all(self) -> AsyncIterator[tuple[str, OutboxEntry]]:
+        """(player id, entry) of every new unlock of every player, from now on."""
+        queue: asyncio.Queue[tuple[str, list[OutboxEntry]]] = asyncio.Queue()
+        self._everyone.add(queue)
+        try:
+            while True:
+                player_id, entries = await queue.get()
+                for entry in entries:
+                    yield player_id, entry
+        finally:
+            self._everyone.discard(queue)
 
 
 def parse_cursor(cursor: str) -> tuple[int, int]:

@@ -36,3 +36,19 @@ class Subscription:
                 yield unlock_of(program, service.engine.describe(str(target), entry))
         except QuestlineError as error:
             raise coded(error) from None
+
+    @strawberry.subscription(
+        description=(
+            "Each new unlock of every player, once, as it happens (API key): an operator's "
+            "live feed. Nothing is replayed; per player, `unlocks(playerId, since)` is."
+        )
+    )
+    async def all_unlocks(self, info: Info) -> AsyncGenerator[Unlock, None]:
+        try:
+            info.context.caller().require_admin("following every player's unlocks")
+            service = info.context.service
+            async for player_id, entry in service.feed.subscribe_all():
+                program = service.engine.program
+                yield unlock_of(program, service.engine.describe(player_id, entry))
+        except QuestlineError as error:
+            raise coded(error) from None

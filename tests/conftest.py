@@ -4,13 +4,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import BrowserContext
 from starlette.testclient import TestClient
 
 from app.settings import Settings
+from tests import browser as browsers
 from tests import services
 from tests.clock import Clock
 from tests.engines import WEDNESDAY
-from tests.graphql_client import client_for, settings_for
+from tests.graphql_client import API_KEY, JWT_SECRET, client_for, settings_for
+from tests.servers import Server, running_servers
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +72,34 @@ def client(settings: Settings) -> Iterator[TestClient]:
 def clock() -> Clock:
     """The engine tests' injected clock, starting on a Wednesday morning in Paris."""
     return Clock(WEDNESDAY)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> Path:
+    """Debian's Chromium; failing, not skipping, when it is not installed."""
+    if not browsers.CHROMIUM.exists():
+        pytest.fail(browsers.CHROMIUM_HELP, pytrace=False)
+    return browsers.CHROMIUM
+
+
+@pytest.fixture
+def browser(chromium_path: Path, tmp_path: Path) -> Iterator[BrowserContext]:
+    """A fresh Chromium (own profile, no cookies), 1280 px wide."""
+    with browsers.chromium(tmp_path / "chromium-profile") as context:
+        yield context
+
+
+@pytest.fixture(scope="module")
+def seed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A real server in development mode on the example program (seed/), with
+    SQLite files of its own and the test credentials, for a whole module."""
+    folder = tmp_path_factory.mktemp("seed-server")
+    env = {
+        "QUESTLINE_STORE_URL": f"sqlite:///{folder / 'store.db'}",
+        "QUESTLINE_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
+        "QUESTLINE_SEED_PATH": str(services.repo_root() / "seed"),
+        "QUESTLINE_API_KEYS": API_KEY,
+        "QUESTLINE_JWT_SECRET": JWT_SECRET,
+    }
+    with running_servers([env], folder) as (server,):
+        yield server

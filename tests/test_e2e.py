@@ -39,6 +39,7 @@ UNLOCKS = """subscription($player: ID, $since: String) {
     unlocks(playerId: $player, since: $since) { id key } }"""
 RECORD = """mutation($event: EventInput!) {
     recordEvent(event: $event) { eventId duplicate unlocks { id key } } }"""
+ALL_UNLOCKS = "subscription { allUnlocks { id key } }"
 HISTORY = """query($id: ID!) {
     player(id: $id) { unlocks(first: 100) { edges { node { id key } } } } }"""
 #: Seconds to wait for a pushed message or for the gauge to settle.
@@ -199,13 +200,17 @@ async def websocket(server: Server, init: dict[str, Any]) -> AsyncIterator[Clien
 
 @asynccontextmanager
 async def subscription(
-    server: Server, token: str, player: str | None = None, since: str | None = None
+    server: Server,
+    token: str,
+    player: str | None = None,
+    since: str | None = None,
+    query: str = UNLOCKS,
 ) -> AsyncIterator[ClientConnection]:
     init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
     async with websocket(server, init) as ws:
         assert (await receive(ws))["type"] == "connection_ack"
-        variables = {"player": player, "since": since}
-        payload = {"query": UNLOCKS, "variables": variables}
+        variables = {"player": player, "since": since} if query is UNLOCKS else {}
+        payload = {"query": query, "variables": variables}
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
         yield ws
 
@@ -226,7 +231,8 @@ async def pushed(ws: ClientConnection, count: int) -> Unlocks:
     for _ in range(count):
         message = await receive(ws)
         assert message["type"] == "next" and "errors" not in message["payload"], message
-        unlocks.append(message["payload"]["data"]["unlocks"])
+        [unlock] = message["payload"]["data"].values()  # unlocks or allUnlocks
+        unlocks.append(unlock)
     return unlocks
 
 
@@ -249,6 +255,19 @@ async def test_a_subscriber_on_one_server_receives_unlocks_recorded_on_another_o
             *await record(http, server_b, coffee("e1", player, "north")),
             *await record(http, server_b, coffee("e2", player, "north")),
             *await record(http, server_b, big_tea("e3", player)),
+        ]
+        assert await pushed(ws, len(recorded)) == recorded
+
+
+async def test_an_operator_on_one_server_follows_every_players_unlocks_recorded_on_another(
+    http: httpx.AsyncClient, server_a: Server, server_b: Server, player: str
+) -> None:
+    async with subscription(server_a, API_KEY, query=ALL_UNLOCKS) as ws:
+        await settle(http, server_a, 1)
+        recorded = [
+            *await record(http, server_b, coffee("e1", f"{player}-1", "north")),
+            *await record(http, server_b, coffee("e1", f"{player}-2", "north")),
+            *await record(http, server_b, big_tea("e2", f"{player}-1")),
         ]
         assert await pushed(ws, len(recorded)) == recorded
 

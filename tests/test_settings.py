@@ -85,6 +85,7 @@ def test_every_variable_is_read() -> None:
             "QUESTLINE_MAX_QUERY_TOKENS": "300",
             "QUESTLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION": "3",
             "QUESTLINE_MIGRATE_ON_START": "yes",
+            "QUESTLINE_CONSOLE_SESSION_TTL": "30m",
         }
     )
 
@@ -111,6 +112,7 @@ def test_every_variable_is_read() -> None:
         max_query_tokens=300,
         max_subscriptions_per_connection=3,
         migrate_on_start=True,
+        console_session_ttl=timedelta(minutes=30),
     )
 
 

@@ -15,15 +15,18 @@ from tests.graphql_client import API_KEY, client_for, expired_token, gql, settin
 
 UNLOCKS = """subscription($player: ID, $since: String) {
     unlocks(playerId: $player, since: $since) { id key kind } }"""
+ALL_UNLOCKS = "subscription { allUnlocks { id key playerId } }"
 RECORD = """mutation($id: String!) {
     recordEvent(event: {id: $id, playerId: "ada", type: "purchase",
                         properties: {category: "coffee"}}) { unlocks { id key } } }"""
 
 
 def next_unlock(ws: object) -> dict[str, str]:
+    """The unlock of the next message, whichever subscription field carries it."""
     message = ws.receive_json()  # type: ignore[attr-defined]
     assert message["type"] == "next", message
-    unlock: dict[str, str] = message["payload"]["data"]["unlocks"]
+    [unlock] = message["payload"]["data"].values()
+    assert isinstance(unlock, dict)
     return unlock
 
 
@@ -102,3 +105,27 @@ def test_subscriptions_per_connection_are_limited(tmp_path: Path) -> None:
         refused = ws.receive_json()
         assert (refused["id"], refused["type"]) == ("2", "error")
         assert "limit" in refused["payload"][0]["message"]
+
+
+def test_an_api_key_follows_the_unlocks_of_every_player(client: TestClient) -> None:
+    bob = RECORD.replace('"ada"', '"bob"')
+    with subscription(client, ALL_UNLOCKS, {}, API_KEY) as ws:
+        recorded = [
+            *gql(client, RECORD, {"id": "e1"})["data"]["recordEvent"]["unlocks"],
+            *gql(client, bob, {"id": "e2"})["data"]["recordEvent"]["unlocks"],
+        ]
+        received = [next_unlock(ws) for _ in recorded]
+    assert [(u["playerId"], u["key"]) for u in received] == [
+        ("ada", "milestone:coffee-lover:1"),
+        ("ada", "badge:first-sip"),
+        ("bob", "milestone:coffee-lover:1"),
+        ("bob", "badge:first-sip"),
+    ]
+    assert [u["id"] for u in received] == [u["id"] for u in recorded]
+
+
+def test_a_player_token_cannot_follow_every_player(client: TestClient, settings: Settings) -> None:
+    token = issue_player_token(settings, "ada", 60)
+    with subscription(client, ALL_UNLOCKS, {}, token) as ws:
+        message = ws.receive_json()
+        assert message["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"

@@ -116,7 +116,8 @@ def _suggest(name: str, options: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _seed_files(path: Path) -> list[Path]:
+def seed_files(path: Path) -> list[Path]:
+    """The seed files of a program folder (or the one file), in load order."""
     if path.is_file():
         return [path]
     if not path.is_dir():
@@ -566,7 +567,7 @@ def load_program(path: str | Path) -> Program:
 
     Raises ProgramError with every issue found, sorted by file and line.
     """
-    files_on_disk = _seed_files(Path(path))
+    files_on_disk = seed_files(Path(path))
     collector = _Collector()
     merged = _merge([_parse(p, collector) for p in files_on_disk], collector)
     _Checker(merged, collector).run()
@@ -611,9 +612,6 @@ def load_program(path: str | Path) -> Program:
     earn_by_event: dict[str, list[EarnRuleDef]] = {}
     for rule_def in earn_rules.values():
         earn_by_event.setdefault(rule_def.event, []).append(rule_def)
-    digest = hashlib.sha256()
-    for file_path in files_on_disk:
-        digest.update(file_path.name.encode() + b"\0" + file_path.read_bytes())
     info: ProgramInfo = (
         merged.singles["program"][1] if "program" in merged.singles else ProgramInfo()
     )
@@ -631,7 +629,7 @@ def load_program(path: str | Path) -> Program:
         metrics_by_event=types.MappingProxyType(
             {event: tuple(defs) for event, defs in by_event.items()}
         ),
-        version=digest.hexdigest()[:12],
+        version=program_version(files_on_disk),
         earn_rules=types.MappingProxyType(earn_rules),
         earn_rules_by_event=types.MappingProxyType(
             {event: tuple(rules) for event, rules in earn_by_event.items()}
@@ -653,6 +651,14 @@ def load_program(path: str | Path) -> Program:
             }
         ),
     )
+
+
+def program_version(files: Iterable[Path]) -> str:
+    """Short hash of the seed files' names and bytes: tells programs apart."""
+    digest = hashlib.sha256()
+    for file_path in files:
+        digest.update(file_path.name.encode() + b"\0" + file_path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def program_json_schema() -> dict[str, Any]:
