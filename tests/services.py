@@ -57,8 +57,9 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """Start a throwaway redis-server on a free port; yield its URL."""
+def redis_server(durable: bool = False) -> Iterator[str]:
+    """Start a throwaway redis-server on a free port; yield its URL. A durable
+    one writes every command to its append-only file before answering."""
     binary = shutil.which(os.environ.get("QUESTLINE_TEST_REDIS_SERVER") or "redis-server")
     if binary is None:
         raise ServiceUnavailable(REDIS_HELP)
@@ -73,7 +74,9 @@ def redis_server() -> Iterator[str]:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if durable else "no",
+            "--appendfsync",
+            "always",
             "--dir",
             directory,
         ]
