@@ -8,11 +8,14 @@ with concurrency while a caller's latency stays near one commit, and a
 caller is still answered only after its own work is committed.
 
 `write` returns one outcome per item, an exception for an item that failed
-alone. If `write` raises, the batch is written again one item at a time, so
-one bad item cannot fail the others of its burst.
+alone. If `write` raises, the batch is written again one item at a time
+(`isolate`), so one bad item cannot fail the others of its burst; where a
+raised error can only mean the backend failed for all (a store call that
+isolates its plans itself), every item gets that error instead.
 
-Used by the SQLite counter store (its transactions) and by the service (the
-durable SQL work of recording events).
+Used by the counter stores (concurrent calls share one transaction on
+SQLite, one script call on Redis) and by the service (the durable SQL work
+of recording events).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ Write = Callable[[Sequence[W]], Awaitable[Sequence[R | Exception]]]
 
 
 class GroupCommit(Generic[W, R]):
-    def __init__(self, write: Write[W, R], max_items: int = 512) -> None:
+    def __init__(self, write: Write[W, R], *, isolate: bool = True, max_items: int = 512) -> None:
         self._write = write
+        self._isolate = isolate
         self._max_items = max_items
         self._queue: list[tuple[W, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -67,8 +71,8 @@ class GroupCommit(Generic[W, R]):
         try:
             return list(await self._write(batch))
         except Exception as error:
-            if len(batch) == 1:
-                return [error]
+            if len(batch) == 1 or not self._isolate:
+                return [error] * len(batch)
         alone: list[R | Exception] = []
         for work in batch:
             try:

@@ -50,6 +50,7 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from engine.errors import StoreError
+from engine.group_commit import GroupCommit
 from engine.store import cursor_position, keys
 from engine.store.base import Applied, Arg, OutboxEntry, Plan, Ranking, Read, Store
 
@@ -129,12 +130,30 @@ class RedisStore(Store):
         self._followers: dict[str, set[asyncio.Queue[str | None]]] = {c: set() for c in CHANNELS}
         self._subscriber: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._singles: GroupCommit[Plan, Applied] = GroupCommit(self._apply_each, isolate=False)
 
     async def apply(self, plan: Plan) -> Applied:
-        return (await self.apply_many((plan,)))[0]
+        """One plan; plans of concurrent callers share one script call."""
+        return await self._singles.submit(plan)
 
     async def apply_many(self, plans: Iterable[Plan]) -> list[Applied]:
         batch: list[Plan] = []
+        applied: list[Applied] = []
+        for index, outcome in enumerate(await self._outcomes(plans, batch)):
+            if isinstance(outcome, Exception):
+                raise self._error(outcome, _context(batch, index)) from outcome
+            applied.append(outcome)
+        return applied
+
+    async def _apply_each(self, plans: Sequence[Plan]) -> list[Applied | Exception]:
+        """Concurrent single plans in one call; each gets its own outcome."""
+        outcomes = await self._outcomes(plans, [])
+        return [self._error(o) if isinstance(o, Exception) else o for o in outcomes]
+
+    async def _outcomes(
+        self, plans: Iterable[Plan], batch: list[Plan]
+    ) -> list[Applied | Exception]:
+        """Each plan's outcome (a refused plan's error); a failure of Redis itself raises."""
         source = iter(plans)
         try:
             try:
@@ -161,15 +180,7 @@ class RedisStore(Store):
         except (TypeError, ValueError) as error:
             # Only a malformed op gets here, while being packed; its chunk was not sent.
             raise StoreError(f"a plan has an operation Redis cannot take: {error}") from error
-        applied: list[Applied] = []
-        for index, reply in enumerate(replies):
-            if isinstance(reply, Exception):
-                context = ""
-                if len(batch) > 1:
-                    context = f"plan {index} of the batch (player {batch[index].player_id!r})"
-                raise self._error(reply, context) from reply
-            applied.append(reply)
-        return applied
+        return replies
 
     async def _stream(self, plans: Iterator[Plan], batch: list[Plan]) -> list[Any]:
         """Run the plans in chunks on one connection, one EVALSHA per chunk.
@@ -412,6 +423,7 @@ class RedisStore(Store):
             raise self._error(error) from error
 
     async def close(self) -> None:
+        await self._singles.wait_idle()
         self._closed = True
         await self._stop_subscriber()
         self._end_followers()
@@ -703,6 +715,13 @@ def _ranked(flat: list[str]) -> list[tuple[str, int]]:
 def _applied(status: str, payload: str) -> Applied:
     entries = [OutboxEntry(*entry) for entry in json.loads(payload)] if len(payload) > 2 else []
     return Applied(cast(Any, status), entries)
+
+
+def _context(batch: Sequence[Plan], index: int) -> str:
+    """Which plan of a batch an error is about (nothing for a batch of one)."""
+    if len(batch) < 2:
+        return ""
+    return f"plan {index} of the batch (player {batch[index].player_id!r})"
 
 
 def _published(data: str) -> tuple[str, list[OutboxEntry]]:

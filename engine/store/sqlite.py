@@ -114,7 +114,9 @@ class SqliteStore(Store):
         self._broadcast_listeners: set[asyncio.Queue[tuple[str, str] | None]] = set()
         self._since_purge = 0
         self._closed = False
-        self._commits: GroupCommit[Sequence[Plan], list[Applied]] = GroupCommit(self._commit)
+        self._commits: GroupCommit[Sequence[Plan], list[Applied]] = GroupCommit(
+            self._commit, isolate=False
+        )
 
     # --- the Store interface (event loop side) -----------------------------------
 
