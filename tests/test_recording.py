@@ -132,7 +132,9 @@ def test_an_event_costs_the_same_statements_for_a_player_with_a_long_history(
     seed_settings: Settings,
 ) -> None:
     """Tier qualification keeps a running figure: 10,000 ledger entries are not re-summed."""
-    clock = Clock(datetime.now(UTC))
+    # Mid-morning of today: both players' events fall on one local day (a
+    # new day would add its own activity rows to one of them).
+    clock = Clock(datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0))
     database = make_engine(seed_settings.database_url)
     with TestClient(create_app(seed_settings, clock)) as client:
         gql(client, RECORD, purchase("warm-up", "someone"))
