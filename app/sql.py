@@ -157,10 +157,11 @@ def translated_errors(engine: Engine) -> Iterator[None]:
         where = engine.url.render_as_string(hide_password=True)
         original = getattr(error, "orig", None) or error
         if _is_missing_table(original):
-            message = f"the database {where} has no Questline tables: run `questline db upgrade`"
-        else:
-            message = f"the database {where} is unavailable: {original}"
-        raise DatabaseError(message) from error
+            # Permanent until an operator acts: not STORE_UNAVAILABLE, which clients retry.
+            raise ConfigurationError(
+                f"the database {where} has no Questline tables: run `questline db upgrade`"
+            ) from error
+        raise DatabaseError(f"the database {where} is unavailable: {original}") from error
 
 
 def _is_missing_table(error: BaseException) -> bool:

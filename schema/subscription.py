@@ -6,9 +6,8 @@ from collections.abc import AsyncGenerator
 
 import strawberry
 
-from engine.errors import QuestlineError
+from engine.errors import InvalidArgumentError
 from schema.context import Info
-from schema.errors import BadRequestError, coded
 from schema.query import player_id_of
 from schema.types import Unlock, unlock_of
 
@@ -24,18 +23,16 @@ class Subscription:
     async def unlocks(
         self, info: Info, player_id: strawberry.ID | None = None, since: str | None = None
     ) -> AsyncGenerator[Unlock, None]:
-        try:
-            caller = info.context.caller()
-            target = player_id or caller.player_id
-            if target is None:
-                raise BadRequestError("playerId is required with an API key")
-            caller.require_read(player_id_of(target))
-            service = info.context.service
-            async for entry in service.feed.subscribe(str(target), since):
-                program = service.engine.program
-                yield unlock_of(program, service.engine.describe(str(target), entry))
-        except QuestlineError as error:
-            raise coded(error) from None
+        # A refusal raised here reaches the client typed, like any other error.
+        caller = info.context.caller()
+        target = player_id or caller.player_id
+        if target is None:
+            raise InvalidArgumentError("playerId is required with an API key")
+        caller.require_read(player_id_of(target))
+        service = info.context.service
+        async for entry in service.feed.subscribe(str(target), since):
+            program = service.engine.program
+            yield unlock_of(program, service.engine.describe(str(target), entry))
 
     @strawberry.subscription(
         description=(
@@ -44,11 +41,8 @@ class Subscription:
         )
     )
     async def all_unlocks(self, info: Info) -> AsyncGenerator[Unlock, None]:
-        try:
-            info.context.caller().require_admin("following every player's unlocks")
-            service = info.context.service
-            async for player_id, entry in service.feed.subscribe_all():
-                program = service.engine.program
-                yield unlock_of(program, service.engine.describe(player_id, entry))
-        except QuestlineError as error:
-            raise coded(error) from None
+        info.context.caller().require_admin("following every player's unlocks")
+        service = info.context.service
+        async for player_id, entry in service.feed.subscribe_all():
+            program = service.engine.program
+            yield unlock_of(program, service.engine.describe(player_id, entry))

@@ -11,7 +11,13 @@ import pytest
 
 from engine import planner
 from engine.engine import MAX_REPLANS, Engine, EngineSettings
-from engine.errors import BatchTooLargeError, EventError, EventInFutureError, EventTooOldError
+from engine.errors import (
+    BatchTooLargeError,
+    ConflictError,
+    EventError,
+    EventInFutureError,
+    EventTooOldError,
+)
 from engine.events import Event
 from engine.program.loader import load_program
 from engine.store import store_from_url
@@ -158,7 +164,7 @@ async def test_malformed_events_get_a_clear_error(
 ) -> None:
     with pytest.raises(EventError, match=message) as raised:
         await engine.record(event)
-    assert raised.value.code == "BAD_EVENT"
+    assert raised.value.code == "BAD_REQUEST"
 
 
 async def test_a_fixed_window_challenge_counts_only_inside_its_window(
@@ -452,6 +458,6 @@ async def test_an_event_whose_profile_keeps_changing_is_refused_after_a_few_repl
         return Applied("stale", [])
 
     monkeypatch.setattr(engine.store, "apply", always_stale)
-    with pytest.raises(EventError, match="keeps changing"):
+    with pytest.raises(ConflictError, match="keeps changing"):
         await engine.record(Event(id="e1", player_id="ada", type="purchase"))
     assert len(attempts) == MAX_REPLANS + 1

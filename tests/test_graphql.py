@@ -75,7 +75,10 @@ def test_player_progress_has_every_challenge_milestone_streak_and_badge(
     lover = next(m for m in player["milestones"] if m["milestone"]["id"] == "coffee-lover")
     assert lover["value"] == 2 and lover["nextTier"] == {"number": 2, "at": 3.0}
     assert player["streaks"][0]["current"] == 1 and player["streaks"][0]["atRisk"] is False
-    assert [b["badge"]["id"] for b in player["badges"]] == ["first-sip"]
+    # `advent` is a fixed window of the test program: earned too when this runs inside it.
+    assert [b["badge"]["id"] for b in player["badges"] if b["badge"]["id"] != "advent"] == [
+        "first-sip"
+    ]
 
 
 def test_record_events_takes_a_batch_and_refuses_oversized_ones(client: TestClient) -> None:
@@ -110,8 +113,8 @@ def test_record_events_takes_a_batch_and_refuses_oversized_ones(client: TestClie
             },
             "EVENT_IN_FUTURE",
         ),
-        ({"id": "", "playerId": "ada", "type": "purchase"}, "BAD_EVENT"),
-        ({"id": "x", "playerId": "ada", "type": "purchase", "properties": [1, 2]}, "BAD_EVENT"),
+        ({"id": "", "playerId": "ada", "type": "purchase"}, "BAD_REQUEST"),
+        ({"id": "x", "playerId": "ada", "type": "purchase", "properties": [1, 2]}, "BAD_REQUEST"),
     ],
 )
 def test_bad_events_get_typed_errors(
@@ -178,7 +181,8 @@ def test_query_depth_and_body_size_are_limited(tmp_path: Path) -> None:
     with client_for(settings_for(tmp_path, max_query_depth=3, max_body_bytes=2000)) as client:
         deep = '{ player(id: "ada") { challenges { challenge { reward { badge { id } } } } } }'
         body = gql(client, deep)
-        assert "exceeds maximum operation depth" in body["errors"][0]["message"]
+        assert codes(body) == ["INVALID_QUERY"]
+        assert "6 fields deep; at most 3" in body["errors"][0]["message"]
         response = client.post(
             "/graphql", content=b"x" * 3000, headers={"content-type": "application/json"}
         )

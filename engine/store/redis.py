@@ -49,7 +49,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.errors import StoreError
+from engine.errors import QuestlineError, StoreError
 from engine.store import cursor_position, keys
 from engine.store.base import Applied, Arg, OutboxEntry, Plan, Ranking, Read, Store
 
@@ -159,8 +159,9 @@ class RedisStore(Store):
         except _FAILURES as error:
             raise self._error(error) from error
         except (TypeError, ValueError) as error:
-            # Only a malformed op gets here, while being packed; its chunk was not sent.
-            raise StoreError(f"a plan has an operation Redis cannot take: {error}") from error
+            # Only a malformed op gets here, while being packed; its chunk was not
+            # sent. A bug, not an outage: retrying would fail the same way.
+            raise QuestlineError(f"a plan has an operation Redis cannot take: {error}") from error
         applied: list[Applied] = []
         for index, reply in enumerate(replies):
             if isinstance(reply, Exception):
