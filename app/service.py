@@ -136,9 +136,13 @@ class Service:
         program = await to_thread.run_sync(load_program, settings.seed_path)
         if settings.migrate_on_start:
             await to_thread.run_sync(upgrade_database, settings.database_url)
-        self._database = make_engine(settings.database_url)
+        self._database = make_engine(
+            settings.database_url, settings.database_timeout.total_seconds()
+        )
         count_work(self._database, self.metrics.sql_statements.inc, self.metrics.sql_commits.inc)
-        self._store = store_from_url(settings.store_url)
+        self._store = store_from_url(
+            settings.store_url, timeout=settings.store_timeout.total_seconds()
+        )
         self._engine = Engine(
             program,
             self._store,
