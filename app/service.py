@@ -161,7 +161,7 @@ class Service:
         logger.info("history recovery: %d unlocks found only in the outbox, now copied", recovered)
         healed = await self._economy.heal()
         logger.info("referrals and tier changes a crash left half done, now done: %d", healed)
-        self._feed = Feed(self._store)
+        self._feed = Feed(self._store, self.settings.subscriber_backlog)
         await self._feed.start()
         listening = asyncio.Event()
         self._announcements = asyncio.create_task(

@@ -4,7 +4,9 @@
     ├── TransientError              retryable: the same request may succeed when sent again later
     │   ├── StoreError              the counter store or the database did not answer in time
     │   │                           (STORE_UNAVAILABLE)
-    │   └── ConflictError           the player's profile kept changing while recording (CONFLICT)
+    │   ├── ConflictError           the player's profile kept changing while recording (CONFLICT)
+    │   └── TooSlowError            a subscriber fell too far behind its unlocks (TOO_SLOW):
+    │                               subscribe again with `since`
     └── (every other error is permanent: sending the same request again gets the same answer)
         ├── ConfigurationError      a setting, store URL or database that cannot work
         │                           (CONFIGURATION)
@@ -135,6 +137,10 @@ class StoreError(TransientError):
 
 class ConflictError(TransientError):
     code = "CONFLICT"
+
+
+class TooSlowError(TransientError):
+    code = "TOO_SLOW"
 
 
 class LeaderboardError(InvalidArgumentError):
