@@ -1,6 +1,6 @@
 """The Starlette application, built by a factory from one Settings object.
 
-    uvicorn --factory app.main:app_from_env
+    uvicorn --factory app.main:app_from_env --http app.header_timeout:HeaderTimeoutProtocol
 
 Routes: /graphql (HTTP and graphql-transport-ws; GraphiQL in development,
 its files under /graphiql/static), /healthz (the process is up), /readyz
