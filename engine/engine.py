@@ -62,6 +62,8 @@ class Recorded:
     event: Event
     recorded_at: datetime
     program_version: str
+    #: What the sender should know, e.g. that no rule listens to its event type.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +167,7 @@ class Engine:
         if stale:
             raise ConflictError("the player's profile keeps changing; retry the event")
         describe = descriptions.unlock
+        program = planner.program
         return [
             Recorded(
                 event.id,
@@ -175,6 +178,7 @@ class Engine:
                 event,
                 now,
                 version,
+                tuple(filter(None, [program.unheard(event.type)])),
             )
             for event, outcome, now in zip(accepted, outcomes, moments, strict=True)
         ]

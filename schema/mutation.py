@@ -49,6 +49,7 @@ async def _record(info: Info, events: list[EventInput]) -> list[RecordEventResul
             event_id=result.event_id,
             duplicate=result.duplicate,
             unlocks=[unlock_of(program, unlock) for unlock in result.unlocks],
+            warnings=list(result.warnings),
         )
         for result in recorded
     ]

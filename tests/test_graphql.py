@@ -198,3 +198,24 @@ def test_health_readiness_and_metrics(client: TestClient) -> None:
     assert "questline_events_ingested_total 2.0" in metrics
     assert "questline_events_duplicate_total 1.0" in metrics
     assert 'questline_unlocks_total{kind="MILESTONE"} 1.0' in metrics
+
+
+def test_an_event_type_no_rule_listens_to_is_recorded_with_a_warning_and_counted(
+    client: TestClient,
+) -> None:
+    query = """mutation($event: EventInput!) {
+        recordEvent(event: $event) { duplicate unlocks { key } warnings } }"""
+    typo = {"event": {"id": "t1", "playerId": "ada", "type": "purchse"}}
+    result = gql(client, query, typo)["data"]["recordEvent"]
+    assert result == {
+        "duplicate": False,
+        "unlocks": [],
+        "warnings": ["no rule listens to event type 'purchse'; did you mean 'purchase'?"],
+    }
+    assert gql(client, query, typo)["data"]["recordEvent"]["duplicate"] is True
+    unknown = {"event": {"id": "t2", "playerId": "ada", "type": "zzz"}}
+    assert gql(client, query, unknown)["data"]["recordEvent"]["warnings"] == [
+        "no rule listens to event type 'zzz'"
+    ]
+    assert gql(client, query, coffee("c1"))["data"]["recordEvent"]["warnings"] == []
+    assert "questline_events_unheard_total 3.0" in client.get("/metrics").text
