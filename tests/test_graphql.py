@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,20 @@ def test_an_event_type_no_rule_listens_to_is_recorded_with_a_warning_and_counted
     ]
     assert gql(client, query, coffee("c1"))["data"]["recordEvent"]["warnings"] == []
     assert "questline_events_unheard_total 3.0" in client.get("/metrics").text
+
+
+def test_an_occurred_at_without_an_offset_is_refused_not_read_as_utc(client: TestClient) -> None:
+    naive = (datetime.now(UTC) - timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    event = {"id": "n1", "playerId": "ada", "type": "purchase", "occurredAt": naive}
+    body = gql(client, RECORD, {"event": event})
+    assert codes(body) == ["BAD_REQUEST"]
+    assert f"occurredAt {naive} has no UTC offset" in body["errors"][0]["message"]
+    event["occurredAt"] = naive + "+00:00"
+    assert gql(client, RECORD, {"event": event})["data"]["recordEvent"]["duplicate"] is False
+
+
+def test_an_event_id_is_unique_per_player_not_globally(client: TestClient) -> None:
+    ada = gql(client, RECORD, coffee("same-id", "ada"))["data"]["recordEvent"]
+    bob = gql(client, RECORD, coffee("same-id", "bob"))["data"]["recordEvent"]
+    assert ada["duplicate"] is False and bob["duplicate"] is False
+    assert gql(client, RECORD, coffee("same-id", "bob"))["data"]["recordEvent"]["duplicate"]
