@@ -112,6 +112,13 @@ def serve(
     except ProgramError as error:
         for issue in error.issues:
             typer.echo(str(issue), err=True)
+        if not settings.seed_path.exists():
+            typer.echo(
+                f"no seed program at {settings.seed_path} ({settings.seed_path.resolve()}); "
+                f"the working directory is {Path.cwd()}. Point QUESTLINE_SEED_PATH at your "
+                "seed folder, or run from the folder that holds ./seed",
+                err=True,
+            )
         raise typer.Exit(1) from None
     except QuestlineError as error:
         typer.echo(f"error: {error}", err=True)

@@ -1,6 +1,6 @@
 """The Starlette application, built by a factory from one Settings object.
 
-    uvicorn --factory app.main:app_from_env
+    uvicorn --factory app.main:app_from_env --http app.header_timeout:HeaderTimeoutProtocol
 
 Routes: /graphql (HTTP and graphql-transport-ws; GraphiQL in development,
 its files under /graphiql/static), /healthz (the process is up), /readyz
@@ -12,21 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import logging
 import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketState
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app.auth import Authenticator
@@ -40,10 +45,45 @@ from engine.engine import Clock, utc_now
 from engine.errors import QuestlineError, StoreError
 from schema import build_schema
 from schema.context import Context
+from schema.errors import (
+    BODY_TOO_LARGE,
+    INTERNAL,
+    MALFORMED_REQUEST,
+    REQUEST_CODES,
+    request_error,
+)
+from schema.permissions import AuthError
+
+logger = logging.getLogger("questline.http")
+
+#: How deep JSON may nest in a request (event properties included): deeper is
+#: refused before anything walks it, so no recursion limit is ever reached.
+MAX_JSON_DEPTH = 64
+#: The longest close reason a WebSocket frame carries (RFC 6455), in bytes.
+MAX_CLOSE_REASON = 123
+
+
+class MalformedJson(json.JSONDecodeError):
+    """A body or message that is JSON we will not take (not UTF-8, NaN, too deep)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "", 0)
+
+
+class ClosingWebSocket(ASGIWebSocketAdapter):
+    """Strawberry's WebSocket adapter, for a socket we may close first (with our
+    own reason): closing it again is then nothing."""
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            await self.ws.close(code=code, reason=reason)
 
 
 class QuestlineGraphQL(GraphQL[Context, None]):
-    """Strawberry's ASGI view with our context and WebSocket authentication."""
+    """Strawberry's ASGI view with our context, WebSocket authentication, and a
+    GraphQL error body with `extensions.code` for every refused request."""
+
+    websocket_adapter_class = ClosingWebSocket
 
     def __init__(self, service: Service, authenticator: Authenticator, sessions: Sessions) -> None:
         settings = service.settings
@@ -52,6 +92,7 @@ class QuestlineGraphQL(GraphQL[Context, None]):
                 development=settings.is_development,
                 max_depth=settings.max_query_depth,
                 max_tokens=settings.max_query_tokens,
+                open_introspection=settings.open_introspection,
             ),
             graphql_ide="graphiql" if settings.is_development else None,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -66,6 +107,51 @@ class QuestlineGraphQL(GraphQL[Context, None]):
     async def render_graphql_ide(self, request: Request) -> Response:
         return graphiql_page()  # Strawberry's loads its files from a CDN
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as error:
+            # Strawberry's refusals of what is not a GraphQL request, as plain text: ours
+            # say why in the GraphQL error format, so every client can read them.
+            cause = error.__cause__
+            reason = cause.msg if isinstance(cause, MalformedJson) else error.reason
+            response = refused(error.status_code, MALFORMED_REQUEST, reason)
+        except Exception:
+            logger.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            response = refused(500, INTERNAL, "internal error; it has been logged")
+        await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON as a client may send it: UTF-8, no NaN or Infinity (not JSON, though
+        Python reads them), nested at most MAX_JSON_DEPTH deep."""
+        try:
+            decoded = json.loads(data, parse_constant=_no_constant)
+        except UnicodeDecodeError:
+            raise MalformedJson("the body is not valid UTF-8") from None
+        except RecursionError:
+            raise MalformedJson(f"JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
+        if _nesting(decoded) > MAX_JSON_DEPTH:
+            raise MalformedJson(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+        if not isinstance(decoded, dict | list):
+            raise MalformedJson(
+                'a GraphQL request is a JSON object: {"query": "...", "variables": {...}}'
+            )
+        return decoded
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        """A request refused before execution (a query that does not validate, a
+        variable of the wrong type) is an HTTP 400; once resolvers ran, 200."""
+        if isinstance(response_data, dict) and _refused_before_execution(response_data):
+            sub_response.status_code = 400
+        return super().create_response(response_data, sub_response)
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> Context:
         context = Context(service=self.service)
         if isinstance(request, Request):
@@ -75,6 +161,7 @@ class QuestlineGraphQL(GraphQL[Context, None]):
                 context.auth_error = error
         else:  # the console's own pages open WebSockets with its session cookie
             context.principal = self.sessions.principal(request)
+            context.close = partial(_close, request)
         return context
 
     async def on_ws_connect(self, context: Context) -> None:
@@ -87,14 +174,22 @@ class QuestlineGraphQL(GraphQL[Context, None]):
         if not isinstance(credential, str) or not credential:
             if context.principal is not None:
                 return
-            raise ConnectionRejectionError(
-                {"code": "UNAUTHENTICATED", "message": "send {authorization: 'Bearer <token>'}"}
+            error: QuestlineError = AuthError(
+                "send {authorization: 'Bearer <token>'} in connection_init"
             )
-        token = credential.removeprefix("Bearer ").strip()
-        try:
-            context.principal = await self.authenticator.authenticate_token(token)
-        except QuestlineError as error:
-            raise ConnectionRejectionError({"code": error.code, "message": str(error)}) from None
+        else:
+            try:
+                context.principal = await self.authenticator.authenticate_token(
+                    credential.removeprefix("Bearer ").strip()
+                )
+                return
+            except QuestlineError as refused_with:
+                error = refused_with
+        # The reason goes in the close frame: what the client developer needs
+        # (expired, wrong signature), never which key nearly matched.
+        assert context.close is not None
+        await context.close(4403, f"{error.code}: {error}")
+        raise ConnectionRejectionError({"code": error.code, "message": str(error)})
 
 
 class BodyLimit:
@@ -128,18 +223,8 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse(
-            {
-                "errors": [
-                    {
-                        "message": f"request body larger than {self.limit} bytes",
-                        "extensions": {"code": "BODY_TOO_LARGE"},
-                    }
-                ]
-            },
-            status_code=413,
-        )
-        await response(scope, receive, send)
+        message = f"request body larger than {self.limit} bytes (QUESTLINE_MAX_BODY_BYTES)"
+        await refused(413, BODY_TOO_LARGE, message)(scope, receive, send)
 
 
 class _TooLarge(Exception):
@@ -166,6 +251,54 @@ class Timing:
 
 
 ROUTES = ("/graphql", "/healthz", "/readyz", "/metrics")
+
+
+def refused(status: int, code: str, message: str) -> Response:
+    """An HTTP answer in the GraphQL error format, for refusals outside execution."""
+    return JSONResponse({"data": None, "errors": [request_error(code, message)]}, status)
+
+
+def _refused_before_execution(response: GraphQLHTTPResponse) -> bool:
+    errors: list[Any] = list(response.get("errors") or [])
+    return (
+        response.get("data") is None
+        and bool(errors)
+        and all(
+            "path" not in error and (error.get("extensions") or {}).get("code") in REQUEST_CODES
+            for error in errors
+        )
+    )
+
+
+def _no_constant(name: str) -> object:
+    raise MalformedJson(f"{name} is not a JSON number; send a finite number or null")
+
+
+def _nesting(value: object) -> int:
+    """How deep JSON containers nest in `value`, without recursion; stops counting
+    past MAX_JSON_DEPTH."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children: list[object] = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        pending += [(child, depth + 1) for child in children]
+    return deepest
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    """Close a WebSocket with our code and reason (cut to what a frame can carry)."""
+    if websocket.application_state != WebSocketState.DISCONNECTED:
+        encoded = reason.encode()[:MAX_CLOSE_REASON].decode(errors="ignore")
+        await websocket.close(code=code, reason=encoded)
 
 
 @contextmanager

@@ -42,6 +42,11 @@ class Metrics:
             "Commits of the history database.",
             registry=self.registry,
         )
+        self.unheard = Counter(
+            "questline_events_unheard_total",
+            "Events of a type no rule listens to (a typo in `type`?); recorded, counted nowhere.",
+            registry=self.registry,
+        )
         self.subscriptions = Gauge(
             "questline_active_subscriptions",
             "Live unlock subscriptions in this process.",
@@ -60,6 +65,9 @@ class Metrics:
         duplicates = sum(result.duplicate for result in results)
         if duplicates:
             self.duplicates.inc(duplicates)
+        unheard = sum(bool(result.warnings) for result in results)
+        if unheard:
+            self.unheard.inc(unheard)
         for result in results:
             if not result.duplicate:
                 for unlock in result.unlocks:

@@ -58,4 +58,7 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         log_level="info",
+        # Closes connections that take over QUESTLINE_HEADER_TIMEOUT to send
+        # their request headers (slowloris), which uvicorn alone keeps open.
+        http="app.header_timeout:HeaderTimeoutProtocol",
     )

@@ -136,9 +136,13 @@ class Service:
         program = await to_thread.run_sync(load_program, settings.seed_path)
         if settings.migrate_on_start:
             await to_thread.run_sync(upgrade_database, settings.database_url)
-        self._database = make_engine(settings.database_url)
+        self._database = make_engine(
+            settings.database_url, settings.database_timeout.total_seconds()
+        )
         count_work(self._database, self.metrics.sql_statements.inc, self.metrics.sql_commits.inc)
-        self._store = store_from_url(settings.store_url)
+        self._store = store_from_url(
+            settings.store_url, timeout=settings.store_timeout.total_seconds()
+        )
         self._engine = Engine(
             program,
             self._store,
@@ -157,7 +161,7 @@ class Service:
         logger.info("history recovery: %d unlocks found only in the outbox, now copied", recovered)
         healed = await self._economy.heal()
         logger.info("referrals and tier changes a crash left half done, now done: %d", healed)
-        self._feed = Feed(self._store)
+        self._feed = Feed(self._store, self.settings.subscriber_backlog)
         await self._feed.start()
         listening = asyncio.Event()
         self._announcements = asyncio.create_task(

@@ -24,7 +24,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,6 +36,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from engine.durations import EXAMPLES, parse_duration
 from engine.engine import EngineSettings
 from engine.errors import ConfigurationError
 
@@ -61,8 +61,6 @@ _PLACEHOLDER_MARKERS = (
     "yoursecret",
 )
 _PLACEHOLDERS = frozenset({"secret", "password", "jwt-secret", "jwt_secret"})
-_DURATION = re.compile(r"([0-9]+)\s*([dhms]?)")
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 # Beyond a few minutes a leeway stops being clock skew and starts keeping expired
@@ -116,11 +114,21 @@ class Settings:
     journal_retention: timedelta = timedelta(days=400)
     max_batch: int = 1000
     max_body_bytes: int = 1024 * 1024
-    max_query_depth: int = 12
+    # The standard introspection query (GraphiQL, code generators) is 15 deep.
+    max_query_depth: int = 15
     max_query_tokens: int = 2000
     max_subscriptions_per_connection: int = 10
     migrate_on_start: bool = True
     console_session_ttl: timedelta = timedelta(hours=8)
+    #: Whether anyone may introspect the schema; otherwise only API keys (production).
+    open_introspection: bool = True
+    #: Deadline of each call to the counter store and to the history database.
+    store_timeout: timedelta = timedelta(seconds=2)
+    database_timeout: timedelta = timedelta(seconds=2)
+    #: Unlocks a subscriber may fall behind before its socket is closed (4429).
+    subscriber_backlog: int = 1000
+    #: Time a client has to send a request's headers before its connection is closed.
+    header_timeout: timedelta = timedelta(seconds=10)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -192,6 +200,15 @@ class Settings:
             console_session_ttl=env.duration(
                 "QUESTLINE_CONSOLE_SESSION_TTL", cls.console_session_ttl
             ),
+            # The committed schema.graphql is what clients generate code from;
+            # introspection only helps an attacker map the API.
+            open_introspection=env.boolean(
+                "QUESTLINE_OPEN_INTROSPECTION", environment == "development"
+            ),
+            store_timeout=env.duration("QUESTLINE_STORE_TIMEOUT", cls.store_timeout),
+            database_timeout=env.duration("QUESTLINE_DATABASE_TIMEOUT", cls.database_timeout),
+            subscriber_backlog=env.integer("QUESTLINE_SUBSCRIBER_BACKLOG", cls.subscriber_backlog),
+            header_timeout=env.duration("QUESTLINE_HEADER_TIMEOUT", cls.header_timeout),
         )
 
     def engine_settings(self) -> EngineSettings:
@@ -323,14 +340,12 @@ class _Reader:
         value = self.text(name)
         if value is None:
             return default
-        match = _DURATION.fullmatch(value.lower())
-        if match is None:
+        try:
+            duration = timedelta(seconds=int(value)) if value.isdigit() else parse_duration(value)
+        except ValueError:
             raise ConfigurationError(
-                f"{name} must be a number of seconds or a duration such as 7d, 12h, 30m or 45s, "
-                f"got {value!r}"
-            )
-        amount, unit = match.groups()
-        duration = timedelta(seconds=int(amount) * _DURATION_UNITS[unit])
+                f"{name} must be {EXAMPLES} (a bare number is seconds), got {value!r}"
+            ) from None
         if maximum is not None and duration > maximum:
             limit = int(maximum.total_seconds())
             raise ConfigurationError(f"{name} must be at most {limit} seconds, got {value!r}")

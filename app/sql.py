@@ -11,6 +11,7 @@ here and never leak further.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -93,13 +94,16 @@ def table(model: type[SQLModel]) -> Table:
     return SQLModel.metadata.tables[str(model.__tablename__)]
 
 
-def make_engine(database_url: str) -> Engine:
+def make_engine(database_url: str, timeout: float | None = None) -> Engine:
     """An engine for the history database; nothing connects until first use.
 
     `postgresql://` and `postgres://` are read as psycopg 3, the driver we ship.
     PostgreSQL's pool keeps 20 connections open: with SQLAlchemy's default of
     5, a burst of readers on worker threads opened and closed dozens of
-    connections a second (overflow is closed when returned).
+    connections a second (overflow is closed when returned). `timeout`
+    (seconds; the service's QUESTLINE_DATABASE_TIMEOUT, none for migrations)
+    bounds connecting, waiting for a pooled connection and each statement on
+    PostgreSQL.
     """
     try:
         url = make_url(database_url)
@@ -115,7 +119,14 @@ def make_engine(database_url: str) -> Engine:
     if backend in ("postgresql", "postgres"):
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")
-        return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=20)
+        pool = {"pool_pre_ping": True, "pool_size": 20, "max_overflow": 20}
+        if timeout is None:
+            return create_engine(url, **pool)
+        deadline = {
+            "connect_timeout": max(1, math.ceil(timeout)),
+            "options": f"-c statement_timeout={int(timeout * 1000)}",
+        }
+        return create_engine(url, **pool, pool_timeout=timeout, connect_args=deadline)
     raise ConfigurationError(f"database {backend!r} is not supported; {_SUPPORTED}")
 
 
@@ -157,10 +168,11 @@ def translated_errors(engine: Engine) -> Iterator[None]:
         where = engine.url.render_as_string(hide_password=True)
         original = getattr(error, "orig", None) or error
         if _is_missing_table(original):
-            message = f"the database {where} has no Questline tables: run `questline db upgrade`"
-        else:
-            message = f"the database {where} is unavailable: {original}"
-        raise DatabaseError(message) from error
+            # Permanent until an operator acts: not STORE_UNAVAILABLE, which clients retry.
+            raise ConfigurationError(
+                f"the database {where} has no Questline tables: run `questline db upgrade`"
+            ) from error
+        raise DatabaseError(f"the database {where} is unavailable: {original}") from error
 
 
 def _is_missing_table(error: BaseException) -> bool:

@@ -18,7 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from engine.errors import BatchTooLargeError, ConfigurationError, EventError
+from engine.errors import (
+    BatchTooLargeError,
+    ConfigurationError,
+    ConflictError,
+    EventError,
+    InvalidArgumentError,
+)
 from engine.events import Event, check_identifier, checked
 from engine.leaderboards import Standings, standings
 from engine.periods import resolve_timezone
@@ -56,6 +62,8 @@ class Recorded:
     event: Event
     recorded_at: datetime
     program_version: str
+    #: What the sender should know, e.g. that no rule listens to its event type.
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +165,9 @@ class Engine:
                 i for i, outcome in zip(stale, again, strict=True) if outcome.status == "stale"
             ]
         if stale:
-            raise EventError("the player's profile keeps changing; retry the event")
+            raise ConflictError("the player's profile keeps changing; retry the event")
         describe = descriptions.unlock
+        program = planner.program
         return [
             Recorded(
                 event.id,
@@ -169,6 +178,7 @@ class Engine:
                 event,
                 now,
                 version,
+                tuple(filter(None, [program.unheard(event.type)])),
             )
             for event, outcome, now in zip(accepted, outcomes, moments, strict=True)
         ]
@@ -235,7 +245,7 @@ class Engine:
             if applied.status != "stale":
                 return [self.describe(player_id, entry) for entry in applied.entries]
             await self.profile(player_id, refresh=True)
-        raise EventError("the player's profile keeps changing; retry the grant")
+        raise ConflictError("the player's profile keeps changing; retry the grant")
 
     def plan(self, event: Event) -> Plan:
         """The store operations an event would cause, without applying them
@@ -260,7 +270,10 @@ class Engine:
         check_identifier("playerId", player_id)
         fields: dict[str, str] = {}
         if timezone is not None:
-            resolve_timezone(timezone)
+            try:
+                resolve_timezone(timezone)
+            except ConfigurationError as error:
+                raise InvalidArgumentError(f"timezone: {error}") from None
             fields["timezone"] = timezone
         if attributes is not None:
             fields["attributes"] = json.dumps(dict(attributes))

@@ -1,37 +1,53 @@
 """Every error the engine raises, in one tree.
 
-    QuestlineError                  base: anything Questline refuses or cannot do
-    ├── ConfigurationError          a setting or store URL that cannot work
-    ├── ProgramError                a seed program that does not validate (all issues at once)
-    ├── ConditionError              a `where` / audience condition that cannot be compiled
-    ├── EventError                  an event the engine will not record (code BAD_EVENT)
-    │   ├── EventTooOldError        older than the late-event tolerance (EVENT_TOO_OLD)
-    │   └── EventInFutureError      too far ahead of the server clock (EVENT_IN_FUTURE)
-    ├── BatchTooLargeError          more events in one call than allowed (BATCH_TOO_LARGE)
-    ├── CursorError                 a paging or replay cursor that is not ours (BAD_CURSOR)
-    ├── StoreError                  the counter store failed (STORE_UNAVAILABLE)
-    ├── LeaderboardError            a board query that cannot be answered (BAD_LEADERBOARD)
-    │   └── UnknownLeaderboardError no leaderboard with this id (UNKNOWN_LEADERBOARD)
-    └── PointsError                 points cannot move as asked (BAD_POINTS)
-        ├── InsufficientPointsError the balance is lower than the cost (INSUFFICIENT_POINTS)
-        ├── UnknownRewardError      no reward with this id in the catalog (UNKNOWN_REWARD)
-        ├── OutOfStockError         the reward's stock is used up (OUT_OF_STOCK)
-        ├── LimitReachedError       the player redeemed it as often as allowed (LIMIT_REACHED)
-        ├── TierRequiredError       the reward needs a higher tier (TIER_REQUIRED)
-        ├── IdempotencyKeyReusedError  the key already named another request
-        │                           (IDEMPOTENCY_KEY_REUSED)
-        └── ReferralError           a referral code that cannot be applied (BAD_REFERRAL)
-            ├── ReferralsDisabledError      the program has no referrals (REFERRALS_DISABLED)
-            ├── UnknownReferralCodeError    no player has this code (UNKNOWN_REFERRAL_CODE)
-            ├── SelfReferralError           a player's own code (SELF_REFERRAL)
-            ├── AlreadyReferredError        the player applied another code (ALREADY_REFERRED)
-            └── NotNewPlayerError           the player already qualified (NOT_NEW_PLAYER)
+    QuestlineError                  base; its own code INTERNAL is a bug (logged with a traceback)
+    ├── TransientError              retryable: the same request may succeed when sent again later
+    │   ├── StoreError              the counter store or the database did not answer in time
+    │   │                           (STORE_UNAVAILABLE)
+    │   ├── ConflictError           the player's profile kept changing while recording (CONFLICT)
+    │   └── TooSlowError            a subscriber fell too far behind its unlocks (TOO_SLOW):
+    │                               subscribe again with `since`
+    └── (every other error is permanent: sending the same request again gets the same answer)
+        ├── ConfigurationError      a setting, store URL or database that cannot work
+        │                           (CONFIGURATION)
+        ├── ProgramError            a seed program that does not validate, all issues at once
+        │                           (BAD_PROGRAM)
+        ├── ConditionError          a `where` / audience condition that cannot be compiled
+        │                           (BAD_CONDITION)
+        ├── InvalidArgumentError    an argument the server cannot take: fix the value (BAD_REQUEST)
+        │   ├── EventError          an event field (id, type, value, occurredAt, properties)
+        │   │   ├── EventTooOldError    older than the late-event tolerance (EVENT_TOO_OLD)
+        │   │   └── EventInFutureError  too far ahead of the server clock (EVENT_IN_FUTURE)
+        │   ├── BatchTooLargeError  more events in one call than allowed (BATCH_TOO_LARGE)
+        │   ├── CursorError         a paging or replay cursor that is not ours
+        │   └── LeaderboardError    a period the board does not keep, `first` out of range
+        ├── UnknownLeaderboardError no leaderboard with this id (UNKNOWN_LEADERBOARD)
+        └── PointsError             points cannot move as asked; raised as such for a bad
+            │                       argument (BAD_REQUEST), its subclasses are refusals:
+            ├── InsufficientPointsError the balance is lower than the cost (INSUFFICIENT_POINTS)
+            ├── UnknownRewardError      no reward with this id in the catalog (UNKNOWN_REWARD)
+            ├── OutOfStockError         the reward's stock is used up (OUT_OF_STOCK)
+            ├── LimitReachedError       the player redeemed it as often as allowed (LIMIT_REACHED)
+            ├── TierRequiredError       the reward needs a higher tier (TIER_REQUIRED)
+            ├── IdempotencyKeyReusedError  the key already named another request
+            │                           (IDEMPOTENCY_KEY_REUSED)
+            └── ReferralError           a referral code that cannot be applied (BAD_REFERRAL)
+                ├── ReferralsDisabledError      the program has no referrals (REFERRALS_DISABLED)
+                ├── UnknownReferralCodeError    no player has this code (UNKNOWN_REFERRAL_CODE)
+                ├── SelfReferralError           a player's own code (SELF_REFERRAL)
+                ├── AlreadyReferredError        the player applied another code (ALREADY_REFERRED)
+                └── NotNewPlayerError           the player already qualified (NOT_NEW_PLAYER)
 
 Each error carries a stable `code` so the GraphQL layer can map it to
-`extensions.code` without knowing the class hierarchy, and a message written
-for the person who has to fix the input: a designer or an app developer.
-Library errors (redis-py, sqlite3) are translated into `StoreError` at the
-store boundary and never leak out of the engine.
+`extensions.code` without knowing the class hierarchy, `retryable` (true
+only under `TransientError`) so a client knows whether sending the same
+request again can help, and a message written for the person who has to
+fix the input: a designer or an app developer. Every bad argument shares one
+code, BAD_REQUEST; a code of its own is kept for a refusal a client acts on
+differently (too old, out of stock, ...). Library errors (redis-py, sqlite3)
+are translated into `StoreError` at the store boundary and never leak out of
+the engine; a failure that will not go away by itself (a missing table, a
+malformed plan) is not a `StoreError`, so clients do not retry it forever.
 """
 
 from __future__ import annotations
@@ -41,6 +57,13 @@ from dataclasses import dataclass
 
 class QuestlineError(Exception):
     code = "INTERNAL"
+    retryable = False
+
+
+class TransientError(QuestlineError):
+    """The same request may succeed when sent again, after a pause."""
+
+    retryable = True
 
 
 class ConfigurationError(QuestlineError):
@@ -82,8 +105,14 @@ class ConditionError(QuestlineError):
         super().__init__(f"{path}: {message}" if path else message)
 
 
-class EventError(QuestlineError):
-    code = "BAD_EVENT"
+class InvalidArgumentError(QuestlineError):
+    """An argument the server cannot take; the message names it and says what fits."""
+
+    code = "BAD_REQUEST"
+
+
+class EventError(InvalidArgumentError):
+    pass
 
 
 class EventTooOldError(EventError):
@@ -94,28 +123,36 @@ class EventInFutureError(EventError):
     code = "EVENT_IN_FUTURE"
 
 
-class BatchTooLargeError(QuestlineError):
+class BatchTooLargeError(InvalidArgumentError):
     code = "BATCH_TOO_LARGE"
 
 
-class CursorError(QuestlineError):
-    code = "BAD_CURSOR"
+class CursorError(InvalidArgumentError):
+    pass
 
 
-class StoreError(QuestlineError):
+class StoreError(TransientError):
     code = "STORE_UNAVAILABLE"
 
 
-class LeaderboardError(QuestlineError):
-    code = "BAD_LEADERBOARD"
+class ConflictError(TransientError):
+    code = "CONFLICT"
 
 
-class UnknownLeaderboardError(LeaderboardError):
+class TooSlowError(TransientError):
+    code = "TOO_SLOW"
+
+
+class LeaderboardError(InvalidArgumentError):
+    pass
+
+
+class UnknownLeaderboardError(QuestlineError):
     code = "UNKNOWN_LEADERBOARD"
 
 
 class PointsError(QuestlineError):
-    code = "BAD_POINTS"
+    code = "BAD_REQUEST"
 
 
 class InsufficientPointsError(PointsError):

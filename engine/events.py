@@ -2,6 +2,11 @@
 
 An event is checked completely before anything is stored, so a refused event
 changes nothing. Messages name the field the sender has to fix.
+
+`occurredAt` must carry its UTC offset (`Z`, `+02:00`): a time without one
+is refused, not read as UTC, since the player's day depends on it. An event
+id is unique per player (the idempotency key is the pair player, id): two
+players' events may share an id.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.errors import EventError, EventInFutureError, EventTooOldError
@@ -59,8 +64,13 @@ def checked(
     if not isinstance(event.properties, Mapping):
         raise EventError("properties must be a JSON object")
     occurred_at = now if event.occurred_at is None else event.occurred_at
-    if occurred_at.tzinfo is None:
-        occurred_at = occurred_at.replace(tzinfo=UTC)
+    if occurred_at.tzinfo is None or occurred_at.utcoffset() is None:
+        # Read as UTC it would land in the wrong day for a player in Tokyo or
+        # Los Angeles: refused rather than guessed.
+        raise EventError(
+            f"occurredAt {occurred_at.isoformat()} has no UTC offset; send the instant, "
+            f"such as {occurred_at.isoformat()}Z or {occurred_at.isoformat()}+02:00"
+        )
     if occurred_at < now - late_tolerance:
         raise EventTooOldError(
             f"occurredAt {occurred_at.isoformat()} is older than the late-event tolerance of "

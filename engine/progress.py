@@ -7,8 +7,10 @@ values, streak state and the unlocks hash. Nothing here writes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from engine import periods
@@ -202,7 +204,7 @@ async def player_progress(
         )
 
     streaks = [
-        streak_progress(streak_id, streak, values[index], program, tz, now)
+        streak_progress(streak_id, streak, values[index], program, tz, now, unlocked)
         for streak_id, streak, index in streak_reads
     ]
     badges = [
@@ -216,10 +218,21 @@ async def player_progress(
 
 
 def streak_progress(
-    streak_id: str, streak: Streak, state: dict[str, str], program: Program, tz: Any, now: datetime
+    streak_id: str,
+    streak: Streak,
+    state: dict[str, str],
+    program: Program,
+    tz: Any,
+    now: datetime,
+    unlocked: Mapping[str, str] = MappingProxyType({}),
 ) -> StreakProgress:
     """A streak as it stands now: alive, at risk (a gap freezes can still
-    bridge, or this period not yet extended) or broken."""
+    bridge, or this period not yet extended) or broken.
+
+    Progress is toward the next streak milestone the player has not unlocked
+    yet (from `unlocked`, the player's unlocks hash): after a break, a
+    milestone already earned is no goal any more, the next one is.
+    """
     current, longest, freezes = (
         int(state.get(name, 0)) for name in ("current", "longest", "freezes")
     )
@@ -234,7 +247,11 @@ def streak_progress(
             else:
                 current = 0
     lengths = [milestone.at for milestone in streak.milestones]
-    upcoming = [length for length in lengths if length > current]
+    upcoming = [
+        length
+        for length in lengths
+        if length > current and keys.streak_unlock(streak_id, length) not in unlocked
+    ]
     target = upcoming[0] if upcoming else max(current, 1)
     completed = bool(lengths) and not upcoming
     return StreakProgress(

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import strawberry
+from graphql.error import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaxTokensLimiter,
     ParserCache,
     ValidationCache,
 )
-from strawberry.extensions.query_depth_limiter import create_validator
+from strawberry.types import ExecutionContext
 
-from schema.errors import typed_errors
+from schema.errors import process_errors
+from schema.limits import IntrospectionForApiKeys, depth_rule
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.subscription import Subscription
@@ -23,24 +26,44 @@ from schema.subscription import Subscription
 DOCUMENT_CACHE = 256
 
 
+class QuestlineSchema(strawberry.Schema):
+    """Strawberry's schema, whose errors all get `extensions.code` and are
+    logged our way (refusals in one line, tracebacks only for bugs)."""
+
+    def __init__(self, *, development: bool, **options: Any) -> None:
+        super().__init__(**options)
+        self.development = development
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        operation = execution_context.operation_name if execution_context else None
+        process_errors(errors, operation, self.development)
+
+
 def build_schema(
-    development: bool = False, max_depth: int = 12, max_tokens: int = 2000
+    development: bool = False,
+    max_depth: int = 12,
+    max_tokens: int = 2000,
+    open_introspection: bool = True,
 ) -> strawberry.Schema:
     # One depth rule for the schema's lifetime: a rule class made per request
     # (what QueryDepthLimiter does) defeats the validation cache, and
     # validation was most of the GraphQL cost of a small mutation.
-    depth_rule = create_validator(max_depth, None)
-    return strawberry.Schema(
+    extensions: list[Any] = [
+        partial(MaxTokensLimiter, max_token_count=max_tokens),
+        partial(ParserCache, maxsize=DOCUMENT_CACHE),
+        partial(AddValidationRules, [depth_rule(max_depth)]),
+        partial(ValidationCache, maxsize=DOCUMENT_CACHE),
+    ]
+    if not open_introspection:
+        extensions.append(IntrospectionForApiKeys)
+    return QuestlineSchema(
+        development=development,
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[
-            partial(MaxTokensLimiter, max_token_count=max_tokens),
-            partial(ParserCache, maxsize=DOCUMENT_CACHE),
-            partial(AddValidationRules, [depth_rule]),
-            partial(ValidationCache, maxsize=DOCUMENT_CACHE),
-            typed_errors(development),
-        ],
+        extensions=extensions,
     )
 
 

@@ -12,10 +12,10 @@ from datetime import datetime
 
 import strawberry
 
+from engine.errors import InvalidArgumentError
 from engine.periods import Granularity
 from schema import context
 from schema.context import Info
-from schema.errors import BadRequestError
 from schema.loyalty import LedgerReason
 from schema.types import Challenge, Streak, challenge_of, streak_of
 
@@ -29,7 +29,7 @@ RATE = "completed / started; null when nobody started."
 
 def _count(name: str, value: int) -> int:
     if not 1 <= value <= MAX_PERIODS:
-        raise BadRequestError(f"{name} must be between 1 and {MAX_PERIODS}, got {value}")
+        raise InvalidArgumentError(f"{name} must be between 1 and {MAX_PERIODS}, got {value}")
     return value
 
 

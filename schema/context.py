@@ -7,7 +7,7 @@ reload); it talks to a `Service` and the app provides one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
@@ -191,6 +191,8 @@ class Context:
     #: Why the credentials sent were refused, raised when a resolver needs them.
     auth_error: QuestlineError | None = None
     connection_params: dict[str, Any] | None = None
+    #: On a WebSocket: close it with a code and a reason (the app provides it).
+    close: Callable[[int, str], Awaitable[None]] | None = None
     _progress: dict[str, asyncio.Future[PlayerProgress]] = field(default_factory=dict)
     _rewards: list[tuple[str, CatalogReward, int | None]] | None = None
 

@@ -8,10 +8,9 @@ from collections.abc import Mapping
 import strawberry
 from strawberry.scalars import JSON
 
-from engine.errors import EventError
+from engine.errors import EventError, InvalidArgumentError
 from engine.events import Event
 from schema.context import Info
-from schema.errors import BadRequestError
 from schema.loyalty import (
     ExpiryResult,
     LedgerEntry,
@@ -50,6 +49,7 @@ async def _record(info: Info, events: list[EventInput]) -> list[RecordEventResul
             event_id=result.event_id,
             duplicate=result.duplicate,
             unlocks=[unlock_of(program, unlock) for unlock in result.unlocks],
+            warnings=list(result.warnings),
         )
         for result in recorded
     ]
@@ -77,7 +77,7 @@ class Mutation:
     ) -> Player:
         info.context.caller().require_admin("updating players")
         if attributes is not None and not isinstance(attributes, Mapping):
-            raise EventError("attributes must be a JSON object")
+            raise InvalidArgumentError("attributes must be a JSON object")
         await info.context.service.set_player(player_id_of(id), timezone, attributes)
         return Player(id=id)
 
@@ -137,7 +137,7 @@ class Mutation:
     ) -> LedgerEntry:
         info.context.caller().require_admin("adjusting points")
         if not reason.strip():
-            raise BadRequestError("reason must say why the points are adjusted")
+            raise InvalidArgumentError("reason must say why the points are adjusted")
         reference = idempotency_key or f"adjust:{uuid.uuid4().hex}"
         line = await info.context.service.economy.adjust(
             player_id_of(player_id), delta, reason, reference
@@ -174,6 +174,6 @@ def acting_for(info: Info, player_id: strawberry.ID | None) -> str:
     caller = info.context.caller()
     target = player_id or caller.player_id
     if target is None:
-        raise BadRequestError("playerId is required with an API key")
+        raise InvalidArgumentError("playerId is required with an API key")
     caller.require_read(player_id_of(target))
     return str(target)

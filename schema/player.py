@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
+from engine.errors import InvalidArgumentError
 from schema.context import Info
-from schema.errors import BadRequestError
 from schema.loyalty import (
     LedgerConnection,
     PointsBalance,
@@ -117,5 +117,5 @@ def page_size(first: int | None) -> int:
     """A page size argument, 20 when not given."""
     first = 20 if first is None else first
     if not 0 < first <= MAX_PAGE:
-        raise BadRequestError(f"first must be between 1 and {MAX_PAGE}, got {first}")
+        raise InvalidArgumentError(f"first must be between 1 and {MAX_PAGE}, got {first}")
     return first

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import strawberry
 
-from engine.errors import EventError
+from engine.errors import InvalidArgumentError
 from engine.events import check_identifier
 from schema.analytics import ProgramAnalytics, program_analytics
 from schema.context import Info
-from schema.errors import BadRequestError
 from schema.leaderboards import Leaderboard, leaderboard_of
 from schema.loyalty import Reward, catalog
 from schema.player import Player
@@ -16,11 +15,8 @@ from schema.types import Program, program_of
 
 
 def player_id_of(raw: str) -> str:
-    """Player ids are checked like event ids, with an error that fits a query."""
-    try:
-        return check_identifier("id", raw)
-    except EventError as error:
-        raise BadRequestError(str(error)) from None
+    """Player ids are checked like event ids (BAD_REQUEST when they do not fit)."""
+    return check_identifier("id", raw)
 
 
 @strawberry.type
@@ -29,7 +25,9 @@ class Query:
     def me(self, info: Info) -> Player:
         caller = info.context.caller()
         if caller.player_id is None:
-            raise BadRequestError("`me` needs a player token; with an API key use `player(id:)`")
+            raise InvalidArgumentError(
+                "`me` needs a player token; with an API key use `player(id:)`"
+            )
         return Player(id=strawberry.ID(caller.player_id))
 
     @strawberry.field(description="Any player (API key), or yourself (player token).")

@@ -350,6 +350,10 @@ class RecordEventResult:
     unlocks: list[Unlock] = strawberry.field(
         description="What this event unlocked (for a duplicate: what the original unlocked)."
     )
+    warnings: list[str] = strawberry.field(
+        description="What the sender should check, such as an event type no rule listens to "
+        "(with the closest known type); the event is recorded all the same."
+    )
 
 
 @strawberry.input

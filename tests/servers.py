@@ -119,6 +119,22 @@ def start_server(
     return Server(port=port, log_path=log_path, process=process)
 
 
+def production_env(folder: Path, **overrides: str) -> dict[str, str]:
+    """A production server's variables, on SQLite files in `folder`, the test program."""
+    from tests.graphql_client import API_KEY, JWT_SECRET, PROGRAM
+
+    return {
+        "QUESTLINE_ENV": "production",
+        "QUESTLINE_STORE_URL": f"sqlite:///{folder / 'store.db'}",
+        "QUESTLINE_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
+        "QUESTLINE_MIGRATE_ON_START": "true",
+        "QUESTLINE_SEED_PATH": str(PROGRAM.resolve()),
+        "QUESTLINE_API_KEYS": API_KEY,
+        "QUESTLINE_JWT_SECRET": JWT_SECRET,
+        **overrides,
+    }
+
+
 @contextmanager
 def running_servers(
     envs: Sequence[Mapping[str, str]], log_dir: Path, uvicorn_args: Sequence[str] = ()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -60,6 +61,14 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float =
 def redis_server(durable: bool = False) -> Iterator[str]:
     """Start a throwaway redis-server on a free port; yield its URL. A durable
     one writes every command to its append-only file before answering."""
+    with redis_process(durable) as (url, _):
+        yield url
+
+
+@contextmanager
+def redis_process(durable: bool = False) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start a throwaway redis-server on a free port; yield its URL and process
+    (to pause it with SIGSTOP, as a hung server would be)."""
     binary = shutil.which(os.environ.get("QUESTLINE_TEST_REDIS_SERVER") or "redis-server")
     if binary is None:
         raise ServiceUnavailable(REDIS_HELP)
@@ -88,8 +97,9 @@ def redis_server(durable: bool = False) -> Iterator[str]:
         )
         try:
             _wait_for_port(port, process)
-            yield f"redis://127.0.0.1:{port}/0"
+            yield f"redis://127.0.0.1:{port}/0", process
         finally:
+            process.send_signal(signal.SIGCONT)  # a paused server cannot take SIGTERM
             process.terminate()
             process.wait(timeout=10)
 

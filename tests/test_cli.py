@@ -142,3 +142,17 @@ def test_the_installed_console_script_validates_the_seed() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert SUMMARY.fullmatch(result.stdout.strip())
+
+
+def test_serve_without_a_seed_folder_says_where_it_looked_and_how_to_point_it(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QUESTLINE_SEED_PATH", raising=False)
+    result = runner.invoke(cli, ["serve"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "seed: no such file or folder",
+        f"no seed program at seed ({tmp_path / 'seed'}); the working directory is {tmp_path}. "
+        "Point QUESTLINE_SEED_PATH at your seed folder, or run from the folder that holds ./seed",
+    ]

@@ -106,7 +106,8 @@ def test_weeks_are_a_duration_and_rates_are_exact(folder: Path) -> None:
         pytest.param(
             "points:\n  expire_after: 1y\n",
             "prog/a.yaml:2 points.expire_after: "
-            "must be a number of days or weeks, such as 365d or 52w",
+            "must be a positive whole number and a unit (ms, s, m, h, d or w), "
+            "such as 500ms, 30m, 7d or 52w",
             id="a duration in years",
         ),
         pytest.param(

@@ -6,15 +6,25 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from engine import planner
 from engine.engine import MAX_REPLANS, Engine, EngineSettings
-from engine.errors import BatchTooLargeError, EventError, EventInFutureError, EventTooOldError
+from engine.errors import (
+    BatchTooLargeError,
+    ConflictError,
+    EventError,
+    EventInFutureError,
+    EventTooOldError,
+)
 from engine.events import Event
+from engine.periods import Granularity, period_of
 from engine.program.loader import load_program
-from engine.store import store_from_url
+from engine.program.models import Streak
+from engine.progress import streak_progress
+from engine.store import keys, store_from_url
 from engine.store.base import Applied, Plan
 from tests.clock import Clock
 from tests.engines import WEDNESDAY, engine_on
@@ -158,7 +168,7 @@ async def test_malformed_events_get_a_clear_error(
 ) -> None:
     with pytest.raises(EventError, match=message) as raised:
         await engine.record(event)
-    assert raised.value.code == "BAD_EVENT"
+    assert raised.value.code == "BAD_REQUEST"
 
 
 async def test_a_fixed_window_challenge_counts_only_inside_its_window(
@@ -452,6 +462,22 @@ async def test_an_event_whose_profile_keeps_changing_is_refused_after_a_few_repl
         return Applied("stale", [])
 
     monkeypatch.setattr(engine.store, "apply", always_stale)
-    with pytest.raises(EventError, match="keeps changing"):
+    with pytest.raises(ConflictError, match="keeps changing"):
         await engine.record(Event(id="e1", player_id="ada", type="purchase"))
     assert len(attempts) == MAX_REPLANS + 1
+
+
+def test_a_broken_streak_aims_at_the_next_milestone_not_yet_unlocked(clock: Clock) -> None:
+    program = load_program(PROGRAM)
+    streak = Streak.model_validate(
+        {"metric": "coffees", "per": "day", "milestones": [{"at": 2}, {"at": 7}]}
+    )
+    now = clock()
+    today = period_of(now, Granularity.DAY, ZoneInfo("Europe/Paris"), program.week_start).index
+    broken = {"current": "2", "longest": "2", "freezes": "0", "last": str(today - 3)}
+    earned = {keys.streak_unlock("walks", 2): "0"}
+    paris = ZoneInfo("Europe/Paris")
+    progress = streak_progress("walks", streak, broken, program, paris, now, earned).progress
+    assert (progress.current, progress.target, progress.completed) == (0, 7, False)
+    both = {**earned, keys.streak_unlock("walks", 7): "0"}
+    assert streak_progress("walks", streak, broken, program, paris, now, both).progress.completed

@@ -263,8 +263,8 @@ def test_an_api_key_asks_around_any_player_and_a_token_only_around_itself(
 def test_bad_leaderboard_questions_get_typed_errors(served: tuple[TestClient, Settings]) -> None:
     client, _ = served
     assert codes(gql(client, BOARD, {"id": "nope"})) == ["UNKNOWN_LEADERBOARD"]
-    assert codes(gql(client, BOARD, {"id": "stores", "period": "all"})) == ["BAD_LEADERBOARD"]
-    assert codes(gql(client, BOARD, {"id": "coffees", "first": 1000})) == ["BAD_LEADERBOARD"]
+    assert codes(gql(client, BOARD, {"id": "stores", "period": "all"})) == ["BAD_REQUEST"]
+    assert codes(gql(client, BOARD, {"id": "coffees", "first": 1000})) == ["BAD_REQUEST"]
     assert codes(gql(client, BOARD, {"id": "coffees", "around": ""})) == ["BAD_REQUEST"]
 
 

@@ -253,12 +253,13 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(fresh_database_url:
 def test_a_database_that_was_never_migrated_says_to_upgrade(fresh_database_url: str) -> None:
     engine = make_engine(fresh_database_url)
     try:
-        with pytest.raises(DatabaseError) as caught:
+        with pytest.raises(ConfigurationError) as caught:
             count_unlocks(engine, "ada")
     finally:
         engine.dispose()
 
-    assert caught.value.code == "STORE_UNAVAILABLE"
+    # Permanent until an operator migrates: not the retryable STORE_UNAVAILABLE.
+    assert caught.value.code == "CONFIGURATION" and not caught.value.retryable
     assert "has no Questline tables: run `questline db upgrade`" in str(caught.value)
 
 

@@ -54,10 +54,21 @@ def test_an_empty_environment_gives_the_development_defaults() -> None:
     assert settings.future_event_tolerance == timedelta(minutes=5)
     assert settings.max_batch == 1000
     assert settings.max_body_bytes == 1024 * 1024
-    assert settings.max_query_depth == 12
+    assert settings.max_query_depth == 15
     assert settings.max_query_tokens == 2000
     assert settings.max_subscriptions_per_connection == 10
     assert settings.migrate_on_start is True
+    assert settings.open_introspection is True
+    assert settings.store_timeout == settings.database_timeout == timedelta(seconds=2)
+    assert settings.subscriber_backlog == 1000
+    assert settings.header_timeout == timedelta(seconds=10)
+
+
+def test_production_closes_introspection_unless_told_otherwise() -> None:
+    production = {"QUESTLINE_ENV": "production"}
+    assert Settings.from_env(production).open_introspection is False
+    opened = {**production, "QUESTLINE_OPEN_INTROSPECTION": "true"}
+    assert Settings.from_env(opened).open_introspection is True
 
 
 def test_every_variable_is_read() -> None:
@@ -86,6 +97,11 @@ def test_every_variable_is_read() -> None:
             "QUESTLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION": "3",
             "QUESTLINE_MIGRATE_ON_START": "yes",
             "QUESTLINE_CONSOLE_SESSION_TTL": "30m",
+            "QUESTLINE_OPEN_INTROSPECTION": "on",
+            "QUESTLINE_STORE_TIMEOUT": "500ms",
+            "QUESTLINE_DATABASE_TIMEOUT": "3s",
+            "QUESTLINE_SUBSCRIBER_BACKLOG": "50",
+            "QUESTLINE_HEADER_TIMEOUT": "5",
         }
     )
 
@@ -113,6 +129,11 @@ def test_every_variable_is_read() -> None:
         max_subscriptions_per_connection=3,
         migrate_on_start=True,
         console_session_ttl=timedelta(minutes=30),
+        open_introspection=True,
+        store_timeout=timedelta(milliseconds=500),
+        database_timeout=timedelta(seconds=3),
+        subscriber_backlog=50,
+        header_timeout=timedelta(seconds=5),
     )
 
 
@@ -127,6 +148,8 @@ def test_empty_variables_count_as_unset() -> None:
         ("12h", timedelta(hours=12)),
         ("30m", timedelta(minutes=30)),
         ("45s", timedelta(seconds=45)),
+        ("2w", timedelta(weeks=2)),
+        ("500ms", timedelta(milliseconds=500)),
         ("3600", timedelta(hours=1)),
         ("0", timedelta(0)),
     ],
@@ -186,12 +209,12 @@ def test_migrate_on_start_can_be_set_explicitly(text: str, expected: bool) -> No
         (
             "QUESTLINE_LATE_EVENT_TOLERANCE",
             "1 week",
-            "QUESTLINE_LATE_EVENT_TOLERANCE must be a number of seconds or a duration such as 7d",
+            "QUESTLINE_LATE_EVENT_TOLERANCE must be a positive whole number and a unit",
         ),
         (
             "QUESTLINE_FUTURE_EVENT_TOLERANCE",
             "-5m",
-            "QUESTLINE_FUTURE_EVENT_TOLERANCE must be a number of seconds",
+            "QUESTLINE_FUTURE_EVENT_TOLERANCE must be a positive whole number and a unit",
         ),
         (
             "QUESTLINE_DEFAULT_TIMEZONE",

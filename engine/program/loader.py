@@ -29,13 +29,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from engine import durations
 from engine.conditions import Predicate, compile_condition
 from engine.errors import ConditionError, ConfigurationError, ProgramError, SeedIssue
 from engine.periods import resolve_timezone
 from engine.program.models import (
     CONDITION_PLACEHOLDER,
     CONDITION_SCHEMAS,
-    DURATION_PATTERN,
     Challenge,
     EarnRule,
     Metric,
@@ -69,7 +69,6 @@ SECTIONS = (
 )
 #: Sections that are one item, held by at most one file.
 SINGLE_SECTIONS = ("program", "points", "tiers", "referrals")
-_DURATION_UNITS = {"d": timedelta(days=1), "w": timedelta(weeks=1)}
 #: Parts pydantic adds to an error location that are not keys of the YAML.
 _TAGS = frozenset({"date", "datetime", "[key]"})
 Location = tuple[str | int, ...]
@@ -254,8 +253,8 @@ def _message(error: ErrorDetails, location: Location) -> str:
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return "must be a mapping (key: value)"
     if kind == "string_pattern_mismatch":
-        if error.get("ctx", {}).get("pattern") == DURATION_PATTERN:
-            return "must be a number of days or weeks, such as 365d or 52w"
+        if error.get("ctx", {}).get("pattern") == durations.PATTERN:
+            return f"must be {durations.EXAMPLES}"
         return "must be an id: lowercase letters, digits, '-' and '_', not starting with - or _"
     if kind == "too_short":
         least = error.get("ctx", {}).get("min_length", 1)
@@ -538,11 +537,6 @@ def _referrals(section: Referrals, where: Predicate | None) -> ReferralsDef:
     )
 
 
-def _duration(text: str) -> timedelta:
-    """`365d` or `52w`, as the models' pattern accepts them."""
-    return int(text[:-1]) * _DURATION_UNITS[text[-1]]
-
-
 def _ladder(tiers: Tiers) -> TierLadder:
     return TierLadder(
         levels=tuple(
@@ -634,7 +628,9 @@ def load_program(path: str | Path) -> Program:
         earn_rules_by_event=types.MappingProxyType(
             {event: tuple(rules) for event, rules in earn_by_event.items()}
         ),
-        points_expire_after=None if points.expire_after is None else _duration(points.expire_after),
+        points_expire_after=None
+        if points.expire_after is None
+        else durations.parse_duration(points.expire_after),
         tiers=None if tiers is None else _ladder(tiers),
         rewards=types.MappingProxyType(items["rewards"]),
         referrals=referrals,

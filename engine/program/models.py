@@ -21,8 +21,9 @@ from pydantic import (
     model_validator,
 )
 
+from engine import durations
+
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
-DURATION_PATTERN = r"^[1-9][0-9]*[dw]$"
 Identifier = Annotated[
     str,
     Field(
@@ -292,8 +293,8 @@ class Streak(SeedModel):
 Duration = Annotated[
     str,
     Field(
-        pattern=DURATION_PATTERN,
-        description="A duration in days or weeks: `365d`, `52w`.",
+        pattern=durations.PATTERN,
+        description=f"A duration: {durations.EXAMPLES}.",
     ),
 ]
 

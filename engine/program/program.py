@@ -7,10 +7,12 @@ metrics fed by each event type are indexed.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Literal
 
 from engine.conditions import Predicate
@@ -124,3 +126,23 @@ class Program:
     #: None when the program has no referrals.
     referrals: ReferralsDef | None
     leaderboards: Mapping[str, LeaderboardDef]
+
+    @cached_property
+    def event_types(self) -> frozenset[str]:
+        """Every event type some rule listens to: metrics, earn rules, referrals."""
+        types = set(self.metrics_by_event) | set(self.earn_rules_by_event)
+        if self.referrals is not None:
+            types.add(self.referrals.event)
+        return frozenset(types)
+
+    def unheard(self, event_type: str) -> str | None:
+        """A warning when no rule listens to `event_type` (likely a typo), or None.
+
+        Such an event is still recorded (its id is taken, so a retry is a
+        duplicate), but it counts toward nothing.
+        """
+        if event_type in self.event_types:
+            return None
+        close = difflib.get_close_matches(event_type, sorted(self.event_types), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"no rule listens to event type {event_type!r}{hint}"

@@ -22,18 +22,26 @@ ACCEPTED = "redis://, rediss://, unix://, redis+cluster:// or sqlite:///path"
 _CURSOR = re.compile(r"(\d{1,19})-(\d{1,19})")
 
 
-def store_from_url(url: str, *, announce: bool = True) -> Store:
+#: Seconds a call to a networked store may take before it fails with StoreError.
+DEFAULT_TIMEOUT = 2.0
+
+
+def store_from_url(url: str, *, announce: bool = True, timeout: float = DEFAULT_TIMEOUT) -> Store:
     """The store a URL names; ConfigurationError when it names none.
 
     With `announce=False` new unlocks are not published to other processes'
     listeners (a rebuild replays history nobody should hear of again).
+    `timeout` is the deadline of every call to a Redis store (connecting,
+    waiting for a free connection, each command); a `socket_timeout` in the
+    URL's query takes precedence. The embedded SQLite store has none: it
+    runs in the process, on local disk.
     """
     scheme, separator, _ = url.partition("://")
     scheme = scheme.lower()
     if separator and scheme in REDIS_SCHEMES:
         from engine.store.redis import RedisStore
 
-        return RedisStore(url, announce=announce)
+        return RedisStore(url, announce=announce, timeout=timeout)
     if separator and scheme == SQLITE_SCHEME:
         path = sqlite_path(url)
         from engine.store.sqlite import SqliteStore

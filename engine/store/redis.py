@@ -49,7 +49,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from engine.errors import StoreError
+from engine.errors import QuestlineError, StoreError
 from engine.group_commit import GroupCommit
 from engine.store import cursor_position, keys
 from engine.store.base import Applied, Arg, OutboxEntry, Plan, Ranking, Read, Store
@@ -79,10 +79,8 @@ _pack_command = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 _FAILURES = (RedisError, RedisClusterException, OSError)
 
 
-#: Connections for reads and profile writes, per store (process); and how long a
-#: caller waits for one when all are busy before the store reports itself unavailable.
+#: Connections per pool (one for reads and profile writes, one for plans), per process.
 MAX_CONNECTIONS = 64
-POOL_WAIT = 10.0
 
 
 class RedisStore(Store):
@@ -90,20 +88,38 @@ class RedisStore(Store):
 
     shared = True
 
-    def __init__(self, url: str, *, chunk_size: int = CHUNK_SIZE, announce: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 2.0,
+        chunk_size: int = CHUNK_SIZE,
+        announce: bool = True,
+    ) -> None:
+        """`timeout`: the deadline of connecting, of waiting for a free connection
+        and of each command, so a Redis that stops answering without closing
+        its sockets (paused, overloaded, partitioned) fails calls with
+        StoreError instead of hanging them. Pub/sub reads wait for messages
+        without it (redis-py blocks them indefinitely on purpose)."""
         self._where = _without_password(url)
         # A rebuild replays history without announcing it again: no channel.
         self._channel = keys.UNLOCK_CHANNEL if announce else ""
         self._chunk_size = chunk_size
+        self._timeout = timeout
+        deadlines = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
         self._client: Redis | RedisCluster
         if url.startswith(CLUSTER_SCHEME):
             cluster_url = "redis://" + url.removeprefix(CLUSTER_SCHEME)
-            self._client = RedisCluster.from_url(cluster_url, decode_responses=True)
+            self._client = RedisCluster.from_url(cluster_url, decode_responses=True, **deadlines)
         else:
             # Under load, callers wait for a free connection (up to the
-            # timeout) instead of failing with "Too many connections".
+            # deadline) instead of opening ever more of them.
             pool = BlockingConnectionPool.from_url(
-                url, decode_responses=True, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT
+                url,
+                decode_responses=True,
+                max_connections=MAX_CONNECTIONS,
+                timeout=timeout,
+                **deadlines,
             )
             self._client = Redis.from_pool(pool)
         self._sha = self._client.register_script(APPLY_LUA).sha
@@ -120,7 +136,14 @@ class RedisStore(Store):
             # socket timeout (it wraps every write in a task): `_stream` puts
             # that same deadline on each write and read itself.
             self._deadline = self._client.connection_pool.connection_kwargs.get("socket_timeout")
-            self._pool = ConnectionPool.from_url(url, decode_responses=True, socket_timeout=None)
+            self._pool: ConnectionPool = BlockingConnectionPool.from_url(
+                url,
+                decode_responses=True,
+                max_connections=MAX_CONNECTIONS,
+                timeout=timeout,
+                socket_timeout=None,
+                socket_connect_timeout=timeout,
+            )
             self._send = self._stream
         # Connections this store keeps between plans: taking one from
         # redis-py's pool costs a lock, a readiness check (a system call) and
@@ -178,8 +201,9 @@ class RedisStore(Store):
         except _FAILURES as error:
             raise self._error(error) from error
         except (TypeError, ValueError) as error:
-            # Only a malformed op gets here, while being packed; its chunk was not sent.
-            raise StoreError(f"a plan has an operation Redis cannot take: {error}") from error
+            # Only a malformed op gets here, while being packed; its chunk was not
+            # sent. A bug, not an outage: retrying would fail the same way.
+            raise QuestlineError(f"a plan has an operation Redis cannot take: {error}") from error
         return replies
 
     async def _stream(self, plans: Iterator[Plan], batch: list[Plan]) -> list[Any]:
@@ -195,7 +219,9 @@ class RedisStore(Store):
         if self._idle:
             connection = self._idle.pop()
         else:
-            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            # Connecting includes a handshake read, without the pool's socket timeout.
+            async with asyncio.timeout(self._deadline):
+                connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         replies: list[Any] = []
         unread: deque[_Chunk] = deque()
 
@@ -446,7 +472,17 @@ class RedisStore(Store):
         if isinstance(error, AuthenticationError):
             message = f"{where} refused the credentials ({error}); check user and password"
         elif isinstance(error, RedisTimeoutError | TimeoutError):
-            message = f"{where} did not answer in time ({error or 'timeout'}); is it overloaded?"
+            message = (
+                f"{where} did not answer within {self._timeout:g}s (QUESTLINE_STORE_TIMEOUT); "
+                "it is overloaded, paused or unreachable"
+            )
+        elif isinstance(error, ConnectionError) and "No connection available" in str(error):
+            # The pool's wait for a free connection ran out: all of them are
+            # waiting for answers, which says more about Redis than about us.
+            message = (
+                f"all {MAX_CONNECTIONS} connections to {where} waited over {self._timeout:g}s "
+                "for answers; Redis is overloaded, paused or unreachable"
+            )
         elif isinstance(error, ConnectionError | OSError):
             message = (
                 f"cannot reach {where}: {error}; is redis-server running and the store URL right?"
