@@ -292,7 +292,7 @@ def simulate(
     if as_json:
         typer.echo(json.dumps(simulation_json(simulated), indent=2))
     else:
-        Console(width=max(120, Console().width)).print(simulation_tables(simulated))
+        Console(width=max(160, Console().width)).print(simulation_tables(simulated))
 
 
 @contextmanager

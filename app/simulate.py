@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from itertools import islice
@@ -34,7 +33,7 @@ from app.journal import Journaled
 from engine.engine import Engine, EngineSettings
 from engine.periods import resolve_timezone
 from engine.program.program import Program
-from engine.simulation import Comparison, Tally, compare, rule_of, spend_of
+from engine.simulation import Simulated, Tally, compare, rule_of, spend_of
 from engine.store import store_from_url
 
 #: Journal events replayed per store call (on each side).
@@ -43,24 +42,6 @@ MEMORY = "sqlite://:memory:"
 
 #: Told (events replayed, events in the window) as the replay advances.
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Simulated:
-    comparison: Comparison
-    since: datetime | None
-    until: datetime | None
-    #: Events of the window there are; `comparison.events` of them were replayed.
-    window_events: int
-    #: The most events one call replays (None: no limit).
-    limit: int | None
-    current_version: str
-    candidate_version: str
-
-    @property
-    def complete(self) -> bool:
-        """Every event of the window was replayed (no limit or player sample cut it)."""
-        return self.comparison.events == self.window_events
 
 
 class _Side:

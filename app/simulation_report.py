@@ -7,8 +7,7 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
-from app.simulate import Simulated
-from engine.simulation import Figure, RuleRow
+from engine.simulation import Figure, RuleRow, Simulated
 
 
 def as_json(simulated: Simulated) -> dict[str, Any]:
@@ -79,7 +78,8 @@ def tables(simulated: Simulated) -> Group:
         title_justify="left",
     )
     for column in ("rule", "status", "unlocks", "players", "completion", "points", "orphans"):
-        rules.add_column(column, justify="left" if column in ("rule", "status") else "right")
+        words = column in ("rule", "status")
+        rules.add_column(column, justify="left" if words else "right", no_wrap=words)
     for row in comparison.rows:
         status = f"renamed from {row.renamed_from}" if row.renamed_from else row.status
         rules.add_row(

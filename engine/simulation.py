@@ -21,6 +21,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -212,6 +213,24 @@ class Comparison:
     removed: list[str] = field(default_factory=list)
     #: New row id -> the id it had in the program in use.
     renamed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Simulated:
+    comparison: Comparison
+    since: datetime | None
+    until: datetime | None
+    #: Events of the window there are; `comparison.events` of them were replayed.
+    window_events: int
+    #: The most events one call replays (None: no limit).
+    limit: int | None
+    current_version: str
+    candidate_version: str
+
+    @property
+    def complete(self) -> bool:
+        """Every event of the window was replayed (no limit or player sample cut it)."""
+        return self.comparison.events == self.window_events
 
 
 def renames(before: Program, after: Program) -> dict[str, str]:
