@@ -13,12 +13,18 @@ from datetime import datetime
 from anyio import to_thread
 from sqlalchemy import Engine as Database
 
+from app import journal
 from app.console.candidates import Candidate, check_candidate, check_file_name
+from app.journal import Journaled
 from app.settings import Settings
 from app.simulate import simulate
 from engine.engine import Engine
 from engine.errors import ProgramError, SeedIssue
+from engine.explain import Explanation, JournalEvent, explain, matches, with_journal
 from engine.simulation import Simulated
+
+#: The player's latest events of the feeding types looked at for the last one that counted.
+LAST_EVENTS_READ = 500
 
 
 class Designer:
@@ -57,3 +63,46 @@ class Designer:
             until=until,
             limit=self.settings.simulate_max_events,
         )
+
+    async def explain(self, player_id: str, target: str) -> Explanation:
+        """Why a player has `target` or not yet, with the journal's events: the
+        one that caused the unlock, and the last one that counted towards it."""
+        engine = self.engine
+        profile = await engine.profile(player_id)
+        found = await explain(
+            engine.program, engine.store, player_id, profile, engine.clock(), target
+        )
+        unlocked_by = None
+        if found.unlocked:
+            cause = await to_thread.run_sync(
+                journal.caused, self.database, player_id, found.unlock_key
+            )
+            unlocked_by = _pointed(cause)
+        feeds = matches(engine.program, found)
+        recent = await to_thread.run_sync(
+            journal.latest,
+            self.database,
+            player_id,
+            sorted({event_type for event_type, _ in feeds}),
+            LAST_EVENTS_READ,
+        )
+        counted = next(
+            (
+                entry
+                for entry in recent
+                if any(
+                    entry.event.type == event_type
+                    and (where is None or where(entry.event.properties))
+                    for event_type, where in feeds
+                )
+            ),
+            None,
+        )
+        return with_journal(found, unlocked_by, _pointed(counted))
+
+
+def _pointed(entry: Journaled | None) -> JournalEvent | None:
+    if entry is None:
+        return None
+    assert entry.event.occurred_at is not None  # journaled events are checked
+    return JournalEvent(entry.id, entry.event.id, entry.event.type, entry.event.occurred_at)

@@ -185,6 +185,34 @@ def _window(since: datetime | None, until: datetime | None) -> list[ColumnElemen
     return conditions
 
 
+def caused(db: Engine, player_id: str, unlock_key: str) -> Journaled | None:
+    """The event of a player that caused an unlock, None when no journaled
+    event did (a tier change, or an event past the retention)."""
+    quoted = json.dumps(unlock_key)
+    with translated_errors(db), db.connect() as connection:
+        rows = connection.execute(
+            select(JOURNAL)
+            .where(
+                JOURNAL.c.player_id == player_id,
+                JOURNAL.c.unlock_keys.contains(quoted, autoescape=True),
+            )
+            .order_by(JOURNAL.c.id)
+        ).all()
+    return next((journaled(row) for row in rows if unlock_key in json.loads(row.unlock_keys)), None)
+
+
+def latest(db: Engine, player_id: str, types: Sequence[str], limit: int) -> list[Journaled]:
+    """A player's last `limit` events of these types, newest first."""
+    with translated_errors(db), db.connect() as connection:
+        rows = connection.execute(
+            select(JOURNAL)
+            .where(JOURNAL.c.player_id == player_id, JOURNAL.c.type.in_(list(types)))
+            .order_by(JOURNAL.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [journaled(row) for row in rows]
+
+
 def count(db: Engine, since: datetime | None = None, until: datetime | None = None) -> int:
     """Journaled events, or those that occurred in [since, until)."""
     with translated_errors(db), db.connect() as connection:

@@ -17,6 +17,7 @@ from strawberry.types import Info as StrawberryInfo
 from engine.engine import Engine, Recorded
 from engine.errors import QuestlineError
 from engine.events import Event
+from engine.explain import Explanation
 from engine.feed import Feed
 from engine.periods import Granularity, Period
 from engine.points import Balance, LedgerLine, LedgerReason
@@ -164,6 +165,9 @@ class Designer(Protocol):
     ) -> Simulated:
         """A candidate program (YAML files by name) compared with the one in use
         on the journal's events of a window."""
+
+    async def explain(self, player_id: str, target: str) -> Explanation:
+        """Why a player has a challenge, milestone tier, streak milestone or badge, or not yet."""
 
 
 class Service(Protocol):

@@ -1,5 +1,6 @@
 """GraphQL types of the designer's tools: a candidate program simulated on
-the journal (`simulateProgram`)."""
+the journal (`simulateProgram`), and why a player has something or not yet
+(`explain`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 
 import strawberry
 
+from engine import explain as engine_explain
 from engine.simulation import Figure, RuleRow, Simulated
 from schema.context import Info
 
@@ -146,3 +148,131 @@ async def simulate_program(
         [(file.name, file.content) for file in files], since, until
     )
     return simulation_of(simulated)
+
+
+@strawberry.type(description="A goal: where the player stands against its target.")
+class ExplainedGoal:
+    metric: str
+    current: float
+    target: float
+    met: bool
+
+
+@strawberry.type(description="A metric feeding the target: which events, under which condition.")
+class ExplainedFeed:
+    metric: str
+    event_type: str
+    aggregate: str = strawberry.field(description="count, sum, max or distinct.")
+    property: str | None
+    where: str | None = strawberry.field(description="The `where` as written, as JSON.")
+
+
+@strawberry.type(description="An audience entry the player's attributes fail.")
+class FailedCondition:
+    condition: str = strawberry.field(description="The entry as written, as JSON.")
+    attribute: str | None
+    seen: str | None = strawberry.field(description="The attribute's value, as JSON, or (missing).")
+
+
+@strawberry.type(description="An event of the journal.")
+class JournalEvent:
+    journal_id: int
+    event_id: str
+    type: str
+    occurred_at: datetime
+
+
+@strawberry.type(description="Why a player has something, or not yet.")
+class Explanation:
+    target: str = strawberry.field(
+        description="challenge:<id>, milestone:<id>:<tier>, streak:<id>:<length> or badge:<id>."
+    )
+    kind: str
+    title: str
+    unlock_key: str = strawberry.field(
+        description="The key in question; for a recurring challenge, the current instance's."
+    )
+    unlocked: bool
+    unlocked_at: datetime | None
+    unlocked_by: JournalEvent | None = strawberry.field(
+        description="The journaled event that caused the unlock."
+    )
+    timezone: str = strawberry.field(description="The player's; periods and text use it.")
+    period: str | None = strawberry.field(description="day, week or month of the instance.")
+    starts_at: datetime | None
+    ends_at: datetime | None
+    goals: list[ExplainedGoal]
+    in_audience: bool
+    audience_failures: list[FailedCondition]
+    missing_prerequisites: list[str]
+    window: str | None = strawberry.field(
+        description="open, closed or not open yet (fixed-window challenges)."
+    )
+    completed_before: bool = strawberry.field(
+        description="A recurring challenge completed in an earlier instance."
+    )
+    feeds: list[ExplainedFeed]
+    last_event: JournalEvent | None = strawberry.field(
+        description="The player's last journaled event that fed it."
+    )
+    via: list[Explanation] = strawberry.field(
+        description="For a badge: each rule that grants it, explained."
+    )
+    text: str = strawberry.field(description="What a support agent can paste to the player.")
+
+
+def _event_of(event: engine_explain.JournalEvent | None) -> JournalEvent | None:
+    if event is None:
+        return None
+    return JournalEvent(
+        journal_id=event.journal_id,
+        event_id=event.event_id,
+        type=event.type,
+        occurred_at=event.occurred_at,
+    )
+
+
+def explanation_of(found: engine_explain.Explanation) -> Explanation:
+    return Explanation(
+        target=found.target,
+        kind=found.kind,
+        title=found.title,
+        unlock_key=found.unlock_key,
+        unlocked=found.unlocked,
+        unlocked_at=found.unlocked_at,
+        unlocked_by=_event_of(found.unlocked_by),
+        timezone=found.timezone,
+        period=found.period,
+        starts_at=found.starts_at,
+        ends_at=found.ends_at,
+        goals=[
+            ExplainedGoal(metric=g.metric, current=g.current, target=g.target, met=g.met)
+            for g in found.goals
+        ],
+        in_audience=found.in_audience,
+        audience_failures=[
+            FailedCondition(condition=f.condition, attribute=f.attribute, seen=f.seen)
+            for f in found.audience_failures
+        ],
+        missing_prerequisites=found.missing_prerequisites,
+        window=found.window,
+        completed_before=found.completed_before,
+        feeds=[
+            ExplainedFeed(
+                metric=f.metric,
+                event_type=f.event,
+                aggregate=f.aggregate,
+                property=f.property,
+                where=f.where,
+            )
+            for f in found.feeds
+        ],
+        last_event=_event_of(found.last_event),
+        via=[explanation_of(rule) for rule in found.via],
+        text=found.text,
+    )
+
+
+async def explain(info: Info, player_id: str, target: str) -> Explanation:
+    info.context.caller().require_read(player_id)
+    return explanation_of(await info.context.service.designer.explain(player_id, target))

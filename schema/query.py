@@ -10,7 +10,7 @@ from engine.errors import InvalidArgumentError
 from engine.events import check_identifier
 from schema.analytics import ProgramAnalytics, program_analytics
 from schema.context import Info
-from schema.designer import SeedFileInput, Simulation, simulate_program
+from schema.designer import Explanation, SeedFileInput, Simulation, explain, simulate_program
 from schema.leaderboards import Leaderboard, leaderboard_of
 from schema.loyalty import Reward, catalog
 from schema.player import Player
@@ -56,6 +56,15 @@ class Query:
     )
     def analytics(self, info: Info) -> ProgramAnalytics:
         return program_analytics(info)
+
+    @strawberry.field(
+        description="Why a player has a challenge (its current instance), a milestone tier "
+        "(coffee-lover:2; a bare milestone id means its next tier), a streak milestone "
+        "(daily-coffee:7) or a badge, or not yet: goals, audience, prerequisites, window, the "
+        "events that feed it and the journal's events. API key, or the player's own token."
+    )
+    async def explain(self, info: Info, player_id: strawberry.ID, target: str) -> Explanation:
+        return await explain(info, player_id_of(player_id), target)
 
     @strawberry.field(
         description="Replay the journal's events that occurred in [since, until) through the "

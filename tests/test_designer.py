@@ -9,7 +9,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,16 @@ from app.auth import issue_player_token
 from app.cli import cli
 from app.settings import Settings
 from tests.graphql_client import API_KEY, JWT_SECRET
-from tests.histories import coffees_per_week, history, post, reaching, send, utc_now
+from tests.histories import (
+    UPDATE,
+    coffees_per_week,
+    history,
+    post,
+    reaching,
+    send,
+    timezone_of,
+    utc_now,
+)
 from tests.servers import Server, running_servers
 from tests.services import repo_root
 
@@ -196,3 +205,125 @@ def test_simulate_program_needs_an_api_key(recorded: Recorded) -> None:
     files = [{"name": "challenges.yaml", "content": doubled_target_text()}]
     body = post(recorded.server.url, SIMULATE, {"files": files}, token=token)
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+EXPLAIN = """query($player: ID!, $target: String!) {
+  explain(playerId: $player, target: $target) {
+    target kind title unlockKey unlocked unlockedAt unlockedBy { eventId type }
+    timezone period startsAt endsAt goals { metric current target met }
+    inAudience audienceFailures { condition attribute seen } missingPrerequisites window
+    completedBefore feeds { metric eventType aggregate property where }
+    lastEvent { eventId type occurredAt } text
+    via { target unlocked goals { current target } } } }"""
+
+
+def explain(url: str, player: str, target: str, token: str = API_KEY) -> dict[str, Any]:
+    body = post(url, EXPLAIN, {"player": player, "target": target}, token)
+    assert "errors" not in body, body
+    found: dict[str, Any] = body["data"]["explain"]
+    return found
+
+
+def coffees_of(events: list[dict[str, Any]], player: str) -> list[dict[str, Any]]:
+    """A player's coffee purchases in the order they were sent (and journaled)."""
+    return [
+        event
+        for event in events
+        if event["playerId"] == player
+        and event["type"] == "purchase"
+        and event["properties"]["category"] == "coffee"
+    ]
+
+
+def test_explain_says_where_a_player_stands_in_this_weeks_challenge(recorded: Recorded) -> None:
+    now = utc_now()
+    weekly = coffees_per_week(recorded.events)
+    candidates = [
+        (player, count)
+        for (player, week), count in weekly.items()
+        if 0 < count < 3 and week == now.astimezone(timezone_of(player)).isocalendar()[:2]
+    ]
+    player, count = candidates[0]
+    found = explain(recorded.server.url, player, "three-this-week")
+    zone = timezone_of(player)
+    assert found["target"] == "challenge:three-this-week" and not found["unlocked"]
+    assert found["goals"] == [{"metric": "coffees", "current": count, "target": 3, "met": False}]
+    assert found["timezone"] == zone.key and found["period"] == "week"
+    ends = datetime.fromisoformat(found["endsAt"]).astimezone(zone)
+    assert (ends.weekday(), ends.hour, ends.minute) == (0, 0, 0)  # next Monday, local midnight
+    assert found["inAudience"] and found["missingPrerequisites"] == [] and found["window"] is None
+    assert found["feeds"] == [
+        {
+            "metric": "coffees",
+            "eventType": "purchase",
+            "aggregate": "count",
+            "property": None,
+            "where": '{"category": "coffee"}',
+        }
+    ]
+    assert found["lastEvent"]["eventId"] == coffees_of(recorded.events, player)[-1]["id"]
+    assert found["text"] == (
+        f"Three this week: {count} of 3 coffees this week; the week ends Sunday 23:59 {zone.key}."
+    )
+
+
+def test_explain_points_at_the_event_that_unlocked_a_milestone(recorded: Recorded) -> None:
+    player = "guest-3"
+    first = coffees_of(recorded.events, player)[0]
+    found = explain(recorded.server.url, player, "milestone:coffee-lover:1")
+    assert found["unlocked"] and found["unlockedBy"] == {"eventId": first["id"], "type": "purchase"}
+    assert found["title"] == "First sip"
+    assert f"(event {first['id']})" in found["text"]
+    badge = explain(recorded.server.url, player, "first-sip")
+    assert badge["kind"] == "badge" and badge["unlocked"]
+    assert badge["unlockedBy"]["eventId"] == first["id"]
+    assert [rule["target"] for rule in badge["via"]] == ["milestone:coffee-lover:1"]
+    # A bare milestone id is its next tier not reached yet.
+    following = explain(recorded.server.url, player, "coffee-lover")
+    coffees = len(coffees_of(recorded.events, player))
+    assert following["goals"][0]["current"] == coffees
+    assert not following["unlocked"] and following["goals"][0]["target"] > coffees
+
+
+def test_explain_names_the_audience_condition_and_the_prerequisites_missing(
+    recorded: Recorded,
+) -> None:
+    url = recorded.server.url
+    body = post(url, UPDATE, {"id": "guest-5", "attributes": {"country": "US"}})
+    assert "errors" not in body, body
+    found = explain(url, "guest-5", "neighbourhood-tour")
+    assert not found["inAudience"]
+    assert found["audienceFailures"] == [
+        {"condition": '{"country": {"in": ["FR", "BE"]}}', "attribute": "country", "seen": '"US"'}
+    ]
+    assert 'open to players with {"country": {"in": ["FR", "BE"]}} (yours: "US")' in found["text"]
+    missing = explain(url, "guest-6", "neighbourhood-tour")["audienceFailures"][0]
+    assert missing["seen"] == "(missing)"
+
+    nobody = explain(url, "newcomer", "barista-pick")
+    assert nobody["missingPrerequisites"] == [
+        "challenge:three-this-week",
+        "milestone:coffee-lover:2",
+    ]
+    assert nobody["lastEvent"] is None and nobody["goals"][0]["current"] == 0
+
+
+def test_explain_says_whether_a_fixed_window_is_open(recorded: Recorded) -> None:
+    found = explain(recorded.server.url, "guest-7", "advent")
+    zone = timezone_of("guest-7")
+    start = datetime(2026, 12, 1, tzinfo=zone)
+    end = datetime(2026, 12, 25, tzinfo=zone)
+    now = utc_now()
+    expected = "not open yet" if now < start else "closed" if now >= end else "open"
+    assert found["window"] == expected
+    assert datetime.fromisoformat(found["startsAt"]) == start
+
+
+def test_explain_answers_a_player_about_themselves_only(recorded: Recorded) -> None:
+    token = issue_player_token(Settings(jwt_secret=JWT_SECRET), "guest-3", 300)
+    own = explain(recorded.server.url, "guest-3", "first-sip", token=token)
+    assert own["unlocked"]
+    body = post(recorded.server.url, EXPLAIN, {"player": "guest-4", "target": "first-sip"}, token)
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    unknown = post(recorded.server.url, EXPLAIN, {"player": "guest-3", "target": "nothing"})
+    assert unknown["errors"][0]["extensions"]["code"] == "UNKNOWN_TARGET"
