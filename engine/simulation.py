@@ -170,7 +170,7 @@ class Figure:
     def change(self) -> float | None:
         if self.before is None or self.after is None:
             return None
-        return self.after - self.before
+        return round(self.after - self.before, 4)
 
 
 @dataclass(frozen=True, slots=True)
