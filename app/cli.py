@@ -10,17 +10,27 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy import Engine as Database
 
 from app.migrations import upgrade_database
 from app.rebuild import rebuild as run_rebuild
 from app.serve import serve as run_server
 from app.settings import Settings
+from app.simulate import simulate as run_simulation
+from app.simulation_report import as_json as simulation_json
+from app.simulation_report import tables as simulation_tables
+from app.sql import make_engine
 from engine.errors import ConfigurationError, ProgramError, QuestlineError
 from engine.program.loader import load_program, program_json_schema
 from engine.program.program import Program
@@ -200,6 +210,98 @@ def _progress_printer() -> Callable[[int], None]:
             typer.echo(f"  {events} events replayed", err=True)
 
     return report
+
+
+def _moment(text: str | None, option: str) -> datetime | None:
+    """A window bound: an ISO date or date-time (UTC unless it has an offset),
+    or a duration before now such as `30d`, `12h` or `2w`."""
+    if text is None:
+        return None
+    found = _AGO.fullmatch(text)
+    if found:
+        amount, unit = int(found[1]), found[2]
+        return datetime.now(UTC) - amount * _UNITS[unit]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        typer.echo(
+            f"error: {option} {text!r} is neither a date (2026-03-01), a date-time "
+            "(2026-03-01T08:00:00+01:00) nor a duration before now (30d, 12h, 2w)",
+            err=True,
+        )
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+_AGO = re.compile(r"([0-9]+)([hdw])")
+_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+@cli.command()
+def simulate(
+    candidate: Annotated[Path, typer.Argument(help="The candidate program's folder.")],
+    since: Annotated[
+        str | None, typer.Option(help="Events that occurred from then: a date, or 30d ago.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Events that occurred before then.")] = None,
+    players: Annotated[
+        int | None, typer.Option(min=1, help="Only the first N players met in the window.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Replay the journal's events through the program in use (QUESTLINE_SEED_PATH)
+    and the candidate, each into a throwaway store in memory, and compare them
+    rule by rule: unlocks, players reached, points, tiers. Nothing live changes."""
+    settings = _settings()
+    window = _moment(since, "--since"), _moment(until, "--until")
+    console = Console(stderr=True)
+    try:
+        current = load_program(settings.seed_path)
+        proposed = load_program(candidate)
+        with (
+            Progress(
+                TextColumn("replaying"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            ) as bar,
+            _database(settings) as db,
+        ):
+            task = bar.add_task("replay", total=None)
+            simulated = asyncio.run(
+                run_simulation(
+                    current,
+                    proposed,
+                    db,
+                    settings.engine_settings(),
+                    since=window[0],
+                    until=window[1],
+                    players=players,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+            )
+    except ProgramError as error:
+        for issue in error.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(1) from None
+    except QuestlineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(simulation_json(simulated), indent=2))
+    else:
+        Console(width=max(160, Console().width)).print(simulation_tables(simulated))
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Database]:
+    db = make_engine(settings.database_url)
+    try:
+        yield db
+    finally:
+        db.dispose()
 
 
 @cli.command()

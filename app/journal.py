@@ -28,7 +28,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Index, Text, UniqueConstraint, delete, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Index,
+    Row,
+    Text,
+    UniqueConstraint,
+    delete,
+    func,
+    select,
+)
 from sqlmodel import Field, SQLModel
 
 from app.sql import (
@@ -122,36 +133,94 @@ def append(connection: Connection, rows: Sequence[dict[str, object]]) -> None:
         connection.execute(_APPEND(connection), rows)
 
 
-def entries(db: Engine, after: int = 0, page: int = REPLAY_PAGE) -> Iterator[Journaled]:
-    """Every journal row in the order events were recorded, read a page at a time."""
+def entries(
+    db: Engine,
+    after: int = 0,
+    page: int = REPLAY_PAGE,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Iterator[Journaled]:
+    """Every journal row in the order events were recorded, read a page at a
+    time; with `since`/`until`, only events that occurred in [since, until)."""
+    window = _window(since, until)
     while True:
         with translated_errors(db), db.connect() as connection:
             rows = connection.execute(
-                select(JOURNAL).where(JOURNAL.c.id > after).order_by(JOURNAL.c.id).limit(page)
+                select(JOURNAL)
+                .where(JOURNAL.c.id > after, *window)
+                .order_by(JOURNAL.c.id)
+                .limit(page)
             ).all()
         for row in rows:
-            yield Journaled(
-                id=row.id,
-                event=Event(
-                    id=row.event_id,
-                    player_id=row.player_id,
-                    type=row.type,
-                    value=row.value,
-                    occurred_at=row.occurred_at,
-                    properties=json.loads(row.properties),
-                ),
-                recorded_at=row.recorded_at,
-                program_version=row.program_version,
-                unlock_keys=json.loads(row.unlock_keys),
-            )
+            yield journaled(row)
         if len(rows) < page:
             return
         after = rows[-1].id
 
 
-def count(db: Engine) -> int:
+def journaled(row: Row[Any]) -> Journaled:
+    """A journal row read back."""
+    return Journaled(
+        id=row.id,
+        event=Event(
+            id=row.event_id,
+            player_id=row.player_id,
+            type=row.type,
+            value=row.value,
+            occurred_at=row.occurred_at,
+            properties=json.loads(row.properties),
+        ),
+        recorded_at=row.recorded_at,
+        program_version=row.program_version,
+        unlock_keys=json.loads(row.unlock_keys),
+    )
+
+
+def _window(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
+    conditions = []
+    if since is not None:
+        conditions.append(JOURNAL.c.occurred_at >= since)
+    if until is not None:
+        conditions.append(JOURNAL.c.occurred_at < until)
+    return conditions
+
+
+def caused(db: Engine, player_id: str, unlock_key: str) -> Journaled | None:
+    """The event of a player that caused an unlock, None when no journaled
+    event did (a tier change, or an event past the retention)."""
+    quoted = json.dumps(unlock_key)
     with translated_errors(db), db.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(JOURNAL)).scalar_one())
+        rows = connection.execute(
+            select(JOURNAL)
+            .where(
+                JOURNAL.c.player_id == player_id,
+                JOURNAL.c.unlock_keys.contains(quoted, autoescape=True),
+            )
+            .order_by(JOURNAL.c.id)
+        ).all()
+    return next((journaled(row) for row in rows if unlock_key in json.loads(row.unlock_keys)), None)
+
+
+def latest(db: Engine, player_id: str, types: Sequence[str], limit: int) -> list[Journaled]:
+    """A player's last `limit` events of these types, newest first."""
+    with translated_errors(db), db.connect() as connection:
+        rows = connection.execute(
+            select(JOURNAL)
+            .where(JOURNAL.c.player_id == player_id, JOURNAL.c.type.in_(list(types)))
+            .order_by(JOURNAL.c.id.desc())
+            .limit(limit)
+        ).all()
+    return [journaled(row) for row in rows]
+
+
+def count(db: Engine, since: datetime | None = None, until: datetime | None = None) -> int:
+    """Journaled events, or those that occurred in [since, until)."""
+    with translated_errors(db), db.connect() as connection:
+        return int(
+            connection.execute(
+                select(func.count()).select_from(JOURNAL).where(*_window(since, until))
+            ).scalar_one()
+        )
 
 
 def purge(db: Engine, before: datetime, chunk: int = PURGE_CHUNK) -> int:

@@ -125,3 +125,10 @@ def count_unlocks(engine: Engine, player_id: str) -> int:
     )
     with translated_errors(engine), Session(engine) as session:
         return session.exec(statement).one()
+
+
+def counts_by_key(engine: Engine) -> dict[str, int]:
+    """How many players hold each unlock key in history."""
+    statement = select(UnlockRecord.key, func.count()).group_by(col(UnlockRecord.key))
+    with translated_errors(engine), Session(engine) as session:
+        return {key: count for key, count in session.exec(statement).all()}

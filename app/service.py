@@ -32,6 +32,7 @@ from sqlalchemy import Engine as Database
 
 from app import journal, records
 from app.analytics import Analytics
+from app.designer import Designer
 from app.economy import Economy
 from app.grants import Granted
 from app.metrics import Metrics
@@ -98,6 +99,7 @@ class Service:
         self._engine: Engine | None = None
         self._economy: Economy | None = None
         self._analytics: Analytics | None = None
+        self._designer: Designer | None = None
         self._feed: Feed | None = None
         self._database: Database | None = None
         self._recorder: GroupCommit[Recording, Granted] | None = None
@@ -127,6 +129,11 @@ class Service:
         return self._analytics
 
     @property
+    def designer(self) -> Designer:
+        assert self._designer is not None, "the service is not started"
+        return self._designer
+
+    @property
     def database(self) -> Database:
         assert self._database is not None, "the service is not started"
         return self._database
@@ -153,6 +160,7 @@ class Service:
         self._analytics = Analytics(
             self._engine, self._database, self.clock, self._economy.timezone
         )
+        self._designer = Designer(self._engine, self._database, settings)
         engine = self._engine
         self._recorder = GroupCommit(
             Recorder(self._database, lambda: engine.program, self._economy.timezone).write

@@ -129,6 +129,8 @@ class Settings:
     subscriber_backlog: int = 1000
     #: Time a client has to send a request's headers before its connection is closed.
     header_timeout: timedelta = timedelta(seconds=10)
+    #: Journal events one `simulateProgram` call replays at most.
+    simulate_max_events: int = 100_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -209,6 +211,9 @@ class Settings:
             database_timeout=env.duration("QUESTLINE_DATABASE_TIMEOUT", cls.database_timeout),
             subscriber_backlog=env.integer("QUESTLINE_SUBSCRIBER_BACKLOG", cls.subscriber_backlog),
             header_timeout=env.duration("QUESTLINE_HEADER_TIMEOUT", cls.header_timeout),
+            simulate_max_events=env.integer(
+                "QUESTLINE_SIMULATE_MAX_EVENTS", cls.simulate_max_events
+            ),
         )
 
     def engine_settings(self) -> EngineSettings:

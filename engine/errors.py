@@ -22,6 +22,8 @@
         │   ├── CursorError         a paging or replay cursor that is not ours
         │   └── LeaderboardError    a period the board does not keep, `first` out of range
         ├── UnknownLeaderboardError no leaderboard with this id (UNKNOWN_LEADERBOARD)
+        ├── UnknownTargetError      explain: no challenge, milestone, streak or badge by that
+        │                           name (UNKNOWN_TARGET)
         └── PointsError             points cannot move as asked; raised as such for a bad
             │                       argument (BAD_REQUEST), its subclasses are refusals:
             ├── InsufficientPointsError the balance is lower than the cost (INSUFFICIENT_POINTS)
@@ -82,6 +84,12 @@ class SeedIssue:
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class UnknownTargetError(QuestlineError):
+    """`explain` was asked about something the program does not define."""
+
+    code = "UNKNOWN_TARGET"
 
 
 class ProgramError(QuestlineError):

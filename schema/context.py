@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from strawberry.types import Info as StrawberryInfo
@@ -17,6 +17,7 @@ from strawberry.types import Info as StrawberryInfo
 from engine.engine import Engine, Recorded
 from engine.errors import QuestlineError
 from engine.events import Event
+from engine.explain import Explanation
 from engine.feed import Feed
 from engine.periods import Granularity, Period
 from engine.points import Balance, LedgerLine, LedgerReason
@@ -24,6 +25,7 @@ from engine.program.models import CatalogReward
 from engine.progress import PlayerProgress
 from engine.referrals import Referral, ReferralInfo
 from engine.rewards import Redemption
+from engine.simulation import Simulated
 from engine.tiers import TierStatus
 from engine.unlocks import Unlock
 from schema.permissions import AuthError, Principal
@@ -155,6 +157,19 @@ class Analytics(Protocol):
         """The last `count` periods, oldest first, the current one last."""
 
 
+class Designer(Protocol):
+    """The designer's tools (app.designer)."""
+
+    async def simulate(
+        self, files: Sequence[tuple[str, str]], since: datetime | None, until: datetime | None
+    ) -> Simulated:
+        """A candidate program (YAML files by name) compared with the one in use
+        on the journal's events of a window."""
+
+    async def explain(self, player_id: str, target: str) -> Explanation:
+        """Why a player has a challenge, milestone tier, streak milestone or badge, or not yet."""
+
+
 class Service(Protocol):
     """The running Questline service, as the schema needs it."""
 
@@ -169,6 +184,9 @@ class Service(Protocol):
 
     @property
     def analytics(self) -> Analytics: ...
+
+    @property
+    def designer(self) -> Designer: ...
 
     async def record(self, events: Sequence[Event]) -> list[Recorded]:
         """Record events and keep their unlocks durably before answering."""

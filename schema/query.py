@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
 
 from engine.errors import InvalidArgumentError
 from engine.events import check_identifier
 from schema.analytics import ProgramAnalytics, program_analytics
 from schema.context import Info
+from schema.designer import Explanation, SeedFileInput, Simulation, explain, simulate_program
 from schema.leaderboards import Leaderboard, leaderboard_of
 from schema.loyalty import Reward, catalog
 from schema.player import Player
@@ -53,6 +56,30 @@ class Query:
     )
     def analytics(self, info: Info) -> ProgramAnalytics:
         return program_analytics(info)
+
+    @strawberry.field(
+        description="Why a player has a challenge (its current instance), a milestone tier "
+        "(coffee-lover:2; a bare milestone id means its next tier), a streak milestone "
+        "(daily-coffee:7) or a badge, or not yet: goals, audience, prerequisites, window, the "
+        "events that feed it and the journal's events. API key, or the player's own token."
+    )
+    async def explain(self, info: Info, player_id: strawberry.ID, target: str) -> Explanation:
+        return await explain(info, player_id_of(player_id), target)
+
+    @strawberry.field(
+        description="Replay the journal's events that occurred in [since, until) through the "
+        "program in use and a candidate (the files given, with the seed folder's others), each "
+        "into a throwaway store, and compare them rule by rule (API key). Nothing live "
+        "changes. A broken candidate is refused with BAD_PROGRAM and every error as file:line."
+    )
+    async def simulate_program(
+        self,
+        info: Info,
+        files: list[SeedFileInput],
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Simulation:
+        return await simulate_program(info, files, since, until)
 
     @strawberry.field(
         description="The current period of a leaderboard: its top `first` players and, with "

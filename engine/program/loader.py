@@ -509,8 +509,12 @@ def _metric(metric_id: str, metric: Metric, where: Predicate | None) -> MetricDe
     for aggregate in ("sum", "max", "distinct"):
         prop = getattr(metric, aggregate)
         if prop is not None:
-            return MetricDef(metric_id, metric.event, aggregate, prop, where, metric.description)
-    return MetricDef(metric_id, metric.event, "count", None, where, metric.description)
+            return MetricDef(
+                metric_id, metric.event, aggregate, prop, where, metric.description, metric.where
+            )
+    return MetricDef(
+        metric_id, metric.event, "count", None, where, metric.description, metric.where
+    )
 
 
 def _earn_rule(rule_id: str, rule: EarnRule, where: Predicate | None) -> EarnRuleDef:

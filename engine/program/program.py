@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 from engine.conditions import Predicate
 from engine.program.models import (
@@ -38,6 +38,8 @@ class MetricDef:
     property: str | None
     where: Predicate | None
     description: str
+    #: The `where` as the designer wrote it, to show (explain); None: every event.
+    condition: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
