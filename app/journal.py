@@ -22,10 +22,11 @@ write lock long enough to delay recording.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -39,11 +40,13 @@ from sqlalchemy import (
     delete,
     func,
     select,
+    tuple_,
 )
 from sqlmodel import Field, SQLModel
 
 from app.sql import (
     UTCDateTime,
+    chunks,
     per_database,
     record_id,
     table,
@@ -80,6 +83,8 @@ class JournalEntry(SQLModel, table=True):
     program_version: str
     #: The unlock keys the event caused, as a JSON list.
     unlock_keys: str = Field(sa_type=Text)
+    #: What the sender sent (`digest`): a resent id with another payload is refused.
+    digest: str
 
 
 class PlayerProfile(SQLModel, table=True):
@@ -111,8 +116,18 @@ class Journaled:
     unlock_keys: list[str]
 
 
-def row_of(recorded: Recorded) -> dict[str, object]:
-    """The journal row of a recorded event (its checked form: `occurred_at` is set)."""
+def digest(event: Event) -> str:
+    """A fingerprint of an event as its sender sent it (type, value, occurredAt
+    or none, properties), to tell a retry from a different event reusing an id."""
+    sent = event.occurred_at.astimezone(UTC).isoformat() if event.occurred_at else None
+    payload = [event.type, float(event.value), sent, event.properties]
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def row_of(recorded: Recorded, sent: Event) -> dict[str, object]:
+    """The journal row of a recorded event (its checked form: `occurred_at` is
+    set) and of the event as sent (its digest)."""
     event = recorded.event
     return {
         "event_id": event.id,
@@ -124,6 +139,7 @@ def row_of(recorded: Recorded) -> dict[str, object]:
         "recorded_at": recorded.recorded_at,
         "program_version": recorded.program_version,
         "unlock_keys": json.dumps([unlock.key for unlock in recorded.unlocks]),
+        "digest": digest(sent),
     }
 
 
@@ -211,6 +227,23 @@ def latest(db: Engine, player_id: str, types: Sequence[str], limit: int) -> list
             .limit(limit)
         ).all()
     return [journaled(row) for row in rows]
+
+
+def digests(db: Engine, events: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The digests kept for these (player, event id), where the journal has them."""
+    wanted = sorted(set(events))
+    found: dict[tuple[str, str], str] = {}
+    with translated_errors(db), db.connect() as connection:
+        for part in chunks(wanted):
+            found.update(
+                ((row.player_id, row.event_id), row.digest)
+                for row in connection.execute(
+                    select(JOURNAL.c.player_id, JOURNAL.c.event_id, JOURNAL.c.digest).where(
+                        tuple_(JOURNAL.c.player_id, JOURNAL.c.event_id).in_(part)
+                    )
+                )
+            )
+    return found
 
 
 def count(db: Engine, since: datetime | None = None, until: datetime | None = None) -> int:

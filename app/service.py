@@ -41,7 +41,7 @@ from app.recording import Recorder, Recording
 from app.settings import Settings
 from app.sql import count_work, make_engine, ping_database
 from engine.engine import Clock, Engine, Recorded, utc_now
-from engine.errors import CursorError, ProgramError, QuestlineError, StoreError
+from engine.errors import CursorError, EventIdReusedError, ProgramError, QuestlineError, StoreError
 from engine.events import Event
 from engine.feed import Feed
 from engine.group_commit import GroupCommit
@@ -236,7 +236,9 @@ class Service:
             unlocks=[unlock_data(u) for result in results for u in result.unlocks],
             grants=await self.economy.grants(results),
             activity=await self.analytics.activity(results),
-            journal=[journal.row_of(result) for result in results],
+            journal=[
+                journal.row_of(result, sent) for result, sent in zip(results, events, strict=True)
+            ],
             players={event.player_id for event in events},
         )
         assert self._recorder is not None, "the service is not started"
@@ -246,7 +248,30 @@ class Service:
         if tier_changes:
             results = _with_tier_changes(results, tier_changes)
         self.metrics.recorded(results)
+        await self._refuse_reused_ids(events, results)
         return results
+
+    async def _refuse_reused_ids(
+        self, events: Sequence[Event], results: Sequence[Recorded]
+    ) -> None:
+        """A duplicate whose payload differs from the original's is a client
+        reusing an id for another event, not a retry: refuse it, so the bug
+        shows instead of the event being dropped silently. The rest of the
+        batch is recorded and durable by now; sending it again is safe."""
+        resent = [(e, r) for e, r in zip(events, results, strict=True) if r.duplicate]
+        if not resent:
+            return
+        kept = await to_thread.run_sync(
+            journal.digests, self.database, [(e.player_id, e.id) for e, _ in resent]
+        )
+        for event, _ in resent:
+            original = kept.get((event.player_id, event.id))
+            if original is not None and original != journal.digest(event):
+                raise EventIdReusedError(
+                    f"event id {event.id!r} of player {event.player_id!r} was sent before with "
+                    "another type, value, occurredAt or properties; a retry must resend the "
+                    "same event, a new event needs a new id"
+                )
 
     async def set_player(
         self, player_id: str, timezone: str | None, attributes: Mapping[str, Any] | None

@@ -17,7 +17,9 @@
         ├── InvalidArgumentError    an argument the server cannot take: fix the value (BAD_REQUEST)
         │   ├── EventError          an event field (id, type, value, occurredAt, properties)
         │   │   ├── EventTooOldError    older than the late-event tolerance (EVENT_TOO_OLD)
-        │   │   └── EventInFutureError  too far ahead of the server clock (EVENT_IN_FUTURE)
+        │   │   ├── EventInFutureError  too far ahead of the server clock (EVENT_IN_FUTURE)
+        │   │   └── EventIdReusedError  an event id sent before with another payload
+        │   │                           (EVENT_ID_REUSED)
         │   ├── BatchTooLargeError  more events in one call than allowed (BATCH_TOO_LARGE)
         │   ├── CursorError         a paging or replay cursor that is not ours
         │   └── LeaderboardError    a period the board does not keep, `first` out of range
@@ -129,6 +131,10 @@ class EventTooOldError(EventError):
 
 class EventInFutureError(EventError):
     code = "EVENT_IN_FUTURE"
+
+
+class EventIdReusedError(EventError):
+    code = "EVENT_ID_REUSED"
 
 
 class BatchTooLargeError(InvalidArgumentError):

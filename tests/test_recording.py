@@ -22,7 +22,7 @@ from app.sql import make_engine
 from engine.group_commit import GroupCommit
 from engine.points import LedgerReason
 from tests.clock import Clock
-from tests.graphql_client import gql, settings_for
+from tests.graphql_client import codes, gql, settings_for
 from tests.services import repo_root
 
 RECORD = """mutation($event: EventInput!) {
@@ -182,3 +182,31 @@ def test_an_event_costs_the_same_statements_for_a_player_with_a_long_history(
     assert all(count > 0 for count in cost["veteran"])
     # The running figure is the ledger's sum over the window; the old entries lapsed.
     assert figure == in_window >= 3 * 45
+
+
+RECORD_MANY = """mutation($events: [EventInput!]!) {
+  recordEvents(events: $events) { eventId duplicate } }"""
+
+
+def test_an_event_id_resent_with_another_payload_is_refused_and_a_true_retry_is_not(
+    seed_settings: Settings,
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    with TestClient(create_app(seed_settings, clock)) as client:
+        first = purchase("e1", "ada")
+        assert gql(client, RECORD, first)["data"]["recordEvent"]["duplicate"] is False
+        clock.advance(seconds=30)  # a retry later still matches: occurredAt was not sent
+        assert gql(client, RECORD, first)["data"]["recordEvent"]["duplicate"] is True
+        other = purchase("e1", "ada")
+        other["event"]["properties"]["amount"] = 99.0
+        body = gql(client, RECORD, other)
+        assert codes(body) == ["EVENT_ID_REUSED"]
+        assert "e1" in body["errors"][0]["message"]
+        batch = [purchase("e2", "ada")["event"], other["event"]]
+        assert codes(gql(client, RECORD_MANY, {"events": batch})) == ["EVENT_ID_REUSED"]
+        # The rest of the batch was recorded: sending it again finds it.
+        again = gql(client, RECORD_MANY, {"events": [batch[0]]})["data"]["recordEvents"]
+        assert again == [{"eventId": "e2", "duplicate": True}]
+    database = make_engine(seed_settings.database_url)
+    assert [row.event.id for row in journal.entries(database)] == ["e1", "e2"]
+    database.dispose()

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("program_version", sa.String(), nullable=False),
         sa.Column("unlock_keys", sa.Text(), nullable=False),
+        sa.Column("digest", sa.String(), nullable=False),
         sa.UniqueConstraint("player_id", "event_id", name="uq_event_journal_player_id_event_id"),
     )
     op.create_index("ix_event_journal_occurred_at", "event_journal", ["occurred_at"])
