@@ -91,6 +91,21 @@ def seed_schema() -> None:
     typer.echo(json.dumps(program_json_schema(), indent=2))
 
 
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Our errors as a command reports them: a broken program's issues one per
+    line (exit 1), anything else as one `error:` line (exit 2)."""
+    try:
+        yield
+    except ProgramError as error:
+        for issue in error.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(1) from None
+    except QuestlineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _overrides(**options: object) -> dict[str, str]:
     """Command-line options as the QUESTLINE_* variables they stand for."""
     return {f"QUESTLINE_{name.upper()}": str(v) for name, v in options.items() if v is not None}
@@ -155,11 +170,8 @@ cli.add_typer(db, name="db")
 def db_upgrade() -> None:
     """Apply the database migrations (QUESTLINE_DATABASE_URL) up to the latest."""
     settings = _settings()
-    try:
+    with _reported():
         upgrade_database(settings.database_url)
-    except QuestlineError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(f"database is up to date: {settings.database_url.split('@')[-1]}")
 
 
@@ -182,15 +194,8 @@ def rebuild(
     Stop the servers first when the store is SQLite (it serves one process).
     """
     settings = _settings()
-    try:
+    with _reported():
         rebuilt = asyncio.run(run_rebuild(settings, dry_run=dry_run, progress=_progress_printer()))
-    except ProgramError as error:
-        for issue in error.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(1) from None
-    except QuestlineError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(
         f"{'would replay' if dry_run else 'replayed'} {_plural(rebuilt.events, 'event')} of "
         f"{_plural(len(rebuilt.players), 'player')}, {_plural(rebuilt.profiles, 'profile')}, "
@@ -255,7 +260,7 @@ def simulate(
     settings = _settings()
     window = _moment(since, "--since"), _moment(until, "--until")
     console = Console(stderr=True)
-    try:
+    with _reported():
         current = load_program(settings.seed_path)
         proposed = load_program(candidate)
         with (
@@ -282,13 +287,6 @@ def simulate(
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
             )
-    except ProgramError as error:
-        for issue in error.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(1) from None
-    except QuestlineError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(simulation_json(simulated), indent=2))
     else:

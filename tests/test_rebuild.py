@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from app.sql import make_engine
 from engine.store import keys
 from tests.clock import Clock
 from tests.graphql_client import gql, settings_for
+from tests.histories import ELSEWHERE, history, player_id
 from tests.services import repo_root
 
 RECORD_MANY = """mutation($events: [EventInput!]!) {
@@ -37,39 +37,6 @@ PROGRESS = """query($id: ID!) { player(id: $id) {
   points { balance lifetimeEarned } tier { tier { id } } } }"""
 PLAYERS = 200
 EVENTS = 1500
-
-
-def mix(now: datetime, seed: int = 11) -> list[dict[str, Any]]:
-    """Purchases, reviews and visits of many players over the last five days,
-    sent out of order (late events included)."""
-    rng = random.Random(seed)
-    events = []
-    for n in range(EVENTS):
-        at = now - timedelta(seconds=rng.randrange(5 * 24 * 3600))
-        roll = rng.random()
-        if roll < 0.7:
-            kind = "purchase"
-            properties: dict[str, Any] = {
-                "category": rng.choice(["coffee", "coffee", "food"]),
-                "drink": rng.choice(["latte", "espresso", "mocha"]),
-                "amount": round(rng.uniform(2.5, 40), 2),
-                "store_id": f"store-{rng.randrange(5)}",
-            }
-        elif roll < 0.85:
-            kind, properties = "review", {"rating": rng.randint(1, 5)}
-        else:
-            kind = "visit"
-            properties = {"store_id": f"store-{rng.randrange(5)}", "store": {"city": "Paris"}}
-        events.append(
-            {
-                "id": f"ev-{n}",
-                "playerId": f"p-{rng.randrange(PLAYERS)}",
-                "type": kind,
-                "occurredAt": at.isoformat(),
-                "properties": properties,
-            }
-        )
-    return events
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -87,7 +54,7 @@ def snapshot(client: TestClient) -> dict[str, Any]:
     service = client.app.state.service  # type: ignore[attr-defined]
     found = {}
     for n in range(PLAYERS):
-        player = f"p-{n}"
+        player = player_id(n)
         progress = gql(client, PROGRESS, {"id": player})
         assert "errors" not in progress, progress
         unlocks = client.portal.call(service.engine.unlocks, player, None, 1000)  # type: ignore[union-attr]
@@ -130,9 +97,9 @@ def test_a_rebuild_from_the_journal_gives_back_every_counter_and_unlock(
 ) -> None:
     clock = Clock(datetime.now(UTC))
     with TestClient(create_app(seed_settings, clock)) as client:
-        for n in range(0, 20, 2):
-            gql(client, UPDATE, {"id": f"p-{n}", "tz": "America/Santiago"})
-        events = mix(clock.now)
+        for n, timezone in ELSEWHERE.items():
+            gql(client, UPDATE, {"id": player_id(n), "tz": timezone})
+        events = history(clock.now, PLAYERS, EVENTS)
         for start in range(0, len(events), 100):
             body = gql(client, RECORD_MANY, {"events": events[start : start + 100]})
             assert "errors" not in body, body
@@ -144,7 +111,7 @@ def test_a_rebuild_from_the_journal_gives_back_every_counter_and_unlock(
     wipe(seed_settings)
     with announcements(seed_settings) as heard:
         rebuilt = asyncio.run(rebuild(seed_settings))
-    assert (rebuilt.events, rebuilt.profiles) == (EVENTS, 10)
+    assert (rebuilt.events, rebuilt.profiles) == (EVENTS, len(ELSEWHERE))
     assert heard == []  # subscribers are not told again
 
     with TestClient(create_app(seed_settings, clock)) as client:
@@ -158,6 +125,6 @@ def test_a_rebuild_from_the_journal_gives_back_every_counter_and_unlock(
 def test_a_rebuild_refuses_a_store_that_is_not_empty(seed_settings: Settings) -> None:
     clock = Clock(datetime.now(UTC))
     with TestClient(create_app(seed_settings, clock)) as client:
-        gql(client, RECORD_MANY, {"events": mix(clock.now)[:50]})
+        gql(client, RECORD_MANY, {"events": history(clock.now, PLAYERS, 50)})
     with pytest.raises(Exception, match="already holds unlocks"):
         asyncio.run(rebuild(seed_settings))
