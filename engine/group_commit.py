@@ -37,19 +37,43 @@ class GroupCommit(Generic[W, R]):
         self._max_items = max_items
         self._queue: list[tuple[W, asyncio.Future[R]]] = []
         self._writer: asyncio.Task[None] | None = None
+        #: A caller is writing its own work in its own task (see `submit`).
+        self._alone = False
 
     async def submit(self, work: W) -> R:
-        """Write `work` with whatever else is queued; return once it is committed."""
+        """Write `work` with whatever else is queued; return once it is committed.
+
+        A caller that finds nothing being written writes its work itself,
+        without a task of its own (sequential callers pay nothing for the
+        grouping); whatever queues meanwhile is written next by the writer.
+        """
+        if self._writer is None and not self._alone:
+            self._alone = True
+            try:
+                [outcome] = await self._outcomes([work])
+            finally:
+                self._alone = False
+                self._start_writer()
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((work, future))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._drain(), name="questline-group-commit")
+        if not self._alone:
+            self._start_writer()
         return await future
 
     async def wait_idle(self) -> None:
         """Return once everything submitted so far is written (shutdown)."""
-        while self._writer is not None:
-            await asyncio.shield(self._writer)
+        while self._writer is not None or self._alone:
+            if self._writer is not None:
+                await asyncio.shield(self._writer)
+            else:
+                await asyncio.sleep(0.001)
+
+    def _start_writer(self) -> None:
+        if self._queue and self._writer is None:
+            self._writer = asyncio.create_task(self._drain(), name="questline-group-commit")
 
     async def _drain(self) -> None:
         try:
