@@ -21,8 +21,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from app.auth import issue_player_token
+from app.main import create_app
 from app.settings import Settings
-from tests.graphql_client import client_for, gql, settings_for
+from tests.clock import Clock
+from tests.graphql_client import client_for, codes, gql, settings_for
 from tests.services import repo_root
 from tests.webhook_receiver import Answer, Received, receiving
 
@@ -258,3 +261,204 @@ def test_a_410_is_final_and_the_dead_letter_can_be_redelivered(client: TestClien
     assert again.delivery_id == failed["id"]
     assert again.body.decode() == failed["body"]
     assert deliveries(client, endpoint=endpoint, status="FAILED") == []
+
+
+def test_a_day_of_failures_makes_a_dead_letter_and_disables_the_endpoint(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    broken = {"yes": True}
+
+    def answer(request: Received) -> Answer:
+        return Answer(500 if broken["yes"] else 200)
+
+    with (
+        receiving(answer) as receiver,
+        TestClient(create_app(settings(tmp_path), clock)) as client,
+    ):
+        endpoint, _ = create(client, receiver.url, ["UNLOCK_MILESTONE"])
+        purchase(client, "e-1")
+        receiver.wait_for(lambda got: len(got) >= 1)
+        [pending] = deliveries(client, endpoint=endpoint)
+        assert pending["status"] == "PENDING" and pending["lastStatusCode"] == 500
+        [listed] = gql(client, ENDPOINTS)["data"]["webhooks"]
+        assert listed["enabled"] and listed["failingSince"] is not None
+
+        clock.advance(hours=25)
+        receiver.wait_for(lambda got: len(got) >= 2)
+        wait_until(lambda: deliveries(client, endpoint=endpoint)[0]["status"] == "FAILED")
+        [listed] = gql(client, ENDPOINTS)["data"]["webhooks"]
+        assert not listed["enabled"] and listed["disabledAt"] is not None
+        assert "updateWebhook(enabled: true)" in listed["disabledReason"]
+
+        purchase(client, "e-2", player="bob")
+        time.sleep(0.2)
+        assert len(receiver.received) == 2  # a disabled endpoint gets nothing new
+        [dead] = deliveries(client, endpoint=endpoint)
+        redo = """mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { id } }"""
+        assert codes(gql(client, redo, {"id": dead["id"]})) == ["BAD_WEBHOOK"]
+
+        broken["yes"] = False
+        enable = """mutation($id: ID!) { updateWebhook(id: $id, enabled: true) {
+          enabled failingSince disabledReason } }"""
+        assert gql(client, enable, {"id": endpoint})["data"]["updateWebhook"] == {
+            "enabled": True,
+            "failingSince": None,
+            "disabledReason": None,
+        }
+        gql(client, redo, {"id": dead["id"]})
+        again = receiver.wait_for(lambda got: len(got) >= 3)[2]
+        assert again.delivery_id == dead["id"]
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.02)
+
+
+def test_a_rotated_secret_signs_beside_the_old_one_for_the_grace_period(
+    client: TestClient,
+) -> None:
+    rotate = """mutation($id: ID!, $grace: Int) {
+      rotateWebhookSecret(id: $id, gracePeriodSeconds: $grace) {
+        secret endpoint { previousSecretExpiresAt } } }"""
+    verify = python_verify()
+    with receiving() as receiver:
+        endpoint, old = create(client, receiver.url, ["UNLOCK_MILESTONE"])
+        rotated = gql(client, rotate, {"id": endpoint, "grace": 3600})["data"]
+        new = rotated["rotateWebhookSecret"]["secret"]
+        assert new != old and new.startswith("whsec_")
+        purchase(client, "e-1")
+        [during] = receiver.wait_for(lambda got: len(got) >= 1)
+        header = during.headers["questline-signature"]
+        assert header.count("v1=") == 2
+        assert verify(during.body, header, new) and verify(during.body, header, old)
+
+        gql(client, rotate, {"id": endpoint, "grace": 0})
+        purchase(client, "e-2", player="bob")
+        after = receiver.wait_for(lambda got: len(got) >= 2)[1]
+    header = after.headers["questline-signature"]
+    assert header.count("v1=") == 1
+    assert not verify(after.body, header, new)  # rotated again: `new` is the old one now
+
+
+def test_tier_changes_redemptions_and_referral_rewards_are_delivered(
+    client: TestClient,
+) -> None:
+    with receiving() as receiver:
+        create(client, receiver.url, ["TIER_CHANGE", "REDEMPTION", "REFERRAL_REWARD"])
+        code = gql(client, '{ player(id: "ada") { referral { code } } }')
+        referral = code["data"]["player"]["referral"]["code"]
+        applied = """mutation($code: String!) {
+          applyReferralCode(code: $code, playerId: "bob") { status } }"""
+        assert "errors" not in gql(client, applied, {"code": referral})
+        purchase(client, "e-1", player="ada", amount=25)  # 250 points: gold
+        purchase(client, "e-2", player="bob", amount=5)  # qualifies bob's referral
+        redeem = """mutation { redeem(rewardId: "espresso", idempotencyKey: "r-1",
+          playerId: "ada") { id } }"""
+        redemption = gql(client, redeem)["data"]["redeem"]["id"]
+        gql(client, redeem)  # retried: the same redemption, delivered once
+        received = receiver.wait_for(lambda got: len(got) >= 3)
+        time.sleep(0.2)
+    by_kind = {request.json["kind"]: request.json["payload"] for request in received}
+    assert len(receiver.received) == 3
+    assert by_kind["tier.changed"]["playerId"] == "ada"
+    assert by_kind["tier.changed"]["tierId"] == "gold"
+    assert by_kind["redemption.created"]["redemptionId"] == redemption
+    assert by_kind["redemption.created"]["rewardId"] == "espresso"
+    assert by_kind["referral.rewarded"] == {
+        "refereeId": "bob",
+        "referrerId": "ada",
+        "referrerPoints": 100,
+        "refereePoints": 50,
+        "rewardedAt": by_kind["referral.rewarded"]["rewardedAt"],
+    }
+
+
+def test_a_retried_event_delivers_its_unlocks_once(client: TestClient) -> None:
+    with receiving() as receiver:
+        endpoint, _ = create(client, receiver.url)
+        unlocked = purchase(client, "e-1")
+        purchase(client, "e-1")
+        receiver.wait_for(lambda got: len(got) >= len(unlocked))
+        time.sleep(0.2)
+    assert len(receiver.received) == len(unlocked)
+    sent = sorted(request.json["payload"]["unlockKey"] for request in receiver.received)
+    assert sent == sorted(unlocked)
+    assert len(deliveries(client, endpoint=endpoint)) == len(unlocked)
+
+
+def test_deliveries_page_newest_first_and_filter_by_status(client: TestClient) -> None:
+    with receiving() as receiver:
+        endpoint, _ = create(client, receiver.url)
+        for number in range(3):
+            purchase(client, f"e-{number}", player=f"p-{number}")
+        receiver.wait_for(lambda got: len(got) >= 6)
+        wait_until(lambda: len(deliveries(client, status="DELIVERED")) == 6)
+    first = gql(client, DELIVERIES, {"endpoint": endpoint, "first": 4})["data"]
+    page = first["webhookDeliveries"]
+    assert len(page["edges"]) == 4 and page["pageInfo"]["hasNextPage"]
+    rest = gql(client, DELIVERIES, {"endpoint": endpoint, "after": page["pageInfo"]["endCursor"]})[
+        "data"
+    ]["webhookDeliveries"]
+    assert len(rest["edges"]) == 2 and not rest["pageInfo"]["hasNextPage"]
+    cursors = [int(edge["cursor"]) for edge in page["edges"] + rest["edges"]]
+    assert cursors == sorted(cursors, reverse=True)
+    assert deliveries(client, status="PENDING") == []
+    assert codes(gql(client, DELIVERIES, {"endpoint": "999"})) == ["UNKNOWN_WEBHOOK"]
+    assert codes(gql(client, DELIVERIES, {"after": "nope"})) == ["BAD_CURSOR"]
+
+
+def test_webhooks_need_an_api_key(client: TestClient, tmp_path: Path) -> None:
+    token = issue_player_token(settings(tmp_path), "ada", 300)
+    assert codes(gql(client, ENDPOINTS, token=token)) == ["FORBIDDEN"]
+    body = gql(client, CREATE, {"url": "https://example.com/", "events": EVERYTHING}, token)
+    assert codes(body) == ["FORBIDDEN"]
+
+
+def test_endpoints_are_listed_changed_and_deleted(client: TestClient) -> None:
+    endpoint, _ = create(client, "https://example.com/a", ["REDEMPTION"])
+    change = """mutation($id: ID!) { updateWebhook(id: $id, url: "https://example.com/b",
+      events: [UNLOCK_STREAK, REDEMPTION], description: "crm") { url events description } }"""
+    assert gql(client, change, {"id": endpoint})["data"]["updateWebhook"] == {
+        "url": "https://example.com/b",
+        "events": ["UNLOCK_STREAK", "REDEMPTION"],
+        "description": "crm",
+    }
+    [listed] = gql(client, ENDPOINTS)["data"]["webhooks"]
+    assert "secret" not in listed and listed["url"] == "https://example.com/b"
+    delete = """mutation($id: ID!) { deleteWebhook(id: $id) }"""
+    assert gql(client, delete, {"id": endpoint})["data"] == {"deleteWebhook": True}
+    assert gql(client, ENDPOINTS)["data"]["webhooks"] == []
+    assert codes(gql(client, delete, {"id": endpoint})) == ["UNKNOWN_WEBHOOK"]
+    no_events = gql(client, CREATE, {"url": "https://example.com/", "events": []})
+    assert codes(no_events) == ["BAD_WEBHOOK"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hooks",
+        "http://localhost/hooks",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.1.2.3/hooks",
+        "http://[::1]/hooks",
+        "http://[::ffff:192.168.0.1]/hooks",
+    ],
+)
+def test_urls_inside_the_network_are_refused_outside_development(tmp_path: Path, url: str) -> None:
+    with client_for(settings(tmp_path, environment="production")) as client:
+        assert codes(gql(client, CREATE, {"url": url, "events": EVERYTHING})) == [
+            "WEBHOOK_URL_REFUSED"
+        ]
+
+
+def test_allowed_hosts_and_public_addresses_are_accepted(tmp_path: Path) -> None:
+    production = settings(tmp_path, environment="production", webhook_allow_hosts=("127.0.0.1",))
+    with client_for(production) as client:
+        create(client, "http://127.0.0.1:8000/hooks")
+        create(client, "https://93.184.215.14/hooks")
+        refused = gql(client, CREATE, {"url": "ftp://93.184.215.14/", "events": EVERYTHING})
+        assert codes(refused) == ["BAD_WEBHOOK"]
