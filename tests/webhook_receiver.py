@@ -59,6 +59,8 @@ class Receiver:
         self.answer = answer
         self.hang = threading.Event()
         self.received: list[Received] = []
+        #: Requests left without an answer while `hang` was set.
+        self.hung = 0
         self._lock = threading.Lock()
         self._attempts: dict[str, int] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -77,6 +79,8 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if receiver.hang.is_set():
+                    with receiver._lock:
+                        receiver.hung += 1
                     receiver._released.wait(60)
                     return
                 headers = {name.lower(): value for name, value in self.headers.items()}
