@@ -55,8 +55,8 @@ def test_senders_claiming_at_once_take_each_delivery_exactly_once(database_url: 
     everything = [delivery for taken in claims for delivery in taken]
     assert len(everything) == MESSAGES
     assert len(set(everything)) == MESSAGES
-    assert deliveries.backlog(db, now).due == {}
+    assert deliveries.due_endpoints(db, now) == []
     # Once the lease is over, what was never settled is due again (the sender died).
-    later = deliveries.backlog(db, now + timedelta(minutes=2))
-    assert later.due == {endpoint.id: MESSAGES}
+    assert deliveries.due_endpoints(db, now + timedelta(minutes=2)) == [endpoint.id]
+    assert deliveries.oldest_pending(db) == now
     db.dispose()

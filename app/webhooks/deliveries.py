@@ -54,29 +54,33 @@ class Settled:
     next_attempt_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """Endpoints with due deliveries (how many each), and the oldest pending one's age."""
-
-    due: dict[int, int]
-    oldest_pending: datetime | None
-
-
-def backlog(db: Engine, now: datetime) -> Backlog:
-    """What is due; read without locks (claiming re-checks)."""
+def due_endpoints(db: Engine, now: datetime) -> list[int]:
+    """Enabled endpoints with a delivery due; read without locks (claiming
+    re-checks), one index probe per endpoint however long the backlog."""
+    due = (
+        select(DELIVERIES.c.id)
+        .where(
+            DELIVERIES.c.endpoint_id == ENDPOINTS.c.id,
+            DELIVERIES.c.status == PENDING,
+            DELIVERIES.c.next_attempt_at <= now,
+        )
+        .exists()
+    )
     with translated_errors(db), db.connect() as connection:
-        due = {
-            endpoint_id: count
-            for endpoint_id, count in connection.execute(
-                select(DELIVERIES.c.endpoint_id, func.count())
-                .where(DELIVERIES.c.status == PENDING, DELIVERIES.c.next_attempt_at <= now)
-                .group_by(DELIVERIES.c.endpoint_id)
-            )
-        }
-        oldest = connection.execute(
+        return list(
+            connection.execute(
+                select(ENDPOINTS.c.id).where(ENDPOINTS.c.disabled_at.is_(None), due)
+            ).scalars()
+        )
+
+
+def oldest_pending(db: Engine) -> datetime | None:
+    """When the oldest delivery still pending was written."""
+    with translated_errors(db), db.connect() as connection:
+        oldest: datetime | None = connection.execute(
             select(func.min(DELIVERIES.c.created_at)).where(DELIVERIES.c.status == PENDING)
         ).scalar_one()
-    return Backlog(due, oldest)
+        return oldest
 
 
 def claim(

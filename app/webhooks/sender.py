@@ -9,9 +9,10 @@ attempt at most QUESTLINE_WEBHOOK_TIMEOUT, so a slow or dead receiver holds
 a few of its own deliveries and nothing else. How attempts ended is
 group-committed (engine.group_commit), one transaction per burst.
 
-When nothing is due the sender sleeps QUESTLINE_WEBHOOK_POLL_INTERVAL; an
-attempt that ends wakes it, so a busy endpoint's free slot is refilled at
-once.
+When nothing is due the sender sleeps QUESTLINE_WEBHOOK_POLL_INTERVAL. A
+busy endpoint is claimed for again once half its slots are free (an
+attempt ending then wakes the sender), so a backlog costs one claim per
+few deliveries rather than one per delivery.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ USER_AGENT = "Questline-Webhooks/1"
 ANSWER_LIMIT = 64 * 1024
 #: How long an endpoint's URL check is trusted before its host is resolved again.
 URL_CHECK_TTL = 60.0
+#: Seconds between two readings of the oldest pending delivery's age.
+PENDING_AGE_EVERY = 1.0
 
 
 class Sender:
@@ -82,6 +85,10 @@ class Sender:
         )
         self._settled: GroupCommit[Settled, None] = GroupCommit(self._write)
         self._in_flight: dict[int, int] = {}
+        self._concurrency = settings.webhook_concurrency
+        #: Free slots an endpoint needs before it is claimed for.
+        self._batch = max(1, self._concurrency // 2)
+        self._measure_at = 0.0
         self._attempts: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._checked: dict[str, tuple[float, str | None]] = {}
@@ -122,19 +129,20 @@ class Sender:
                     await asyncio.wait_for(self._wake.wait(), poll)
 
     async def _round(self) -> bool:
-        """Claim what is due for endpoints with a free slot and start sending it;
-        whether anything was claimed."""
+        """Claim what is due for endpoints with half their slots free or more (fewer,
+        larger claims) and start sending it; whether anything was claimed."""
         now = self._clock()
-        backlog = await to_thread.run_sync(deliveries.backlog, self._db, now)
-        oldest = backlog.oldest_pending
-        self._metrics.webhooks_pending_age.set(
-            0 if oldest is None else max(0.0, (now - oldest).total_seconds())
-        )
-        concurrency = self._settings.webhook_concurrency
+        if time.monotonic() >= self._measure_at:
+            self._measure_at = time.monotonic() + PENDING_AGE_EVERY
+            oldest = await to_thread.run_sync(deliveries.oldest_pending, self._db)
+            self._metrics.webhooks_pending_age.set(
+                0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+            )
+        due = await to_thread.run_sync(deliveries.due_endpoints, self._db, now)
         wanted = {
-            endpoint_id: min(due, free)
-            for endpoint_id, due in backlog.due.items()
-            if (free := concurrency - self._in_flight.get(endpoint_id, 0)) > 0
+            endpoint_id: free
+            for endpoint_id in due
+            if (free := self._concurrency - self._in_flight.get(endpoint_id, 0)) >= self._batch
         }
         if not wanted:
             return False
@@ -201,8 +209,9 @@ class Sender:
                 error,
             )
         finally:
-            self._in_flight[target.id] -= 1
-            self._wake.set()
+            left = self._in_flight[target.id] = self._in_flight[target.id] - 1
+            if left in (0, self._concurrency - self._batch):  # enough slots free to claim
+                self._wake.set()
 
     async def _post(self, target: Target, item: Claimed) -> Attempt:
         timestamp = int(self._clock().timestamp())

@@ -43,8 +43,9 @@ class WebhookDeliveryRecord(SQLModel, table=True):
             "endpoint_id", "kind", "source", name="uq_webhook_delivery_endpoint_id_kind_source"
         ),
         UniqueConstraint("delivery_id", name="uq_webhook_delivery_delivery_id"),
-        Index("ix_webhook_delivery_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_delivery_due", "endpoint_id", "status", "next_attempt_at"),
         Index("ix_webhook_delivery_endpoint_id_id", "endpoint_id", "id"),
+        Index("ix_webhook_delivery_status_created_at", "status", "created_at"),
     )
 
     id: int | None = record_id()

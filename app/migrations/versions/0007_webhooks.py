@@ -55,15 +55,17 @@ def upgrade() -> None:
         sa.UniqueConstraint("delivery_id", name="uq_webhook_delivery_delivery_id"),
     )
     op.create_index(
-        "ix_webhook_delivery_status_next_attempt_at",
-        "webhook_delivery",
-        ["status", "next_attempt_at"],
+        "ix_webhook_delivery_due", "webhook_delivery", ["endpoint_id", "status", "next_attempt_at"]
     )
     op.create_index("ix_webhook_delivery_endpoint_id_id", "webhook_delivery", ["endpoint_id", "id"])
+    op.create_index(
+        "ix_webhook_delivery_status_created_at", "webhook_delivery", ["status", "created_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_webhook_delivery_status_created_at", table_name="webhook_delivery")
     op.drop_index("ix_webhook_delivery_endpoint_id_id", table_name="webhook_delivery")
-    op.drop_index("ix_webhook_delivery_status_next_attempt_at", table_name="webhook_delivery")
+    op.drop_index("ix_webhook_delivery_due", table_name="webhook_delivery")
     op.drop_table("webhook_delivery")
     op.drop_table("webhook_endpoint")
