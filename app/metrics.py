@@ -52,6 +52,26 @@ class Metrics:
             "Live unlock subscriptions in this process.",
             registry=self.registry,
         )
+        self.webhooks_sent = Counter(
+            "questline_webhook_deliveries_sent_total",
+            "Webhook deliveries a receiver accepted (2xx).",
+            registry=self.registry,
+        )
+        self.webhooks_retried = Counter(
+            "questline_webhook_deliveries_retried_total",
+            "Webhook delivery attempts that failed and will be tried again.",
+            registry=self.registry,
+        )
+        self.webhooks_failed = Counter(
+            "questline_webhook_deliveries_failed_total",
+            "Webhook deliveries given up on (dead letters, which can be redelivered).",
+            registry=self.registry,
+        )
+        self.webhooks_pending_age = Gauge(
+            "questline_webhook_pending_age_seconds",
+            "Age of the oldest webhook delivery not yet delivered (0: none pending).",
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "questline_request_seconds",
             "HTTP request latency.",

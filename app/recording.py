@@ -2,7 +2,9 @@
 
 Each `Service.record` call turns what the engine recorded into one
 `Recording`: the unlock copies for history, the points to grant (earnings
-and unlock rewards), the analytics rows and the journal rows. The process's
+and unlock rewards), the analytics rows and the journal rows. The webhook
+deliveries of the unlocks new to history are written in the same
+transaction (app.webhooks.outbox). The process's
 one `GroupCommit` writes every recording queued at that moment in one
 transaction, with set-based statements (a multi-row upsert per table, one
 locking upsert and one update for the accounts), and wakes each caller once
@@ -27,6 +29,7 @@ from app import grants, journal, records
 from app.analytics import Activity, save_activity
 from app.grants import Grant, Granted
 from app.sql import writing
+from app.webhooks import outbox
 from engine.program.program import Program
 
 
@@ -76,7 +79,7 @@ def write(
         key=lambda row: str(row["player_id"]),
     )
     with writing(db) as connection:
-        records.save_unlocks(connection, unlocks)
+        outbox.unlocked(connection, records.save_unlocks(connection, unlocks))
         granted = grants.grant(
             connection, [grant for item in batch for grant in item.grants], program, timezone
         )

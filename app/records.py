@@ -8,7 +8,9 @@ unlock exactly once.
 
 While events are recorded, unlocks are copied by the group commit
 (app.recording) in the transaction of their burst; `save_unlocks` takes a
-connection so that it can be one statement of that transaction.
+connection so that it can be one statement of that transaction, and it
+returns the unlocks that were new, which that same transaction hands to
+webhooks (app.webhooks.outbox).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, Index, Text, UniqueConstraint, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from app.sql import UTCDateTime, per_database, record_id, table, translated_errors, writing
+from app.sql import UTCDateTime, per_database, record_id, table, translated_errors
 
 
 class UnlockRecord(SQLModel, table=True):
@@ -50,7 +52,7 @@ _COPY = per_database(
     lambda insert: (
         insert(UNLOCKS)
         .on_conflict_do_nothing(index_elements=["player_id", "key"])
-        .returning(UNLOCKS.c.id)
+        .returning(UNLOCKS.c.player_id, UNLOCKS.c.key)
     )
 )
 
@@ -78,19 +80,21 @@ class UnlockData:
 _UNLOCK_COLUMNS = [f.name for f in dataclasses.fields(UnlockData)]
 
 
-def save_unlocks(connection: Connection, unlocks: Sequence[UnlockData]) -> int:
-    """Copy unlocks into history; an unlock already there is skipped. Returns how many were new."""
+def save_unlocks(connection: Connection, unlocks: Sequence[UnlockData]) -> list[UnlockData]:
+    """Copy unlocks into history; an unlock already there is skipped. Returns the
+    new ones (what webhooks announce: app.webhooks.outbox)."""
     if not unlocks:
-        return 0
+        return []
     # Shallow on purpose: dataclasses.asdict deep-copies, which cost more than the insert.
     rows = [{name: getattr(unlock, name) for name in _UNLOCK_COLUMNS} for unlock in unlocks]
-    return len(connection.execute(_COPY(connection), rows).all())
-
-
-def save_unlocks_now(db: Engine, unlocks: Sequence[UnlockData]) -> int:
-    """`save_unlocks` in a transaction of its own (start-up recovery, tier changes)."""
-    with writing(db) as connection:
-        return save_unlocks(connection, unlocks)
+    new = {(row.player_id, row.key) for row in connection.execute(_COPY(connection), rows)}
+    copied = []
+    for unlock in unlocks:
+        identity = (unlock.player_id, unlock.key)
+        if identity in new:
+            new.discard(identity)  # the same unlock twice in one call is new once
+            copied.append(unlock)
+    return copied
 
 
 def list_unlocks(

@@ -3,7 +3,8 @@
 One transaction locks the player's account (so their balance and their
 count of this reward cannot move underneath), then the reward's stock row
 (always in that order, so redemptions never deadlock), asks the engine's
-rules, and writes the redemption, its ledger debit and the stock together.
+rules, and writes the redemption, its ledger debit, the stock and its
+webhook deliveries (app.webhooks.outbox) together.
 Balance and stock therefore never go below zero, whatever the number of
 processes redeeming at once. The idempotency key is unique per player: the
 same key returns the same redemption, without charging again.
@@ -29,6 +30,7 @@ from sqlmodel import Field, SQLModel
 
 from app.ledger import append, expire_due, lock_account, save
 from app.sql import UTCDateTime, record_id, table, translated_errors, upsert, writing
+from app.webhooks import outbox
 from engine.errors import IdempotencyKeyReusedError
 from engine.points import LedgerReason
 from engine.program.program import Program
@@ -117,7 +119,7 @@ def redeem(
                 .values(redeemed=STOCK.c.redeemed + 1)
             )
         save(connection, account)
-        return Redemption(
+        redemption = Redemption(
             id=str(redemption_id),
             player_id=player_id,
             reward_id=reward_id,
@@ -125,6 +127,8 @@ def redeem(
             idempotency_key=idempotency_key,
             created_at=now,
         )
+        outbox.redeemed(connection, redemption)
+        return redemption
 
 
 def _count(connection: Connection, player_id: str, reward_id: str) -> int:

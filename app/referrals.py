@@ -5,7 +5,8 @@ second application of another code cannot slip in beside the first. A
 referral is rewarded in one transaction that locks both players' accounts
 (in player order, so two referrals in opposite directions cannot deadlock),
 re-reads its status and grants both REFERRAL entries, whose references make
-each grant unique; the rules are the engine's (engine.referrals).
+each grant unique, with the reward's webhook deliveries (app.webhooks.outbox);
+the rules are the engine's (engine.referrals).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from app import tier_records
 from app.ledger import ACCOUNTS, Account, append, lock_account, save
 from app.sql import UTCDateTime, table, translated_errors, upsert, writing
 from app.tier_records import Announcement
+from app.webhooks import outbox
 from engine.errors import UnknownReferralCodeError
 from engine.points import LedgerReason
 from engine.program.program import Program
@@ -202,6 +204,9 @@ def reward(
                     now,
                     expires_at,
                 )
+        outbox.referral_rewarded(
+            connection, referee_id, referrer_id, (found.referrer_points, found.referee_points), now
+        )
         return _settle(connection, program, list(accounts.values()), now, day)
 
 

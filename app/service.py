@@ -11,6 +11,9 @@ row is unique by its source), which heals a crash between the store and the
 commit; start-up copies every outbox entry history lacks (`recover_history`)
 for unlocks whose event is never retried.
 
+Webhook deliveries are written in those same transactions and sent by a
+background task (app.webhooks), never on the request path.
+
 A program reload (mutation or SIGHUP) is announced through the store, and
 every worker sharing it loads its own seed folder in turn (`_converge`): all
 of them serve the new version, or keep the old one and log why not.
@@ -39,7 +42,9 @@ from app.metrics import Metrics
 from app.migrations import upgrade_database
 from app.recording import Recorder, Recording
 from app.settings import Settings
-from app.sql import count_work, make_engine, ping_database
+from app.sql import count_work, make_engine, ping_database, writing
+from app.webhooks import outbox
+from app.webhooks.service import Webhooks
 from engine.engine import Clock, Engine, Recorded, utc_now
 from engine.errors import CursorError, EventIdReusedError, ProgramError, QuestlineError, StoreError
 from engine.events import Event
@@ -103,6 +108,7 @@ class Service:
         self._feed: Feed | None = None
         self._database: Database | None = None
         self._recorder: GroupCommit[Recording, Granted] | None = None
+        self._webhooks: Webhooks | None = None
         self._purger: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._announcements: asyncio.Task[None] | None = None
@@ -132,6 +138,11 @@ class Service:
     def designer(self) -> Designer:
         assert self._designer is not None, "the service is not started"
         return self._designer
+
+    @property
+    def webhooks(self) -> Webhooks:
+        assert self._webhooks is not None, "the service is not started"
+        return self._webhooks
 
     @property
     def database(self) -> Database:
@@ -177,11 +188,15 @@ class Service:
         )
         await listening.wait()
         self._purger = asyncio.create_task(self._purge_journal(), name="questline-journal-purge")
+        self._webhooks = Webhooks(self._database, settings, self.clock, self.metrics)
+        self._webhooks.start()
         logger.info("program %r version %s loaded", program.info.name, program.version)
 
     async def stop(self) -> None:
         if self._recorder is not None:
             await self._recorder.wait_idle()
+        if self._webhooks is not None:
+            await self._webhooks.stop()
         for task in (self._announcements, self._purger, *self._reloads):
             if task is not None:
                 task.cancel()
@@ -283,9 +298,13 @@ class Service:
         )
 
     def _save_unlocks(self, unlocks: Sequence[Unlock]) -> int:
-        """Copy unlocks into history in a transaction of their own (blocking: call
-        it on a worker thread); recording copies them in the group commit."""
-        return records.save_unlocks_now(self.database, [unlock_data(u) for u in unlocks])
+        """Copy unlocks into history in a transaction of their own, with the webhook
+        deliveries of those new to it (blocking: call it on a worker thread);
+        recording copies them in the group commit."""
+        with writing(self.database) as connection:
+            new = records.save_unlocks(connection, [unlock_data(u) for u in unlocks])
+            outbox.unlocked(connection, new)
+        return len(new)
 
     async def _purge_journal(self) -> None:
         """Delete journal rows past the retention now and then, in small

@@ -131,6 +131,23 @@ class Settings:
     header_timeout: timedelta = timedelta(seconds=10)
     #: Journal events one `simulateProgram` call replays at most.
     simulate_max_events: int = 100_000
+    #: Hosts webhook URLs may name although they resolve to a loopback, link-local
+    #: or private address (outside development every such URL is refused).
+    webhook_allow_hosts: tuple[str, ...] = ()
+    #: The longest one delivery attempt may take, connecting included.
+    webhook_timeout: timedelta = timedelta(seconds=10)
+    #: Deliveries in flight at once to one endpoint, per process.
+    webhook_concurrency: int = 8
+    webhook_first_backoff: timedelta = timedelta(seconds=10)
+    webhook_max_backoff: timedelta = timedelta(hours=1)
+    #: How long a delivery is retried before it is failed (a dead letter).
+    webhook_retry_for: timedelta = timedelta(hours=24)
+    #: An endpoint whose every attempt failed for this long is disabled.
+    webhook_disable_after: timedelta = timedelta(hours=24)
+    #: How long the old secret still signs after `rotateWebhookSecret`, unless it says.
+    webhook_secret_grace: timedelta = timedelta(hours=24)
+    #: How often an idle sender looks for due deliveries.
+    webhook_poll_interval: timedelta = timedelta(seconds=1)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -214,6 +231,27 @@ class Settings:
             simulate_max_events=env.integer(
                 "QUESTLINE_SIMULATE_MAX_EVENTS", cls.simulate_max_events
             ),
+            webhook_allow_hosts=env.hosts("QUESTLINE_WEBHOOK_ALLOW_HOSTS"),
+            webhook_timeout=env.duration("QUESTLINE_WEBHOOK_TIMEOUT", cls.webhook_timeout),
+            webhook_concurrency=env.integer(
+                "QUESTLINE_WEBHOOK_CONCURRENCY", cls.webhook_concurrency
+            ),
+            webhook_first_backoff=env.duration(
+                "QUESTLINE_WEBHOOK_FIRST_BACKOFF", cls.webhook_first_backoff
+            ),
+            webhook_max_backoff=env.duration(
+                "QUESTLINE_WEBHOOK_MAX_BACKOFF", cls.webhook_max_backoff
+            ),
+            webhook_retry_for=env.duration("QUESTLINE_WEBHOOK_RETRY_FOR", cls.webhook_retry_for),
+            webhook_disable_after=env.duration(
+                "QUESTLINE_WEBHOOK_DISABLE_AFTER", cls.webhook_disable_after
+            ),
+            webhook_secret_grace=env.duration(
+                "QUESTLINE_WEBHOOK_SECRET_GRACE", cls.webhook_secret_grace
+            ),
+            webhook_poll_interval=env.duration(
+                "QUESTLINE_WEBHOOK_POLL_INTERVAL", cls.webhook_poll_interval
+            ),
         )
 
     def engine_settings(self) -> EngineSettings:
@@ -248,6 +286,14 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_distinct_issuers(
@@ -355,6 +401,20 @@ class _Reader:
             limit = int(maximum.total_seconds())
             raise ConfigurationError(f"{name} must be at most {limit} seconds, got {value!r}")
         return duration
+
+    def hosts(self, name: str) -> tuple[str, ...]:
+        """Comma-separated host names or IP addresses, compared without case."""
+        value = self.text(name)
+        if value is None:
+            return ()
+        hosts = tuple(host.strip().lower().strip("[]") for host in value.split(","))
+        for host in hosts:
+            if not host or any(c in host for c in "/@ ") or (":" in host and not _is_ip(host)):
+                raise ConfigurationError(
+                    f"{name} must list host names or IP addresses separated by commas, such as "
+                    f"hooks.internal,10.0.0.5 (no scheme, port or path), got {host!r}"
+                )
+        return hosts
 
     def timezone(self, name: str, default: str) -> str:
         value = self.text(name)

@@ -26,6 +26,11 @@
         ├── UnknownLeaderboardError no leaderboard with this id (UNKNOWN_LEADERBOARD)
         ├── UnknownTargetError      explain: no challenge, milestone, streak or badge by that
         │                           name (UNKNOWN_TARGET)
+        ├── WebhookError            a webhook endpoint or delivery request that cannot be done
+        │   │                       as asked (BAD_WEBHOOK)
+        │   ├── WebhookUrlRefusedError  a URL inside the server's network (WEBHOOK_URL_REFUSED)
+        │   ├── UnknownWebhookError     no endpoint with this id (UNKNOWN_WEBHOOK)
+        │   └── UnknownDeliveryError    no delivery with this id (UNKNOWN_WEBHOOK_DELIVERY)
         └── PointsError             points cannot move as asked; raised as such for a bad
             │                       argument (BAD_REQUEST), its subclasses are refusals:
             ├── InsufficientPointsError the balance is lower than the cost (INSUFFICIENT_POINTS)
@@ -163,6 +168,22 @@ class LeaderboardError(InvalidArgumentError):
 
 class UnknownLeaderboardError(QuestlineError):
     code = "UNKNOWN_LEADERBOARD"
+
+
+class WebhookError(QuestlineError):
+    code = "BAD_WEBHOOK"
+
+
+class WebhookUrlRefusedError(WebhookError):
+    code = "WEBHOOK_URL_REFUSED"
+
+
+class UnknownWebhookError(WebhookError):
+    code = "UNKNOWN_WEBHOOK"
+
+
+class UnknownDeliveryError(WebhookError):
+    code = "UNKNOWN_WEBHOOK_DELIVERY"
 
 
 class PointsError(QuestlineError):

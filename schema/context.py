@@ -7,9 +7,9 @@ reload); it talks to a `Service` and the app provides one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from strawberry.types import Info as StrawberryInfo
@@ -28,6 +28,7 @@ from engine.rewards import Redemption
 from engine.simulation import Simulated
 from engine.tiers import TierStatus
 from engine.unlocks import Unlock
+from engine.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookKind
 from schema.permissions import AuthError, Principal
 
 
@@ -44,6 +45,14 @@ class LedgerPage:
     """A page of a player's points ledger, newest first; the cursor is an entry id."""
 
     lines: list[LedgerLine]
+    has_next_page: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPage:
+    """A page of webhook deliveries, newest first; the cursor is the last one's `cursor`."""
+
+    deliveries: list[WebhookDelivery]
     has_next_page: bool
 
 
@@ -170,6 +179,40 @@ class Designer(Protocol):
         """Why a player has a challenge, milestone tier, streak milestone or badge, or not yet."""
 
 
+class Webhooks(Protocol):
+    """Webhook endpoints and their deliveries (app/webhooks/)."""
+
+    async def create(
+        self, url: str, kinds: Collection[WebhookKind], description: str
+    ) -> tuple[WebhookEndpoint, str]:
+        """The new endpoint and its signing secret, shown this once."""
+
+    async def update(
+        self,
+        endpoint_id: int,
+        url: str | None,
+        kinds: Collection[WebhookKind] | None,
+        description: str | None,
+        enabled: bool | None,
+    ) -> WebhookEndpoint: ...
+
+    async def delete(self, endpoint_id: int) -> None: ...
+
+    async def rotate_secret(
+        self, endpoint_id: int, grace: timedelta | None
+    ) -> tuple[WebhookEndpoint, str]:
+        """A new secret; the old one still signs for `grace`."""
+
+    async def endpoints(self) -> list[WebhookEndpoint]: ...
+
+    async def deliveries(
+        self, endpoint_id: int | None, status: DeliveryStatus | None, after: str | None, first: int
+    ) -> DeliveryPage: ...
+
+    async def redeliver(self, delivery_id: str) -> WebhookDelivery:
+        """Queue a delivery again, same id and body, retried afresh."""
+
+
 class Service(Protocol):
     """The running Questline service, as the schema needs it."""
 
@@ -187,6 +230,9 @@ class Service(Protocol):
 
     @property
     def designer(self) -> Designer: ...
+
+    @property
+    def webhooks(self) -> Webhooks: ...
 
     async def record(self, events: Sequence[Event]) -> list[Recorded]:
         """Record events and keep their unlocks durably before answering."""

@@ -24,6 +24,13 @@ from schema.loyalty import (
 from schema.player import Player
 from schema.query import player_id_of
 from schema.types import EventInput, RecordEventResult, ReloadResult, unlock_of
+from schema.webhooks import (
+    create_webhook,
+    delete_webhook,
+    redeliver_webhook,
+    rotate_webhook_secret,
+    update_webhook,
+)
 
 
 def event_of(data: EventInput) -> Event:
@@ -167,6 +174,32 @@ class Mutation:
             upgraded=review.upgraded,
             downgraded=review.downgraded,
         )
+
+    create_webhook = strawberry.mutation(
+        resolver=create_webhook,
+        description="Add a webhook endpoint subscribed to `events` (API key). The answer "
+        "carries its signing secret, shown only this once.",
+    )
+    update_webhook = strawberry.mutation(
+        resolver=update_webhook,
+        description="Change an endpoint's URL, events or description, or enable or disable "
+        "it (API key); enabling forgets its failures.",
+    )
+    delete_webhook = strawberry.mutation(
+        resolver=delete_webhook,
+        description="Delete an endpoint and its deliveries (API key); true when done.",
+    )
+    rotate_webhook_secret = strawberry.mutation(
+        resolver=rotate_webhook_secret,
+        description="A new signing secret (API key), shown only this once; deliveries carry "
+        "a signature with the old one too for `gracePeriodSeconds` (default "
+        "QUESTLINE_WEBHOOK_SECRET_GRACE).",
+    )
+    redeliver_webhook = strawberry.mutation(
+        resolver=redeliver_webhook,
+        description="Send a delivery again (API key): same id and body, retried afresh. "
+        "For a dead letter once the receiver is fixed, or one the receiver lost.",
+    )
 
 
 def acting_for(info: Info, player_id: strawberry.ID | None) -> str:

@@ -15,6 +15,7 @@ from schema.leaderboards import Leaderboard, leaderboard_of
 from schema.loyalty import Reward, catalog
 from schema.player import Player
 from schema.types import Program, program_of
+from schema.webhooks import webhook_deliveries, webhooks
 
 
 def player_id_of(raw: str) -> str:
@@ -103,3 +104,12 @@ class Query:
             id, period or "all", 10 if first is None else first, player
         )
         return leaderboard_of(found)
+
+    webhooks = strawberry.field(
+        resolver=webhooks, description="Every webhook endpoint, oldest first (API key)."
+    )
+    webhook_deliveries = strawberry.field(
+        resolver=webhook_deliveries,
+        description="Webhook deliveries newest first, of one endpoint or all, of one status "
+        "or all (API key).",
+    )

@@ -19,11 +19,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlmodel import SQLModel
 
-from app import migrations
+from app import migrations, records
 from app.migrations import upgrade_database
 from app.records import UnlockData, count_unlocks, list_unlocks
-from app.records import save_unlocks_now as save_unlocks
-from app.sql import DatabaseError, make_engine, ping_database
+from app.sql import DatabaseError, make_engine, ping_database, writing
 from engine.errors import ConfigurationError
 from tests import services
 
@@ -31,6 +30,12 @@ T = TypeVar("T")
 START = datetime(2024, 3, 4, 8, 30, tzinfo=UTC)
 #: The newest revision in app/migrations/versions.
 HEAD = ScriptDirectory(str(Path(migrations.__file__).parent)).get_current_head()
+
+
+def save_unlocks(engine: Engine, unlocks: list[UnlockData]) -> int:
+    """Copy unlocks in a transaction of their own; how many were new."""
+    with writing(engine) as connection:
+        return len(records.save_unlocks(connection, unlocks))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

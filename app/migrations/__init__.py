@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine, event, text
 # describes the whole database (autogenerate, and the test comparing it with migrations).
 from app import analytics, journal, ledger, redemptions, referrals  # noqa: F401
 from app.sql import make_engine, translated_errors
+from app.webhooks import tables  # noqa: F401
 
 # Any fixed 64-bit number, shared by every Questline process migrating one database.
 _POSTGRES_LOCK_KEY = 0x5155_4553_544C_494E  # "QUESTLIN"
