@@ -46,6 +46,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture
+def store_now(store_url: str) -> int:
+    """Now, in Unix seconds, by the store's own clock: the one its expiries follow."""
+    return services.store_time(store_url)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     try:
