@@ -43,9 +43,7 @@ def _wednesday_after(moment: datetime, days: int) -> date:
 
 #: The date of the tests' "now", and the Monday its week (and its challenges'
 #: and leaderboards' week keys) starts on: the first Wednesday at least a week
-#: after the run started, so that its week and the week before it, which late
-#: events reach back to, lie wholly after the start (no test moment is in the
-#: past of the real clock that Redis keeps).
+#: after the run started, so that the tests' week lies wholly after the start.
 TODAY = _wednesday_after(datetime.now(UTC), days=7)
 MONDAY = TODAY - timedelta(days=2)
 #: The tests' "now": 11:00 in Paris on that Wednesday.
