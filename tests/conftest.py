@@ -10,8 +10,7 @@ from starlette.testclient import TestClient
 from app.settings import Settings
 from tests import browser as browsers
 from tests import services
-from tests.clock import Clock
-from tests.engines import WEDNESDAY
+from tests.clock import WEDNESDAY, Clock
 from tests.graphql_client import API_KEY, JWT_SECRET, client_for, settings_for
 from tests.servers import Server, running_servers
 
@@ -46,6 +45,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture
+def store_now(store_url: str) -> int:
+    """Now, in Unix seconds, by the store's own clock: the one its expiries follow."""
+    return services.store_time(store_url)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     try:
@@ -62,15 +67,15 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    """The app, started (lifespan run), behind Starlette's TestClient."""
-    with client_for(settings) as client:
+def client(settings: Settings, clock: Clock) -> Iterator[TestClient]:
+    """The app on the injected clock, started (lifespan run), behind Starlette's TestClient."""
+    with client_for(settings, clock) as client:
         yield client
 
 
 @pytest.fixture
 def clock() -> Clock:
-    """The engine tests' injected clock, starting on a Wednesday morning in Paris."""
+    """The tests' injected clock, starting on a Wednesday morning in Paris (WEDNESDAY)."""
     return Clock(WEDNESDAY)
 
 

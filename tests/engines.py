@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.engine import Engine, EngineSettings
 from engine.program.loader import load_program
 from engine.store import store_from_url
 from tests.clock import Clock
-
-#: 11:00 in Paris, a Wednesday of the week of 2026-11-23: the engine tests' "now".
-WEDNESDAY = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
 
 @asynccontextmanager

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient, WebSocketTestSession
 
 from app.main import create_app
 from app.settings import Settings
+from tests.clock import Clock
 
 PROGRAM = Path(__file__).parent / "programs" / "cafe.yaml"
 API_KEY = "test-api-key-0123456789"
@@ -39,8 +40,9 @@ def expired_token(settings: Settings, player_id: str) -> str:
 
 
 @contextmanager
-def client_for(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
+def client_for(settings: Settings, clock: Clock) -> Iterator[TestClient]:
+    """The app on an injected clock: what it records and shows never depends on today."""
+    with TestClient(create_app(settings, clock)) as client:
         yield client
 
 

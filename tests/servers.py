@@ -100,6 +100,11 @@ def start_server(
         name: value for name, value in os.environ.items() if not name.startswith("QUESTLINE_")
     }
     environ.update(env)
+    if "FAKETIME" in environ:
+        # Under libfaketime a "start at" clock restarts in every new process;
+        # the server continues the test process's clock instead, so that the
+        # tokens and event dates a test makes are as fresh for the server.
+        environ["FAKETIME_DONT_RESET"] = "1"
     command = [
         sys.executable,
         "-m",

@@ -44,6 +44,25 @@ def free_port() -> int:
         return port
 
 
+def real_time_environ() -> dict[str, str]:
+    """This process's environment without libfaketime.
+
+    The suite also runs under libfaketime (`.ci/run`) to prove it does not
+    depend on today's date; preloaded into redis-server, libfaketime clashes
+    with its allocator and the server hangs at start. So Redis keeps real time,
+    and a test comparing its expiries with the test's clock reads Redis's TIME.
+    """
+    environ = {name: value for name, value in os.environ.items() if "FAKETIME" not in name}
+    preload = [
+        lib
+        for lib in environ.pop("LD_PRELOAD", "").replace(":", " ").split()
+        if "faketime" not in lib
+    ]
+    if preload:
+        environ["LD_PRELOAD"] = " ".join(preload)
+    return environ
+
+
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -94,6 +113,7 @@ def redis_process(durable: bool = False) -> Iterator[tuple[str, subprocess.Popen
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=directory,
+            env=real_time_environ(),
         )
         try:
             _wait_for_port(port, process)
@@ -124,6 +144,21 @@ def postgres_database() -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def store_time(store_url: str) -> int:
+    """Now, in Unix seconds, by the clock the store at `store_url` expires keys by.
+
+    Redis expires by its own TIME, which stays real when the suite runs under
+    libfaketime (see `real_time_environ`); the SQLite store by this process's clock.
+    """
+    if store_url.startswith("sqlite"):
+        return int(time.time())
+    import redis
+
+    with redis.Redis.from_url(store_url) as client:
+        seconds, _ = client.time()
+    return int(seconds)
 
 
 def repo_root() -> Path:

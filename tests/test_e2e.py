@@ -10,6 +10,9 @@ from 0 to 1) before an event is sent without a `since` cursor.
 "Exactly once" is checked with a sentinel: after the unlocks under test, one
 more event unlocks something else, and the stream must be exactly the
 recorded unlocks in order. A duplicate would arrive before the sentinel's.
+
+The servers run on real time (no clock can be injected into another process),
+so every event is dated explicitly: see `OCCURRED_AT`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import struct
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -48,6 +53,9 @@ PATIENCE = 10.0
 REDIS_DATABASE = 1
 TOKENS = Settings(jwt_secret=JWT_SECRET)
 PROTOCOL = Subprotocol("graphql-transport-ws")
+#: When every event of this module occurred: the moment the module was loaded,
+#: so that a day, week or month ending while the tests run changes nothing.
+OCCURRED_AT = datetime.now(UTC).isoformat()
 
 Unlocks = list[dict[str, str]]
 
@@ -122,6 +130,7 @@ def coffee(event_id: str, player: str, store: str) -> dict[str, Any]:
         "id": event_id,
         "playerId": player,
         "type": "purchase",
+        "occurredAt": OCCURRED_AT,
         "properties": {"category": "coffee", "store": store},
     }
 
@@ -132,13 +141,14 @@ def big_tea(event_id: str, player: str) -> dict[str, Any]:
         "id": event_id,
         "playerId": player,
         "type": "purchase",
+        "occurredAt": OCCURRED_AT,
         "properties": {"category": "tea", "amount": 20},
     }
 
 
 def review(event_id: str, player: str) -> dict[str, Any]:
     """Unlocks this month's explorer once the player bought in two stores."""
-    return {"id": event_id, "playerId": player, "type": "review"}
+    return {"id": event_id, "playerId": player, "type": "review", "occurredAt": OCCURRED_AT}
 
 
 async def record(http: httpx.AsyncClient, server: Server, event: dict[str, Any]) -> Unlocks:
@@ -243,6 +253,17 @@ def kill(ws: ClientConnection, reset: bool) -> None:
         sock = ws.transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     ws.transport.abort()
+
+
+async def test_the_servers_keep_the_tests_time(
+    http: httpx.AsyncClient, server_a: Server, server_b: Server
+) -> None:
+    """Under libfaketime too (see tests.servers.start_server): the token and
+    event times a test makes are as fresh for the servers as for the test."""
+    for server in (server_a, server_b):
+        response = await http.get(f"{server.url}/healthz")
+        served = parsedate_to_datetime(response.headers["date"])
+        assert abs(served - datetime.now(UTC)) < timedelta(seconds=3), served
 
 
 async def test_a_subscriber_on_one_server_receives_unlocks_recorded_on_another_once(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,8 +26,8 @@ from engine.program.models import Streak
 from engine.progress import streak_progress
 from engine.store import keys, store_from_url
 from engine.store.base import Applied, Plan
-from tests.clock import Clock
-from tests.engines import WEDNESDAY, engine_on
+from tests.clock import MONDAY, TODAY, WEDNESDAY, Clock, paris
+from tests.engines import engine_on
 
 PROGRAM = Path(__file__).parent / "programs" / "cafe.yaml"
 
@@ -120,14 +120,15 @@ async def test_a_recurring_challenge_is_a_fresh_instance_each_week(
     engine: Engine, send: Sender, clock: Clock
 ) -> None:
     keys = [key for _ in range(3) for key in await send(category="coffee")]
-    assert "challenge:three-this-week:week:2026-11-23" in keys
+    assert f"challenge:three-this-week:week:{MONDAY}" in keys
     clock.advance(days=7)
     progress = await engine.progress("ada")
     weekly = next(c for c in progress.challenges if c.id == "three-this-week")
     assert (weekly.progress.current, weekly.progress.completed) == (0, False)
-    assert weekly.unlock_key == "challenge:three-this-week:week:2026-11-30"
+    next_week = MONDAY + timedelta(days=7)
+    assert weekly.unlock_key == f"challenge:three-this-week:week:{next_week}"
     keys = [key for _ in range(3) for key in await send(category="coffee")]
-    assert "challenge:three-this-week:week:2026-11-30" in keys
+    assert f"challenge:three-this-week:week:{next_week}" in keys
 
 
 async def test_a_late_event_counts_in_the_period_it_occurred_in(
@@ -135,9 +136,9 @@ async def test_a_late_event_counts_in_the_period_it_occurred_in(
 ) -> None:
     await send(category="coffee")
     await send(category="coffee")
-    clock.set(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))  # the next Tuesday
-    late = await send(category="coffee", at=datetime(2026, 11, 29, 20, 0, tzinfo=UTC))
-    assert "challenge:three-this-week:week:2026-11-23" in late
+    clock.set(paris(MONDAY + timedelta(days=8), 10))  # the next Tuesday
+    late = await send(category="coffee", at=paris(MONDAY + timedelta(days=6), 21))  # Sunday
+    assert f"challenge:three-this-week:week:{MONDAY}" in late
     weekly = next(c for c in (await engine.progress("ada")).challenges if c.id == "three-this-week")
     assert weekly.progress.current == 0
 
@@ -174,15 +175,19 @@ async def test_malformed_events_get_a_clear_error(
 async def test_a_fixed_window_challenge_counts_only_inside_its_window(
     engine: Engine, send: Sender, clock: Clock
 ) -> None:
-    clock.set(datetime(2026, 11, 30, 22, 30, tzinfo=UTC))  # 23:30 Paris, Nov 30
+    window = engine.program.challenges["advent"].window
+    assert window is not None
+    opens = window.start  # a date: the window opens at midnight in Paris
+    assert not isinstance(opens, datetime)
+    clock.set(paris(opens - timedelta(days=1), 23, 30))
     await send(category="coffee")
-    clock.set(datetime(2026, 11, 30, 23, 30, tzinfo=UTC))  # 00:30 Paris, Dec 1
+    clock.set(paris(opens, 0, 30))
     assert "challenge:advent" not in await send(category="coffee")
     unlocked = await send(category="coffee")
     assert "challenge:advent" in unlocked and "badge:advent" in unlocked
     advent = next(c for c in (await engine.progress("ada")).challenges if c.id == "advent")
     assert advent.progress.completed
-    assert advent.starts_at == datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+    assert advent.starts_at == paris(opens)
 
 
 async def test_a_challenge_with_several_goals_needs_all_of_them(
@@ -193,7 +198,7 @@ async def test_a_challenge_with_several_goals_needs_all_of_them(
     explorer = next(c for c in (await engine.progress("ada")).challenges if c.id == "explorer")
     assert (explorer.progress.current, explorer.progress.target) == (1, 2)
     assert explorer.progress.percent == 50
-    assert await send(type="review") == ["challenge:explorer:month:2026-11"]
+    assert await send(type="review") == [f"challenge:explorer:month:{TODAY:%Y-%m}"]
 
 
 async def test_a_challenge_waits_for_its_prerequisite(engine: Engine, send: Sender) -> None:
@@ -202,12 +207,12 @@ async def test_a_challenge_waits_for_its_prerequisite(engine: Engine, send: Send
     await send(category="coffee")
     third = await send(category="coffee")
     assert "milestone:coffee-lover:2" in third
-    assert "challenge:loyal:week:2026-11-23" in third
+    assert f"challenge:loyal:week:{MONDAY}" in third
 
 
 async def test_an_audience_limits_who_can_take_a_challenge(engine: Engine, send: Sender) -> None:
     await engine.set_player("vip", attributes={"vip": True})
-    assert "challenge:vip-only:day:2026-11-25" in await send("vip", category="coffee")
+    assert f"challenge:vip-only:day:{TODAY}" in await send("vip", category="coffee")
     assert not any("vip-only" in key for key in await send("ada", category="coffee"))
     listed = {c.id for c in (await engine.progress("ada")).challenges}
     assert "vip-only" not in listed and "vip-only" in {
@@ -241,9 +246,10 @@ async def test_a_streak_uses_an_earned_freeze_to_bridge_a_missed_day(
 
 async def test_periods_follow_the_players_own_timezone(engine: Engine, send: Sender) -> None:
     await engine.set_player("nyc", timezone="America/New_York")
-    at = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)  # 22:00 on Nov 24 in New York
+    yesterday = TODAY - timedelta(days=1)
+    at = datetime.combine(yesterday, time(22), ZoneInfo("America/New_York"))  # Wednesday in Paris
     await send("nyc", category="coffee", at=at)
-    assert "challenge:daily-double:day:2026-11-24" in await send("nyc", category="coffee", at=at)
+    assert f"challenge:daily-double:day:{yesterday}" in await send("nyc", category="coffee", at=at)
 
 
 async def test_day_boundaries_hold_across_the_autumn_dst_switch(
@@ -273,7 +279,7 @@ async def test_a_batch_gives_the_same_results_as_one_event_at_a_time(
     for event, result in zip(events, batch, strict=True):
         keys.setdefault(event.player_id, []).extend(u.key for u in result.unlocks)
     assert keys["p0"][:2] == ["milestone:coffee-lover:1", "badge:first-sip"]
-    assert "challenge:three-this-week:week:2026-11-23" in keys["p1"]
+    assert f"challenge:three-this-week:week:{MONDAY}" in keys["p1"]
     assert all(keys[p].count("milestone:coffee-lover:2") == 1 for p in ("p0", "p1", "p2"))
     again = await engine.record_many(events)
     assert all(result.duplicate for result in again)
@@ -317,7 +323,7 @@ async def test_a_profile_changed_by_another_engine_is_picked_up(
     result = await engine.record(
         Event(id="2", player_id="ada", type="purchase", properties={"category": "coffee"})
     )
-    assert "challenge:vip-only:day:2026-11-25" in [u.key for u in result.unlocks]
+    assert f"challenge:vip-only:day:{TODAY}" in [u.key for u in result.unlocks]
     await other.store.close()
 
 
@@ -326,7 +332,7 @@ async def test_players_without_a_timezone_live_in_the_programs(
 ) -> None:
     store = store_from_url(store_url)
     engine = Engine(load_program(PROGRAM), store, EngineSettings(default_timezone="UTC"), clock)
-    at = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)  # 00:30 on Nov 25 in Paris
+    at = paris(TODAY, 0, 30)  # still the day before in UTC
     keys = []
     for n in range(2):
         event = Event(
@@ -337,7 +343,7 @@ async def test_players_without_a_timezone_live_in_the_programs(
             properties={"category": "coffee"},
         )
         keys += [unlock.key for unlock in (await engine.record(event)).unlocks]
-    assert "challenge:daily-double:day:2026-11-25" in keys
+    assert f"challenge:daily-double:day:{TODAY}" in keys
     await store.close()
 
 
@@ -367,8 +373,8 @@ async def test_a_batch_spanning_days_counts_each_event_in_its_own_day(
         ]
         doubles = sorted(key for key in unlocked if key.startswith("challenge:daily-double"))
         assert doubles == [
-            "challenge:daily-double:day:2026-11-23",
-            "challenge:daily-double:day:2026-11-25",
+            f"challenge:daily-double:day:{MONDAY}",
+            f"challenge:daily-double:day:{TODAY}",
         ]
 
 
@@ -382,7 +388,7 @@ async def test_a_window_opening_within_a_quarter_hour_counts_from_its_first_seco
         "challenges:\n"
         "  opening:\n"
         "    metric: visits\n    target: 1\n"
-        "    window: {start: 2026-11-25T11:07:00, end: 2026-11-26T00:00:00}\n"
+        f"    window: {{start: {TODAY}T11:07:00, end: {TODAY + timedelta(days=1)}T00:00:00}}\n"
     )
     store = store_from_url(store_url)
     engine = Engine(load_program(program), store, clock=clock)
@@ -412,7 +418,7 @@ async def test_events_of_different_days_share_one_plan_shape(engine: Engine) -> 
     monday, wednesday = plan(WEDNESDAY - timedelta(days=2)), plan(WEDNESDAY)
     assert monday.shape is not None and monday.shape is wednesday.shape
     assert monday.keys != wednesday.keys and monday.args != wednesday.args
-    assert "challenge:daily-double:day:2026-11-25" in wednesday.args
+    assert f"challenge:daily-double:day:{TODAY}" in wednesday.args
 
 
 async def test_plans_stay_right_when_the_planners_caches_start_over(
@@ -431,12 +437,12 @@ async def test_plans_stay_right_when_the_planners_caches_start_over(
     ]
     unlocked = [u.key for result in await engine.record_many(events) for u in result.unlocks]
     assert sorted(key for key in unlocked if "daily-double" in key) == [
-        "challenge:daily-double:day:2026-11-24",
-        "challenge:daily-double:day:2026-11-25",
+        f"challenge:daily-double:day:{TODAY - timedelta(days=1)}",
+        f"challenge:daily-double:day:{TODAY}",
     ]
     progress = await engine.progress("ada")
     assert next(m for m in progress.milestones if m.id == "coffee-lover").value == 6
-    assert "challenge:explorer:month:2026-11" in unlocked
+    assert f"challenge:explorer:month:{TODAY:%Y-%m}" in unlocked
 
 
 async def test_unlocks_are_described_by_the_program_in_use(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from app.auth import issue_player_token
 from app.settings import Settings
+from tests.clock import WEDNESDAY, Clock
 from tests.graphql_client import client_for, codes, expired_token, gql, settings_for
 
 RECORD = """
@@ -101,7 +102,7 @@ def test_record_events_takes_a_batch_and_refuses_oversized_ones(client: TestClie
                 "id": "x",
                 "playerId": "ada",
                 "type": "purchase",
-                "occurredAt": "2020-01-01T00:00:00Z",
+                "occurredAt": (WEDNESDAY - timedelta(days=8)).isoformat(),
             },
             "EVENT_TOO_OLD",
         ),
@@ -110,7 +111,7 @@ def test_record_events_takes_a_batch_and_refuses_oversized_ones(client: TestClie
                 "id": "x",
                 "playerId": "ada",
                 "type": "purchase",
-                "occurredAt": "2999-01-01T00:00:00Z",
+                "occurredAt": (WEDNESDAY + timedelta(hours=1)).isoformat(),
             },
             "EVENT_IN_FUTURE",
         ),
@@ -178,8 +179,9 @@ def test_auth_matrix_over_http(client: TestClient, settings: Settings) -> None:
     assert "expired" in gql(client, me, token=expired)["errors"][0]["message"]
 
 
-def test_query_depth_and_body_size_are_limited(tmp_path: Path) -> None:
-    with client_for(settings_for(tmp_path, max_query_depth=3, max_body_bytes=2000)) as client:
+def test_query_depth_and_body_size_are_limited(tmp_path: Path, clock: Clock) -> None:
+    settings = settings_for(tmp_path, max_query_depth=3, max_body_bytes=2000)
+    with client_for(settings, clock) as client:
         deep = '{ player(id: "ada") { challenges { challenge { reward { badge { id } } } } } }'
         body = gql(client, deep)
         assert codes(body) == ["INVALID_QUERY"]
@@ -223,7 +225,7 @@ def test_an_event_type_no_rule_listens_to_is_recorded_with_a_warning_and_counted
 
 
 def test_an_occurred_at_without_an_offset_is_refused_not_read_as_utc(client: TestClient) -> None:
-    naive = (datetime.now(UTC) - timedelta(hours=1)).replace(tzinfo=None).isoformat()
+    naive = (WEDNESDAY - timedelta(hours=1)).replace(tzinfo=None).isoformat()
     event = {"id": "n1", "playerId": "ada", "type": "purchase", "occurredAt": naive}
     body = gql(client, RECORD, {"event": event})
     assert codes(body) == ["BAD_REQUEST"]

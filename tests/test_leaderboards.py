@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from engine.leaderboards import MAX_FIRST, Ranked
 from engine.program.loader import load_program
 from engine.store.redis import RedisStore
 from schema import sdl
-from tests.clock import Clock
+from tests.clock import MONDAY, Clock, paris
 from tests.engines import engine_on
 from tests.graphql_client import client_for, codes, gql, settings_for
 
@@ -111,20 +111,21 @@ async def test_equal_scores_rank_by_player_id(engine: Engine, buy: Buyer) -> Non
 async def test_a_week_board_holds_the_current_week_of_the_programs_timezone(
     engine: Engine, buy: Buyer, clock: Clock
 ) -> None:
-    last_week = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)  # a late event, within tolerance
-    await buy("ada", 3, at=last_week)
+    last_friday = paris(MONDAY - timedelta(days=3), 10)  # a late event, within tolerance
+    await buy("ada", 3, at=last_friday)
     await buy("bob", 1)
     week = await engine.leaderboard("coffees", "week")
     assert table(week.entries) == [(1, "bob", 1.0)]
-    assert week.span is not None and week.span.key == "week:2026-11-23"
-    assert week.span.starts_at == datetime(2026, 11, 22, 23, 0, tzinfo=UTC)  # Paris midnight
-    month = await engine.leaderboard("coffees", "month")
-    assert table(month.entries) == [(1, "ada", 3.0), (2, "bob", 1.0)]
-    clock.set(datetime(2026, 11, 29, 22, 59, tzinfo=UTC))  # Sunday 23:59 in Paris
+    assert week.span is not None and week.span.key == f"week:{MONDAY}"
+    assert week.span.starts_at == paris(MONDAY)  # midnight in Paris
+    assert table((await engine.leaderboard("coffees")).entries) == [
+        (1, "ada", 3.0),
+        (2, "bob", 1.0),
+    ]
+    clock.set(paris(MONDAY + timedelta(days=6), 23, 59))  # Sunday 23:59 in Paris
     assert (await engine.leaderboard("coffees", "week")).size == 1
-    clock.set(datetime(2026, 11, 29, 23, 0, tzinfo=UTC))  # Monday 00:00 in Paris
+    clock.set(paris(MONDAY + timedelta(days=7)))  # Monday 00:00 in Paris
     assert (await engine.leaderboard("coffees", "week")).size == 0
-    assert (await engine.leaderboard("coffees", "month")).size == 2
     assert (await engine.leaderboard("coffees")).size == 2
 
 
@@ -192,9 +193,9 @@ RECORD = "mutation($events: [EventInput!]!) { recordEvents(events: $events) { ev
 
 
 @pytest.fixture
-def served(tmp_path: Path, store_url: str) -> Iterator[tuple[TestClient, Settings]]:
+def served(tmp_path: Path, store_url: str, clock: Clock) -> Iterator[tuple[TestClient, Settings]]:
     settings = dataclasses.replace(settings_for(tmp_path, store_url), seed_path=PROGRAM)
-    with client_for(settings) as client:
+    with client_for(settings, clock) as client:
         yield client, settings
 
 
@@ -240,8 +241,7 @@ def test_a_period_board_says_which_week_it_ranks(served: tuple[TestClient, Setti
     week = gql(client, BOARD, {"id": "coffees", "period": "week"})["data"]["leaderboard"]
     assert week["entries"] == [{"rank": 1, "playerId": "ada", "score": 2.0}]
     starts, ends = (datetime.fromisoformat(week[k]) for k in ("startsAt", "endsAt"))
-    assert timedelta(days=6, hours=23) <= ends - starts <= timedelta(days=7, hours=1)
-    assert starts <= datetime.now(UTC) < ends
+    assert (starts, ends) == (paris(MONDAY), paris(MONDAY + timedelta(days=7)))
     spend = gql(client, BOARD, {"id": "spend", "period": "month"})["data"]["leaderboard"]
     assert spend["entries"] == [{"rank": 1, "playerId": "ada", "score": 7.0}]
 

@@ -18,7 +18,7 @@ from app.main import create_app
 from app.settings import Settings
 from engine.events import Event
 from tests.clock import Clock
-from tests.graphql_client import codes, gql, settings_for, subscription
+from tests.graphql_client import client_for, codes, gql, settings_for, subscription
 from tests.test_points import LOYALTY
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday; 10:00 in Paris
@@ -73,9 +73,9 @@ def client(settings: Settings, clock: Clock) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def client_cafe(tmp_path: Path) -> Iterator[TestClient]:
+def client_cafe(tmp_path: Path, clock: Clock) -> Iterator[TestClient]:
     """The app on the engine tests' program, which has no points, tiers or rewards."""
-    with TestClient(create_app(settings_for(tmp_path))) as client:
+    with client_for(settings_for(tmp_path), clock) as client:
         yield client
 
 

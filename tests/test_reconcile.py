@@ -21,6 +21,7 @@ from engine.engine import Engine, EngineSettings
 from engine.events import Event
 from engine.program.loader import load_program
 from engine.store import store_from_url
+from tests.clock import Clock
 from tests.graphql_client import PROGRAM, client_for, gql, settings_for
 
 HISTORY = """query($id: ID!) {
@@ -44,7 +45,7 @@ def coffee(event_id: str, player: str) -> Event:
     )
 
 
-def crash_after_claiming(settings: Settings, events: list[Event]) -> list[str]:
+def crash_after_claiming(settings: Settings, clock: Clock, events: list[Event]) -> list[str]:
     """Record events with the engine alone; return the unlock keys claimed."""
 
     async def record() -> list[str]:
@@ -53,6 +54,7 @@ def crash_after_claiming(settings: Settings, events: list[Event]) -> list[str]:
             load_program(PROGRAM),
             store,
             EngineSettings(default_timezone=settings.default_timezone),
+            clock,
         )
         try:
             results = await engine.record_many(events)
@@ -63,48 +65,48 @@ def crash_after_claiming(settings: Settings, events: list[Event]) -> list[str]:
     return asyncio.run(record())
 
 
-def history(settings: Settings, player: str) -> list[dict[str, Any]]:
-    with client_for(settings) as client:
+def history(settings: Settings, clock: Clock, player: str) -> list[dict[str, Any]]:
+    with client_for(settings, clock) as client:
         body = gql(client, HISTORY, {"id": player})
     return [edge["node"] for edge in body["data"]["player"]["unlocks"]["edges"]]
 
 
 def test_unlocks_claimed_but_never_copied_are_in_history_after_a_restart(
-    settings: Settings,
+    settings: Settings, clock: Clock
 ) -> None:
-    claimed = crash_after_claiming(settings, [coffee(f"e{n}", "ada") for n in range(3)])
+    claimed = crash_after_claiming(settings, clock, [coffee(f"e{n}", "ada") for n in range(3)])
     assert claimed  # the program unlocks something for three coffees
-    found = history(settings, "ada")
+    found = history(settings, clock, "ada")
     assert [unlock["key"] for unlock in found] == claimed
     first_sip = found[0]
     assert first_sip["kind"] == "MILESTONE" and first_sip["title"] == "First sip"
 
 
 def test_starting_twice_copies_nothing_twice(
-    settings: Settings, caplog: pytest.LogCaptureFixture
+    settings: Settings, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    claimed = crash_after_claiming(settings, [coffee("e1", "ada"), coffee("e2", "bob")])
+    claimed = crash_after_claiming(settings, clock, [coffee("e1", "ada"), coffee("e2", "bob")])
     caplog.set_level(logging.INFO, logger="questline.service")
-    first = {player: history(settings, player) for player in ("ada", "bob")}
+    first = {player: history(settings, clock, player) for player in ("ada", "bob")}
     assert f"history recovery: {len(claimed)} unlocks found" in caplog.text
     caplog.clear()
-    again = {player: history(settings, player) for player in ("ada", "bob")}
+    again = {player: history(settings, clock, player) for player in ("ada", "bob")}
     assert "history recovery: 0 unlocks found" in caplog.text
     assert again == first
     assert sorted(u["key"] for found in again.values() for u in found) == sorted(claimed)
 
 
 def test_recovery_pages_through_long_outboxes_and_keeps_what_was_copied(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
+    settings: Settings, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Unlocks copied by the service before the crash stay as they were,
     and those after it follow them, in outbox order."""
     monkeypatch.setattr(service_module, "RECOVERY_PAGE", 2)
-    with client_for(settings) as client:
+    with client_for(settings, clock) as client:
         copied = gql(client, RECORD, {"id": "e1", "player": "ada"})["data"]["recordEvent"]
-    before = history(settings, "ada")
-    claimed = crash_after_claiming(settings, [coffee(f"e{n}", "ada") for n in range(2, 6)])
+    before = history(settings, clock, "ada")
+    claimed = crash_after_claiming(settings, clock, [coffee(f"e{n}", "ada") for n in range(2, 6)])
     assert len(claimed) > 2  # more than one page
-    after = history(settings, "ada")
+    after = history(settings, clock, "ada")
     assert after[: len(before)] == before
     assert [u["key"] for u in after] == [u["key"] for u in copied["unlocks"]] + claimed

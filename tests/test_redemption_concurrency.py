@@ -21,17 +21,16 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select
-from starlette.testclient import TestClient
 
 from app import ledger
 from app.ledger import ACCOUNTS, ENTRIES
-from app.main import create_app
 from app.migrations import upgrade_database
 from app.redemptions import REDEMPTIONS
 from app.settings import Settings
 from app.sql import make_engine
-from tests.graphql_client import gql, settings_for
-from tests.test_ledger import START, empty_economy
+from tests.clock import WEDNESDAY, Clock
+from tests.graphql_client import client_for, gql, settings_for
+from tests.test_ledger import empty_economy
 from tests.test_loyalty import REDEEM
 from tests.test_points import LOYALTY
 
@@ -58,9 +57,9 @@ ADJUST = """mutation($id: ID!, $key: String!) {
 }"""
 
 
-def hammer(settings: Settings, worker: int, start: Barrier) -> Outcome:
+def hammer(settings: Settings, clock: Clock, worker: int, start: Barrier) -> Outcome:
     outcome: Outcome = []
-    with TestClient(create_app(settings)) as client:
+    with client_for(settings, clock) as client:
         start.wait()
         for n, (player, reward, key) in enumerate(requests(worker)):
             if n % 4 == 0:  # credits land between the debits
@@ -74,8 +73,8 @@ def hammer(settings: Settings, worker: int, start: Barrier) -> Outcome:
     return outcome
 
 
-def work(settings: Settings, worker: int, start: Barrier, outcomes: Any) -> None:
-    outcomes.put(hammer(settings, worker, start))
+def work(settings: Settings, clock: Clock, worker: int, start: Barrier, outcomes: Any) -> None:
+    outcomes.put(hammer(settings, clock, worker, start))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -93,7 +92,7 @@ async def test_concurrent_redemptions_never_overspend_or_oversell(
     db = make_engine(database_url)
     empty_economy(db)
     for player in PLAYERS:
-        ledger.adjust(db, player, GRANTED, "start", "start", START, timedelta(days=3650))
+        ledger.adjust(db, player, GRANTED, "start", "start", WEDNESDAY, timedelta(days=3650))
     settings = dataclasses.replace(
         settings_for(tmp_path, clean_redis_url),
         database_url=database_url,
@@ -105,7 +104,7 @@ async def test_concurrent_redemptions_never_overspend_or_oversell(
     start = spawn.Barrier(WORKERS)
     outcomes = spawn.Queue()
     processes = [
-        spawn.Process(target=work, args=(settings, worker, start, outcomes))
+        spawn.Process(target=work, args=(settings, Clock(WEDNESDAY), worker, start, outcomes))
         for worker in range(WORKERS)
     ]
     for process in processes:

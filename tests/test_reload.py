@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from app.main import create_app
 from app.service import Service
 from app.settings import Settings
+from tests.clock import Clock
 from tests.graphql_client import API_KEY, PROGRAM, client_for, codes, gql, settings_for
 
 RELOAD = "mutation { reloadProgram { version changed } }"
@@ -82,8 +83,8 @@ def settings(tmp_path: Path, seed: Path) -> Settings:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    with client_for(settings) as client:
+def client(settings: Settings, clock: Clock) -> Iterator[TestClient]:
+    with client_for(settings, clock) as client:
         yield client
 
 
@@ -131,13 +132,13 @@ def test_only_an_api_key_may_reload(client: TestClient) -> None:
 
 
 def test_a_reload_on_one_worker_reaches_every_worker_sharing_the_store(
-    tmp_path: Path, seed: Path, clean_redis_url: str
+    tmp_path: Path, seed: Path, clean_redis_url: str, clock: Clock
 ) -> None:
     first = settings_with(tmp_path / "a", clean_redis_url, seed)
     second = settings_with(tmp_path / "b", clean_redis_url, seed)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    with client_for(first) as one, client_for(second) as other:
+    with client_for(first, clock) as one, client_for(second, clock) as other:
         before = version(other)
         add_challenge(seed, WEEKEND)
         reloaded = gql(one, RELOAD)["data"]["reloadProgram"]["version"]
@@ -147,13 +148,17 @@ def test_a_reload_on_one_worker_reaches_every_worker_sharing_the_store(
 
 
 def test_a_worker_whose_seed_folder_is_broken_keeps_its_program_and_says_why(
-    tmp_path: Path, seed: Path, clean_redis_url: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    seed: Path,
+    clean_redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+    clock: Clock,
 ) -> None:
     elsewhere = seed_copy(tmp_path / "elsewhere")  # another host's copy of the files
     first = settings_with(tmp_path, clean_redis_url, seed)
     (tmp_path / "b").mkdir()
     second = settings_with(tmp_path / "b", clean_redis_url, elsewhere)
-    with client_for(first) as one, client_for(second) as other:
+    with client_for(first, clock) as one, client_for(second, clock) as other:
         before = version(other)
         add_challenge(seed, WEEKEND)
         add_challenge(elsewhere, BROKEN)
@@ -167,7 +172,11 @@ def test_a_worker_whose_seed_folder_is_broken_keeps_its_program_and_says_why(
 
 
 def test_workers_whose_files_differ_each_serve_their_own_and_stop_there(
-    tmp_path: Path, seed: Path, clean_redis_url: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    seed: Path,
+    clean_redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+    clock: Clock,
 ) -> None:
     """A worker that loads another version than announced announces its own;
     the first one then finds its files unchanged, so the exchange ends."""
@@ -175,7 +184,7 @@ def test_workers_whose_files_differ_each_serve_their_own_and_stop_there(
     first = settings_with(tmp_path, clean_redis_url, seed)
     (tmp_path / "b").mkdir()
     second = settings_with(tmp_path / "b", clean_redis_url, elsewhere)
-    with client_for(first) as one, client_for(second) as other:
+    with client_for(first, clock) as one, client_for(second, clock) as other:
         before = version(other)
         add_challenge(seed, WEEKEND)
         add_challenge(elsewhere, WEEKEND.replace("target: 2", "target: 5"))

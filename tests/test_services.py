@@ -20,3 +20,16 @@ def test_a_missing_redis_server_fails_with_install_advice(monkeypatch: pytest.Mo
         services.redis_server(),
     ):
         pass
+
+
+def test_redis_server_is_started_without_libfaketime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under libfaketime (the suite's date-proof runs) redis-server would hang at start."""
+    faketime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+    monkeypatch.setenv("LD_PRELOAD", f"/opt/libother.so:{faketime}")
+    monkeypatch.setenv("FAKETIME", "@2026-12-24 23:30:00")
+    monkeypatch.setenv("FAKETIME_SHARED", "/faketime_sem_1 /faketime_shm_1")
+    environ = services.real_time_environ()
+    assert environ["LD_PRELOAD"] == "/opt/libother.so"
+    assert not [name for name in environ if "FAKETIME" in name]
+    monkeypatch.setenv("LD_PRELOAD", faketime)
+    assert "LD_PRELOAD" not in services.real_time_environ()

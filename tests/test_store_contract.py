@@ -30,19 +30,14 @@ from engine.store import sqlite as sqlite_store
 from engine.store.base import Applied, Arg, Plan, Read, Shape, Store, cursor_order
 from engine.store.sqlite import SqliteStore
 from tests.services import _wait_for_port as wait_for_port
-from tests.services import free_port
+from tests.services import free_port, real_time_environ
 
-STORES = ["sqlite", "redis"]
 PLAYER = "ada"
 
 
-@pytest.fixture(params=STORES)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        url = request.getfixturevalue("clean_redis_url")
-    opened = store_from_url(url)
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = store_from_url(store_url)
     yield opened
     await opened.close()
 
@@ -104,17 +99,19 @@ async def test_add_increments_and_returns_the_new_value(store: Store) -> None:
     assert await value(store, metric("coffees")) == 5
 
 
-async def test_add_with_an_expiry_keeps_the_value_until_then(store: Store) -> None:
-    bucket = keys.metric(PLAYER, "coffees", "day:2026-11-25")
-    later = int(time.time()) + 3600
+async def test_add_with_an_expiry_keeps_the_value_until_then(store: Store, store_now: int) -> None:
+    bucket = keys.metric(PLAYER, "coffees", "day:1")
+    later = store_now + 3600
     assert await add(store, "e1", bucket, 2, later) == 2
     assert await add(store, "e2", bucket, 2, later) == 4
     assert await value(store, bucket) == 4
 
 
-async def test_a_bucket_past_its_expiry_reads_as_missing_and_starts_over(store: Store) -> None:
-    bucket = keys.metric(PLAYER, "coffees", "day:2020-01-01")
-    past = int(time.time()) - 60
+async def test_a_bucket_past_its_expiry_reads_as_missing_and_starts_over(
+    store: Store, store_now: int
+) -> None:
+    bucket = keys.metric(PLAYER, "coffees", "day:1")
+    past = store_now - 60
     assert await add(store, "e1", bucket, 5, past) == 5
     assert await value(store, bucket) == 0
     assert await add(store, "e2", bucket, 5, past) == 5
@@ -785,8 +782,9 @@ async def raw_redis(clean_redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
 async def test_redis_sets_the_expiry_of_buckets_and_event_records(
     redis_store: Store, raw_redis: redis.asyncio.Redis
 ) -> None:
-    bucket = keys.metric(PLAYER, "coffees", "day:2026-11-25")
-    await add(redis_store, "e1", bucket, 1, int(time.time()) + 3600)
+    bucket = keys.metric(PLAYER, "coffees", "day:1")
+    now, _ = await raw_redis.time()  # Redis's clock, real even under libfaketime
+    await add(redis_store, "e1", bucket, 1, now + 3600)
     assert 3590 < await raw_redis.ttl(bucket) <= 3600
     assert await raw_redis.ttl(metric("coffees")) == -2
     assert 8 * 24 * 3600 - 10 < await raw_redis.ttl(keys.event(PLAYER, "e1")) <= 8 * 24 * 3600
@@ -795,9 +793,10 @@ async def test_redis_sets_the_expiry_of_buckets_and_event_records(
 async def test_redis_buckets_keep_the_expiry_they_started_with(
     redis_store: Store, raw_redis: redis.asyncio.Redis
 ) -> None:
-    soon, later = int(time.time()) + 600, int(time.time()) + 3600
+    now, _ = await raw_redis.time()  # Redis's clock, real even under libfaketime
+    soon, later = now + 600, now + 3600
     for kind, member in (("add", 1), ("max", 5), ("distinct", "paris")):
-        bucket = keys.metric(PLAYER, kind, "day:2026-11-25")
+        bucket = keys.metric(PLAYER, kind, "day:1")
         for index, expire_at in enumerate((soon, later)):
             plan = new_plan(f"{kind}{index}")
             plan.op(kind, plan.key_index(bucket), member if index == 0 else 7, expire_at)
@@ -1073,6 +1072,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
                 [binary, "--port", str(port), "--bind", "127.0.0.1", *options],
                 cwd=directory,
                 stdout=subprocess.DEVNULL,
+                env=real_time_environ(),
             )
         )
     try:
@@ -1084,6 +1084,7 @@ def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             check=True,
             capture_output=True,
             timeout=30,
+            env=real_time_environ(),
         )
         for port in ports:  # every node must agree before the first command
             with redis.Redis(port=port, decode_responses=True) as node:

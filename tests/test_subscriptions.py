@@ -11,6 +11,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.auth import issue_player_token
 from app.settings import Settings
+from tests.clock import Clock
 from tests.graphql_client import API_KEY, client_for, expired_token, gql, settings_for, subscription
 
 UNLOCKS = """subscription($player: ID, $since: String) {
@@ -99,10 +100,10 @@ def test_subscribers_are_released_when_clients_disconnect(
     assert service.feed.subscribers == 0
 
 
-def test_subscriptions_per_connection_are_limited(tmp_path: Path) -> None:
+def test_subscriptions_per_connection_are_limited(tmp_path: Path, clock: Clock) -> None:
     settings = settings_for(tmp_path, max_subscriptions_per_connection=1)
     with (
-        client_for(settings) as client,
+        client_for(settings, clock) as client,
         subscription(client, UNLOCKS, {"player": "ada"}, API_KEY) as ws,
     ):
         ws.send_json(
