@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 from app.auth import issue_player_token
 from app.main import create_app
 from app.settings import Settings
+from engine.engine import utc_now
 from tests.clock import Clock
 from tests.graphql_client import client_for, codes, gql, settings_for
 from tests.services import repo_root
@@ -59,13 +60,18 @@ FAST = {
 }
 
 
+#: Retries wait for their backoff to pass, so these apps run on the real clock;
+#: the loyalty program they record on has no calendar window a date could cross.
+REAL_TIME = utc_now
+
+
 def settings(tmp_path: Path, **overrides: Any) -> Settings:
     return dataclasses.replace(settings_for(tmp_path), seed_path=LOYALTY, **{**FAST, **overrides})
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    with client_for(settings(tmp_path)) as client:
+    with client_for(settings(tmp_path), REAL_TIME) as client:
         yield client
 
 
@@ -449,7 +455,7 @@ def test_endpoints_are_listed_changed_and_deleted(client: TestClient) -> None:
     ],
 )
 def test_urls_inside_the_network_are_refused_outside_development(tmp_path: Path, url: str) -> None:
-    with client_for(settings(tmp_path, environment="production")) as client:
+    with client_for(settings(tmp_path, environment="production"), REAL_TIME) as client:
         assert codes(gql(client, CREATE, {"url": url, "events": EVERYTHING})) == [
             "WEBHOOK_URL_REFUSED"
         ]
@@ -457,7 +463,7 @@ def test_urls_inside_the_network_are_refused_outside_development(tmp_path: Path,
 
 def test_allowed_hosts_and_public_addresses_are_accepted(tmp_path: Path) -> None:
     production = settings(tmp_path, environment="production", webhook_allow_hosts=("127.0.0.1",))
-    with client_for(production) as client:
+    with client_for(production, REAL_TIME) as client:
         create(client, "http://127.0.0.1:8000/hooks")
         create(client, "https://93.184.215.14/hooks")
         refused = gql(client, CREATE, {"url": "ftp://93.184.215.14/", "events": EVERYTHING})
