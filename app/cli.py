@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy import Engine as Database
 
+from app.backfill import report as backfill_report
+from app.metrics import Metrics
 from app.migrations import upgrade_database
 from app.rebuild import rebuild as run_rebuild
 from app.serve import serve as run_server
@@ -31,6 +33,7 @@ from app.simulate import simulate as run_simulation
 from app.simulation_report import as_json as simulation_json
 from app.simulation_report import tables as simulation_tables
 from app.sql import make_engine
+from engine.backfill import Backfilled
 from engine.errors import ConfigurationError, ProgramError, QuestlineError
 from engine.program.loader import load_program, program_json_schema
 from engine.program.program import Program
@@ -205,6 +208,44 @@ def rebuild(
         for player_id, found in rebuilt.differences.items():
             typer.echo(f"{player_id}: {'; '.join(found)}")
         typer.echo(f"{_plural(len(rebuilt.differences), 'player')} would differ from the store now")
+
+
+@cli.command()
+def backfill(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Change nothing; print what would unlock, per rule.")
+    ] = False,
+) -> None:
+    """Give players what the program's new metrics, milestones and challenges owe
+    them from their history: replay the journal into the new metrics only, then
+    claim what is now met, announced with `backfilled: true`, points granted once.
+    Running it twice changes nothing the second time. Reload the servers first
+    (or this uses the seed folder's program); stop them when the store is SQLite."""
+    settings = _settings()
+    try:
+        done, program = asyncio.run(_backfill(settings, dry_run))
+    except ProgramError as error:
+        for issue in error.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(1) from None
+    except QuestlineError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    for line in backfill_report(done, program):
+        typer.echo(line)
+
+
+async def _backfill(settings: Settings, dry_run: bool) -> tuple[Backfilled, Program]:
+    """A backfill by a service of its own: its store, history, ledger and feed."""
+    from app.service import Service  # it imports the console, which imports this module
+
+    service = Service(settings, Metrics())
+    await service.start()
+    try:
+        done = await service.designer.backfill(dry_run, _progress_printer())
+        return done, service.engine.program
+    finally:
+        await service.stop()
 
 
 def _progress_printer() -> Callable[[int], None]:

@@ -7,17 +7,19 @@ for answers and never reach into the service.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from anyio import to_thread
 from sqlalchemy import Engine as Database
 
 from app import journal
+from app.backfill import Settle, backfill
 from app.console.candidates import Candidate, check_candidate, check_file_name
 from app.journal import Journaled
 from app.settings import Settings
 from app.simulate import simulate
+from engine.backfill import Backfilled
 from engine.engine import Engine
 from engine.errors import ProgramError, SeedIssue
 from engine.explain import Explanation, JournalEvent, explain, matches, with_journal
@@ -28,10 +30,22 @@ LAST_EVENTS_READ = 500
 
 
 class Designer:
-    def __init__(self, engine: Engine, database: Database, settings: Settings) -> None:
+    def __init__(
+        self, engine: Engine, database: Database, settings: Settings, settle: Settle
+    ) -> None:
         self.engine = engine
         self.database = database
         self.settings = settings
+        self._settle = settle
+
+    async def backfill(
+        self, dry_run: bool, progress: Callable[[int], None] | None = None
+    ) -> Backfilled:
+        """Give players what the program's new metrics and rules owe them from
+        their history (app.backfill); with `dry_run`, only say what."""
+        return await backfill(
+            self.engine, self.database, self._settle, dry_run=dry_run, progress=progress
+        )
 
     async def simulate(
         self, files: Sequence[tuple[str, str]], since: datetime | None, until: datetime | None

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -155,10 +155,14 @@ def entries(
     page: int = REPLAY_PAGE,
     since: datetime | None = None,
     until: datetime | None = None,
+    versions: Collection[str] | None = None,
 ) -> Iterator[Journaled]:
     """Every journal row in the order events were recorded, read a page at a
-    time; with `since`/`until`, only events that occurred in [since, until)."""
+    time; with `since`/`until`, only events that occurred in [since, until);
+    with `versions`, only those recorded under these program versions."""
     window = _window(since, until)
+    if versions is not None:
+        window.append(JOURNAL.c.program_version.in_(sorted(versions)))
     while True:
         with translated_errors(db), db.connect() as connection:
             rows = connection.execute(
@@ -253,6 +257,25 @@ def count(db: Engine, since: datetime | None = None, until: datetime | None = No
             connection.execute(
                 select(func.count()).select_from(JOURNAL).where(*_window(since, until))
             ).scalar_one()
+        )
+
+
+def versions(db: Engine) -> dict[str, int]:
+    """How many journaled events each program version recorded."""
+    with translated_errors(db), db.connect() as connection:
+        rows = connection.execute(
+            select(JOURNAL.c.program_version, func.count()).group_by(JOURNAL.c.program_version)
+        ).all()
+    return {version: int(events) for version, events in rows}
+
+
+def players(db: Engine) -> list[str]:
+    """Every player with a journaled event."""
+    with translated_errors(db), db.connect() as connection:
+        return list(
+            connection.execute(
+                select(JOURNAL.c.player_id).distinct().order_by(JOURNAL.c.player_id)
+            ).scalars()
         )
 
 

@@ -19,7 +19,7 @@ memory instead and reports which players would differ from the store now.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -27,7 +27,8 @@ from itertools import islice
 from anyio import to_thread
 from sqlalchemy import Engine as Database
 
-from app import journal, records
+from app import journal, program_metrics, records
+from app.journal import Journaled
 from app.settings import Settings
 from app.sql import make_engine
 from engine.engine import Engine, utc_now
@@ -72,14 +73,16 @@ async def rebuild(
     try:
         if not dry_run:
             await _require_empty(target, settings.store_url)
-        for player_id, timezone, attributes in await to_thread.run_sync(journal.profiles, db):
-            await engine.set_player(player_id, timezone=timezone, attributes=attributes)
-            rebuilt.profiles += 1
+        rebuilt.profiles = await restore_profiles(engine, db)
         await _replay(engine, db, rebuilt, progress)
         await _restore_tier_changes(engine, db, moment, rebuilt)
         if dry_run:
             moment.now = utc_now()
             rebuilt.differences = await _compare(engine, settings, rebuilt.players)
+        else:
+            # Every journaled event is now counted in every metric of the program in use.
+            versions = await to_thread.run_sync(journal.versions, db)
+            await to_thread.run_sync(program_metrics.add, db, versions, program.metrics)
     finally:
         await target.close()
         db.dispose()
@@ -105,11 +108,25 @@ async def _require_empty(store: Store, url: str) -> None:
         )
 
 
+async def restore_profiles(engine: Engine, db: Database) -> int:
+    """Give the engine's store every profile kept beside the journal; return how many."""
+    restored = 0
+    for player_id, timezone, attributes in await to_thread.run_sync(journal.profiles, db):
+        await engine.set_player(player_id, timezone=timezone, attributes=attributes)
+        restored += 1
+    return restored
+
+
+async def batches(entries: Iterator[Journaled]) -> AsyncIterator[list[Journaled]]:
+    """Journal rows, REPLAY_BATCH at a time, read on a worker thread."""
+    while batch := await to_thread.run_sync(lambda: list(islice(entries, REPLAY_BATCH))):
+        yield batch
+
+
 async def _replay(
     engine: Engine, db: Database, rebuilt: Rebuilt, progress: Callable[[int], None] | None
 ) -> None:
-    entries = journal.entries(db)
-    while batch := await to_thread.run_sync(lambda: list(islice(entries, REPLAY_BATCH))):
+    async for batch in batches(journal.entries(db)):
         await engine.replay([e.event for e in batch], [e.recorded_at for e in batch])
         rebuilt.events += len(batch)
         rebuilt.players.update(e.event.player_id for e in batch)

@@ -33,7 +33,7 @@ from typing import Any
 from anyio import to_thread
 from sqlalchemy import Engine as Database
 
-from app import journal, records
+from app import journal, program_metrics, records
 from app.analytics import Analytics
 from app.designer import Designer
 from app.economy import Economy
@@ -92,6 +92,7 @@ def unlock_of_record(record: records.UnlockRecord) -> Unlock:
         badge=record.badge_id,
         points=record.points,
         unlocked_at=record.unlocked_at,
+        backfilled=json.loads(record.payload).get("backfilled", False),
     )
 
 
@@ -158,6 +159,7 @@ class Service:
             settings.database_url, settings.database_timeout.total_seconds()
         )
         count_work(self._database, self.metrics.sql_statements.inc, self.metrics.sql_commits.inc)
+        await to_thread.run_sync(program_metrics.serving, self._database, program)
         self._store = store_from_url(
             settings.store_url, timeout=settings.store_timeout.total_seconds()
         )
@@ -171,7 +173,7 @@ class Service:
         self._analytics = Analytics(
             self._engine, self._database, self.clock, self._economy.timezone
         )
-        self._designer = Designer(self._engine, self._database, settings)
+        self._designer = Designer(self._engine, self._database, settings, self._recover)
         engine = self._engine
         self._recorder = GroupCommit(
             Recorder(self._database, lambda: engine.program, self._economy.timezone).write
@@ -378,6 +380,7 @@ class Service:
             program = await to_thread.run_sync(load_program, self.settings.seed_path)
             changed = program.version != self.engine.program.version
             if changed:
+                await to_thread.run_sync(program_metrics.serving, self.database, program)
                 self.engine.use_program(program)
                 logger.info("program reloaded: version %s", program.version)
             return program.version, changed

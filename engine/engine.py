@@ -34,7 +34,7 @@ from engine.program.program import ALL_TIME, Program
 from engine.progress import PlayerProgress, player_progress
 from engine.store import keys
 from engine.store.base import Applied, OutboxEntry, Plan, Read, Store
-from engine.unlocks import Descriptions, Unlock
+from engine.unlocks import Descriptions, Unlock, unlock_value
 
 Clock = Callable[[], datetime]
 
@@ -129,13 +129,41 @@ class Engine:
             )
         return await self._record(events, [self.clock()] * len(events))
 
-    async def replay(self, events: Sequence[Event], moments: Sequence[datetime]) -> list[Recorded]:
+    async def replay(
+        self, events: Sequence[Event], moments: Sequence[datetime], backfilled: bool = False
+    ) -> list[Recorded]:
         """Record events as they were recorded before, each at its own moment
         (`questline rebuild` replays the journal this way): the checks, period
-        buckets, expiries and unlock times are those of the original recording."""
-        return await self._record(events, moments)
+        buckets, expiries and unlock times are those of the original recording.
 
-    async def _record(self, events: Sequence[Event], moments: Sequence[datetime]) -> list[Recorded]:
+        With `backfilled` (`questline backfill`), what they claim is claimed
+        now and flagged so: it is news to the player today, not back then.
+        """
+        unlock = unlock_value(self.clock(), backfilled=True) if backfilled else None
+        return await self._record(events, moments, unlock)
+
+    async def settle(self, player_id: str, run: str) -> list[Unlock]:
+        """Claim now, flagged as backfilled, every milestone tier and current
+        challenge instance the player's counters already meet and they lack
+        (`Planner.settle`); `run` names the backfill run, and the same run
+        twice is a duplicate."""
+        check_identifier("playerId", player_id)
+        for _ in range(MAX_REPLANS + 1):
+            profile = await self.profile(player_id)
+            now = self.clock()
+            plan = self._planner.settle(
+                player_id, profile, now, keys.grant(player_id, run), self._dedupe_ttl
+            )
+            plan.args[0] = unlock_value(now, backfilled=True)
+            applied = await self.store.apply(plan)
+            if applied.status != "stale":
+                return [self.describe(player_id, entry) for entry in applied.entries]
+            await self.profile(player_id, refresh=True)
+        raise ConflictError("the player's profile keeps changing; retry the backfill")
+
+    async def _record(
+        self, events: Sequence[Event], moments: Sequence[datetime], unlock: str | None = None
+    ) -> list[Recorded]:
         accepted = [
             self._check(event, now, index, len(events))
             for index, (event, now) in enumerate(zip(events, moments, strict=True))
@@ -149,7 +177,10 @@ class Engine:
             for i in indexes:
                 event = accepted[i]
                 profile = self._cached_profile(event.player_id)
-                yield planner.plan(event, profile, moments[i], self._dedupe_ttl)
+                plan = planner.plan(event, profile, moments[i], self._dedupe_ttl)
+                if unlock is not None and plan.args:
+                    plan.args[0] = unlock  # Plan.args[0] is what a claim stores
+                yield plan
 
         outcomes = await self._apply(plans(range(len(accepted))), len(accepted))
         stale = [i for i, outcome in enumerate(outcomes) if outcome.status == "stale"]
@@ -240,7 +271,7 @@ class Engine:
                 profile_version=profile.version,
                 dedupe_ttl=self._dedupe_ttl,
             )
-            plan.op("claim", key, [], [], str(int(self.clock().timestamp() * 1000)), [])
+            plan.op("claim", key, [], [], unlock_value(self.clock()), [])
             applied = await self.store.apply(plan)
             if applied.status != "stale":
                 return [self.describe(player_id, entry) for entry in applied.entries]

@@ -39,7 +39,7 @@ from engine.program.models import Window as WindowSpec
 from engine.program.program import ALL_TIME, MetricDef, Program
 from engine.store import keys
 from engine.store.base import Arg, Plan, Shape
-from engine.unlocks import granted_badge
+from engine.unlocks import granted_badge, unlock_value
 
 #: How long a finished window's counters stay readable for progress screens.
 WINDOW_RETENTION = timedelta(days=30)
@@ -202,6 +202,39 @@ class Planner:
         shape = skeleton.shape
         return Plan(player, plan_keys, shape.ops, profile.version, dedupe_ttl, args, shape)
 
+    def settle(
+        self, player_id: str, profile: Profile, now: datetime, event_key: str, dedupe_ttl: int
+    ) -> Plan:
+        """A plan that claims, at `now`, every milestone tier and every current
+        challenge instance the player's counters already meet and they lack.
+
+        No event feeds it: it reads the counters. `questline backfill` runs it
+        after a reload added milestones or challenges on metrics that players
+        had already counted, which no new event may ever claim. `event_key`
+        (its duplicate check) names the run. Not cached: it is rare.
+        """
+        self._use_now(now)
+        template = Plan(player_id=TEMPLATE_PLAYER, keys=[""] * 4)
+        draft = _Draft(template, self._moment(now, profile.timezone), profile, self._wall_offset)
+        rules = {metric_id for metric_id in self._milestones}
+        rules.update(self._challenges)
+        touched = sorted(rules)
+        for metric_id in touched:
+            self._register(draft, metric_id, None)
+            for challenge_id, _ in self._windows.get(metric_id, ()):
+                if draft.moment.windows[challenge_id] is not None:
+                    self._register(draft, metric_id, window_bucket(challenge_id))
+        self._claim_milestones(draft, touched)
+        self._claim_challenges(draft, touched)
+        slots: dict[tuple[str, str], tuple[Arg, Any]] = {}
+        ops = _abstracted(template.ops, slots, 1)
+        tag = keys.player_tag(player_id)
+        prefix = len(keys.player_tag(TEMPLATE_PLAYER))
+        plan_keys = [event_key, *(tag + suffix for suffix in HEAD)]
+        plan_keys += [tag + key[prefix:] for key in template.keys[4:]]
+        args = [self._unlock, *(value for _, value in slots.values())]
+        return Plan(player_id, plan_keys, ops, profile.version, dedupe_ttl, args)
+
     def _forget(self) -> None:
         """Start the caches over; moment numbers go too, as signatures hold them."""
         self._skeletons.clear()
@@ -216,7 +249,7 @@ class Planner:
         injected (tests, replays): expiries are lifetimes counted from `now`.
         """
         self._now = now
-        self._unlock = str(int(now.timestamp() * 1000))
+        self._unlock = unlock_value(now)
         self._wall_offset = time.time() - now.timestamp()
         self._expiry_hours = round(self._wall_offset / 3600)
 

@@ -37,6 +37,9 @@ class Unlock:
     badge: str | None
     points: int | None
     unlocked_at: datetime
+    #: Claimed by `questline backfill` (the player met it in the past), not by
+    #: an event: clients may choose not to celebrate it loudly.
+    backfilled: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +122,24 @@ def describe(program: Program, key: str) -> Description:
     return Description(UnlockKind.BADGE, key)
 
 
+#: Ends the stored value of an unlock claimed by a backfill.
+BACKFILLED = "+backfill"
+
+
+def unlock_value(at: datetime, backfilled: bool = False) -> str:
+    """What the store keeps of an unlock (in the unlocks hash and the outbox):
+    milliseconds since the epoch, and whether a backfill claimed it. The
+    stores keep it as given, so the flag travels to subscribers with the entry."""
+    return f"{int(at.timestamp() * 1000)}{BACKFILLED if backfilled else ''}"
+
+
 @lru_cache(maxsize=1024)
 def unlock_time(unlock: str) -> datetime:
-    """When an unlock was claimed: the store keeps milliseconds since the epoch.
+    """When an unlock was claimed (see `unlock_value`).
 
     Cached: every unlock of one engine call carries the same time.
     """
-    return datetime.fromtimestamp(int(unlock) / 1000, UTC)
+    return datetime.fromtimestamp(int(unlock.removesuffix(BACKFILLED)) / 1000, UTC)
 
 
 def unlock_from_entry(program: Program, player_id: str, entry: OutboxEntry) -> Unlock:
@@ -163,4 +177,5 @@ def _unlock(described: Description, player_id: str, entry: OutboxEntry) -> Unloc
         described.badge,
         described.points,
         unlock_time(entry.unlock),
+        entry.unlock.endswith(BACKFILLED),
     )

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from strawberry.types import Info as StrawberryInfo
 
+from engine.backfill import Backfilled
 from engine.engine import Engine, Recorded
 from engine.errors import QuestlineError
 from engine.events import Event
@@ -177,6 +178,12 @@ class Designer(Protocol):
 
     async def explain(self, player_id: str, target: str) -> Explanation:
         """Why a player has a challenge, milestone tier, streak milestone or badge, or not yet."""
+
+    async def backfill(
+        self, dry_run: bool, progress: Callable[[int], None] | None = None
+    ) -> Backfilled:
+        """Replay the journal into the program's new metrics and claim what players
+        already meet, flagged as backfilled; with `dry_run`, only say what."""
 
 
 class Webhooks(Protocol):

@@ -1,6 +1,6 @@
 """GraphQL types of the designer's tools: a candidate program simulated on
-the journal (`simulateProgram`), and why a player has something or not yet
-(`explain`)."""
+the journal (`simulateProgram`), why a player has something or not yet
+(`explain`), and what a reload's new rules owe players (`backfill`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime
 import strawberry
 
 from engine import explain as engine_explain
-from engine.simulation import Figure, RuleRow, Simulated
+from engine.simulation import Figure, RuleRow, Simulated, rules
 from schema.context import Info
 
 
@@ -148,6 +148,60 @@ async def simulate_program(
         [(file.name, file.content) for file in files], since, until
     )
     return simulation_of(simulated)
+
+
+@strawberry.type(description="A metric a backfill replays the journal into.")
+class BackfilledMetric:
+    metric: str
+    events: int = strawberry.field(
+        description="Journaled events recorded under program versions that did not count it."
+    )
+
+
+@strawberry.type(description="A rule a backfill unlocks for players who already met it.")
+class BackfilledRule:
+    id: str = strawberry.field(
+        description="challenge:<id>, milestone:<id>:<tier>, streak:<id>:<length> or badge:<id>."
+    )
+    name: str
+    unlocks: int = strawberry.field(description="A recurring challenge: one per instance.")
+    players: int
+
+
+@strawberry.type(description="What a backfill did, or with dryRun would do.")
+class Backfill:
+    dry_run: bool
+    metrics: list[BackfilledMetric]
+    rules: list[BackfilledRule]
+    unlocks: int
+    points: int = strawberry.field(description="Points the unlocks carry, granted once.")
+    unknown_events: int = strawberry.field(
+        description="Events recorded under program versions with no record of their metrics "
+        "(journaled before this feature): left alone."
+    )
+
+
+async def run_backfill(info: Info, dry_run: bool) -> Backfill:
+    info.context.caller().require_admin("backfilling the program's new rules")
+    designer = info.context.service.designer
+    done = await designer.backfill(dry_run)
+    names = rules(info.context.service.engine.program)
+    return Backfill(
+        dry_run=done.dry_run,
+        metrics=[
+            BackfilledMetric(metric=metric_id, events=events)
+            for metric_id, events in sorted(done.metrics.items())
+        ],
+        rules=[
+            BackfilledRule(
+                id=rule, name=names.get(rule, rule), unlocks=len(players), players=len(set(players))
+            )
+            for rule, players in sorted(done.rules.items())
+        ],
+        unlocks=done.unlocks,
+        points=done.points,
+        unknown_events=done.unknown_events,
+    )
 
 
 @strawberry.type(description="A goal: where the player stands against its target.")

@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 from engine.errors import EventError, InvalidArgumentError
 from engine.events import Event
 from schema.context import Info
+from schema.designer import Backfill, run_backfill
 from schema.loyalty import (
     ExpiryResult,
     LedgerEntry,
@@ -93,6 +94,17 @@ class Mutation:
         info.context.caller().require_admin("reloading the program")
         version, changed = await info.context.service.reload_program()
         return ReloadResult(version=version, changed=changed)
+
+    @strawberry.mutation(
+        description=(
+            "After a reload added metrics, milestones or challenges: replay the journal into "
+            "the new metrics only and claim what players already meet (API key). Unlocks are "
+            "announced with backfilled: true and their points granted once; running it again "
+            "changes nothing. With dryRun, nothing changes: the answer says what would unlock."
+        )
+    )
+    async def backfill(self, info: Info, dry_run: bool = False) -> Backfill:
+        return await run_backfill(info, dry_run)
 
     @strawberry.mutation(
         description=(

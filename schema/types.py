@@ -64,6 +64,11 @@ class Unlock:
     badge: Badge | None
     points: int | None
     unlocked_at: datetime
+    backfilled: bool = strawberry.field(
+        default=False,
+        description="Claimed by a backfill (the player met it in the past, before the rule "
+        "existed), not by an event: a client may choose not to celebrate it loudly.",
+    )
 
 
 def unlock_of(program: EngineProgram, unlock: EngineUnlock) -> Unlock:
@@ -76,6 +81,7 @@ def unlock_of(program: EngineProgram, unlock: EngineUnlock) -> Unlock:
         badge=badge_of(program, unlock.badge),
         points=unlock.points,
         unlocked_at=unlock.unlocked_at,
+        backfilled=unlock.backfilled,
     )
 
 

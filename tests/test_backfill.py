@@ -1,0 +1,313 @@
+"""Backfill end to end: a real server records a realistic journal on the example
+program, the program is reloaded with a new metric (and a milestone and a
+weekly challenge on it) and a new milestone on an existing metric, then
+`backfill` gives players exactly what they already met, counted here
+independently from the events sent; on both stores, through GraphQL and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
+
+from app.auth import issue_player_token
+from app.cli import cli
+from app.settings import Settings
+from tests.graphql_client import API_KEY, JWT_SECRET
+from tests.histories import history, player_id, post, send, timezone_of, utc_now
+from tests.servers import Server, running_servers
+from tests.services import repo_root
+
+PLAYERS = 30
+EVENTS = 500
+SEED = repo_root() / "seed"
+#: What the reload adds: a metric, a milestone and a weekly challenge on it, and
+#: a milestone on a metric players have counted all along.
+LATTES = """  lattes:
+    description: Lattes bought.
+    event: purchase
+    where: {category: coffee, drink: latte}
+"""
+MILESTONES = """  latte-lover:
+    name: Latte lover
+    metric: lattes
+    tiers:
+      - {at: 1, reward: {points: 20}}
+      - {at: 4, reward: {points: 40}}
+  coffee-marathon:
+    name: Coffee marathon
+    metric: coffees
+    tiers:
+      - {at: 8, reward: {points: 25}}
+"""
+CHALLENGE = """  latte-week:
+    name: Latte week
+    every: week
+    metric: lattes
+    target: 2
+    reward: {points: 15}
+"""
+POINTS = {
+    "milestone:latte-lover:1": 20,
+    "milestone:latte-lover:2": 40,
+    "milestone:coffee-marathon:1": 25,
+    "challenge:latte-week": 15,
+}
+BACKFILL = """mutation($dry: Boolean!) { backfill(dryRun: $dry) {
+  dryRun metrics { metric events } rules { id name unlocks players } unlocks points
+  unknownEvents } }"""
+PLAYER = """query($id: ID!) { player(id: $id) {
+  points { balance }
+  milestones { milestone { id } value }
+  unlocks(first: 100) { edges { node { key backfilled } } } } }"""
+RELOAD = "mutation { reloadProgram { version changed } }"
+ALL_UNLOCKS = "subscription { allUnlocks { key kind playerId backfilled } }"
+PROTOCOL = Subprotocol("graphql-transport-ws")
+
+
+def is_latte(event: dict[str, Any]) -> bool:
+    properties = event["properties"]
+    return (
+        event["type"] == "purchase"
+        and properties["category"] == "coffee"
+        and properties["drink"] == "latte"
+    )
+
+
+def is_coffee(event: dict[str, Any]) -> bool:
+    return event["type"] == "purchase" and event["properties"]["category"] == "coffee"
+
+
+def expected(events: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Rule -> the player of each unlock it owes, from the events alone."""
+    lattes = Counter(e["playerId"] for e in events if is_latte(e))
+    coffees = Counter(e["playerId"] for e in events if is_coffee(e))
+    weeks: Counter[tuple[str, tuple[int, int]]] = Counter()
+    for event in filter(is_latte, events):
+        at = datetime.fromisoformat(event["occurredAt"]).astimezone(timezone_of(event["playerId"]))
+        year, week, _ = at.isocalendar()
+        weeks[(event["playerId"], (year, week))] += 1
+    owed = {
+        "milestone:latte-lover:1": sorted(p for p, n in lattes.items() if n >= 1),
+        "milestone:latte-lover:2": sorted(p for p, n in lattes.items() if n >= 4),
+        "milestone:coffee-marathon:1": sorted(p for p, n in coffees.items() if n >= 8),
+        "challenge:latte-week": sorted(p for (p, _), n in weeks.items() if n >= 2),
+    }
+    return {rule: players for rule, players in owed.items() if players}
+
+
+def owed_points(owed: dict[str, list[str]]) -> Counter[str]:
+    points: Counter[str] = Counter()
+    for rule, players in owed.items():
+        for player in players:
+            points[player] += POINTS[rule]
+    return points
+
+
+def as_rows(owed: dict[str, list[str]]) -> list[tuple[str, int, int]]:
+    return sorted((rule, len(players), len(set(players))) for rule, players in owed.items())
+
+
+def rows_of(answer: dict[str, Any]) -> list[tuple[str, int, int]]:
+    return sorted((row["id"], row["unlocks"], row["players"]) for row in answer["rules"])
+
+
+def add_rules(seed: Path) -> None:
+    """The reload's edit: append to each section, as a designer would."""
+    for name, text in (
+        ("metrics.yaml", LATTES),
+        ("milestones.yaml", MILESTONES),
+        ("challenges.yaml", CHALLENGE),
+    ):
+        path = seed / name
+        path.write_text(path.read_text().rstrip("\n") + "\n\n" + text)
+
+
+def player_state(url: str, players: Iterable[str]) -> dict[str, dict[str, Any]]:
+    found = {}
+    for player in players:
+        body = post(url, PLAYER, {"id": player})
+        assert "errors" not in body, body
+        found[player] = body["data"]["player"]
+    return found
+
+
+def balance(state: dict[str, Any]) -> int:
+    return int(state["points"]["balance"])
+
+
+def milestone_value(state: dict[str, Any], milestone_id: str) -> float:
+    return next(m["value"] for m in state["milestones"] if m["milestone"]["id"] == milestone_id)
+
+
+async def mutate(url: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    body = await asyncio.to_thread(post, url, query, variables)
+    assert "errors" not in body, body
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+@asynccontextmanager
+async def every_unlock(server: Server) -> AsyncIterator[ClientConnection]:
+    """An operator's live feed of every player's unlocks, subscribed."""
+    async with connect(server.graphql_ws_url, subprotocols=[PROTOCOL], proxy=None) as ws:
+        init = {"type": "connection_init", "payload": {"authorization": f"Bearer {API_KEY}"}}
+        await ws.send(json.dumps(init))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        payload = {"query": ALL_UNLOCKS, "variables": {}}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+        await asyncio.sleep(0.5)  # the subscription is registered before anything is claimed
+        yield ws
+
+
+async def backfilled_pushes(ws: ClientConnection, count: int) -> list[dict[str, Any]]:
+    """The next `count` backfilled unlocks pushed live; tier changes that their
+    points cause are pushed too, as ordinary unlocks, and set aside."""
+    found: list[dict[str, Any]] = []
+    async with asyncio.timeout(60):
+        while len(found) < count:
+            message = json.loads(await ws.recv())
+            if message["type"] == "ping":
+                await ws.send(json.dumps({"type": "pong"}))
+                continue
+            assert message["type"] == "next", message
+            unlock = message["payload"]["data"]["allUnlocks"]
+            if unlock["kind"] == "TIER":
+                assert unlock["backfilled"] is False
+            else:
+                found.append(unlock)
+    return found
+
+
+def server_env(folder: Path, store_url: str) -> dict[str, str]:
+    seed = folder / "seed"
+    shutil.copytree(SEED, seed)
+    return {
+        "QUESTLINE_STORE_URL": store_url,
+        "QUESTLINE_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
+        "QUESTLINE_SEED_PATH": str(seed),
+        "QUESTLINE_API_KEYS": API_KEY,
+        "QUESTLINE_JWT_SECRET": JWT_SECRET,
+    }
+
+
+async def test_backfill_through_graphql_gives_exactly_what_history_met_once(
+    store_url: str, tmp_path: Path
+) -> None:
+    env = server_env(tmp_path, store_url)
+    events = history(utc_now(), PLAYERS, EVENTS, seed=11)
+    players = [player_id(n) for n in range(PLAYERS)]
+    owed = expected(events)
+    assert {"milestone:latte-lover:1", "challenge:latte-week"} <= owed.keys()
+    with running_servers([env], tmp_path) as (server,):
+        await asyncio.to_thread(send, server.url, events, PLAYERS)
+        before = await asyncio.to_thread(player_state, server.url, players)
+        add_rules(Path(env["QUESTLINE_SEED_PATH"]))
+        assert (await mutate(server.url, RELOAD, {}))["reloadProgram"]["changed"] is True
+        reloaded = await asyncio.to_thread(player_state, server.url, players)
+
+        foreseen = (await mutate(server.url, BACKFILL, {"dry": True}))["backfill"]
+        assert foreseen["dryRun"] is True
+        assert rows_of(foreseen) == as_rows(owed)
+        assert foreseen["metrics"] == [{"metric": "lattes", "events": EVENTS}]
+        assert foreseen["unknownEvents"] == 0
+        unchanged = await asyncio.to_thread(player_state, server.url, players)
+        assert unchanged == reloaded  # a dry run changes nothing
+
+        async with every_unlock(server) as ws:
+            done = (await mutate(server.url, BACKFILL, {"dry": False}))["backfill"]
+            pushed = await backfilled_pushes(ws, done["unlocks"])
+        assert rows_of(done) == as_rows(owed)
+        assert done["points"] == sum(owed_points(owed).values()) == foreseen["points"]
+        assert all(unlock["backfilled"] is True for unlock in pushed)
+        assert Counter(unlock["playerId"] for unlock in pushed) == Counter(
+            player for owing in owed.values() for player in owing
+        )
+
+        after = await asyncio.to_thread(player_state, server.url, players)
+        points = owed_points(owed)
+        lattes_of = Counter(e["playerId"] for e in events if is_latte(e))
+        for player in players:
+            assert balance(after[player]) - balance(before[player]) == points[player], player
+            assert milestone_value(after[player], "latte-lover") == lattes_of[player]
+            assert milestone_value(after[player], "coffee-lover") == milestone_value(
+                before[player], "coffee-lover"
+            )  # existing counters untouched
+            history_flags = {
+                edge["node"]["key"]: edge["node"]["backfilled"]
+                for edge in after[player]["unlocks"]["edges"]
+            }
+            old = {edge["node"]["key"] for edge in before[player]["unlocks"]["edges"]}
+            assert all(
+                flag is (key not in old)
+                for key, flag in history_flags.items()
+                if not key.startswith("tier:")
+            ), player
+
+        again = (await mutate(server.url, BACKFILL, {"dry": False}))["backfill"]
+        assert (again["rules"], again["unlocks"], again["points"], again["metrics"]) == (
+            [],
+            0,
+            0,
+            [],
+        )
+        assert await asyncio.to_thread(player_state, server.url, players) == after
+        foreseen_again = (await mutate(server.url, BACKFILL, {"dry": True}))["backfill"]
+        assert (foreseen_again["rules"], foreseen_again["metrics"]) == ([], [])
+
+
+def test_backfill_is_refused_to_a_player_token(tmp_path: Path) -> None:
+    env = server_env(tmp_path, f"sqlite:///{tmp_path / 'store.db'}")
+    with running_servers([env], tmp_path) as (server,):
+        token = issue_player_token(Settings(jwt_secret=JWT_SECRET), player_id(1), 300)
+        body = post(server.url, BACKFILL, {"dry": True}, token)
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
+
+
+async def test_the_cli_backfills_while_servers_serve_and_subscribers_hear_it(
+    clean_redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = server_env(tmp_path, clean_redis_url)
+    events = history(utc_now(), PLAYERS, EVENTS, seed=12)
+    owed = expected(events)
+    with running_servers([env], tmp_path) as (server,):
+        await asyncio.to_thread(send, server.url, events, PLAYERS)
+        add_rules(Path(env["QUESTLINE_SEED_PATH"]))
+        await mutate(server.url, RELOAD, {})
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        runner = CliRunner()
+
+        dry = await asyncio.to_thread(runner.invoke, cli, ["backfill", "--dry-run"])
+        assert dry.exit_code == 0, dry.output
+        total = sum(len(players) for players in owed.values())
+        for rule, owing in owed.items():
+            assert f"would unlock {rule} " in dry.stdout
+            assert f": {len(owing)} unlocks, {len(set(owing))} players" in dry.stdout
+        assert f"would unlock {total} in all" in dry.stdout
+
+        async with every_unlock(server) as ws:
+            run = await asyncio.to_thread(runner.invoke, cli, ["backfill"])
+            assert run.exit_code == 0, run.output
+            pushed = await backfilled_pushes(ws, total)
+        assert f"did unlock {total} in all" in run.stdout
+        assert all(unlock["backfilled"] is True for unlock in pushed)
+        assert sorted(u["key"].split(":")[1] for u in pushed) == sorted(
+            rule.split(":")[1] for rule, owing in owed.items() for _ in owing
+        )
+
+        again = await asyncio.to_thread(runner.invoke, cli, ["backfill"])
+        assert again.exit_code == 0, again.output
+        assert "no metric of the program lacks journaled events" in again.stdout
+        assert "did unlock 0 in all, carrying 0 points" in again.stdout
