@@ -54,6 +54,8 @@ MAX_MOMENTS = 16384
 
 #: Plan.args[0] is the unlock time; the operand of the n-th metric fed is args[n + 1].
 UNLOCK = Arg(0)
+#: The kind of slot of an expiry.
+EXPIRE = "expire"
 
 _MISSING = object()
 
@@ -167,8 +169,8 @@ class Planner:
         self._moment_numbers: dict[tuple[Any, ...], int] = {}
         self._now: datetime | None = None
         self._unlock = ""
-        self._wall_offset = 0.0
-        self._expiry_hours = 0
+        #: Seconds from engine time to the store's clock, added to expiries.
+        self._wall_offset = 0
 
     def plan(self, event: Event, profile: Profile, now: datetime, dedupe_ttl: int) -> Plan:
         """The plan of one checked event (occurred_at filled in) at engine time `now`."""
@@ -191,14 +193,13 @@ class Planner:
             fed,
             moment.number,
             self._audience_mask(event.type, profile.attributes),
-            self._expiry_hours,
         )
         skeleton = self._skeletons.get(signature)
         if skeleton is None:
             skeleton = self._skeletons[signature] = self._skeleton(event, fed, moment, profile)
         plan_keys += [tag + suffix for suffix in skeleton.suffixes]
         plan_keys += skeleton.boards
-        args += skeleton.values
+        args += skeleton.values_at(self._wall_offset)
         shape = skeleton.shape
         return Plan(player, plan_keys, shape.ops, profile.version, dedupe_ttl, args, shape)
 
@@ -215,7 +216,7 @@ class Planner:
         """
         self._use_now(now)
         template = Plan(player_id=TEMPLATE_PLAYER, keys=[""] * 4)
-        draft = _Draft(template, self._moment(now, profile.timezone), profile, self._wall_offset)
+        draft = _Draft(template, self._moment(now, profile.timezone), profile)
         rules = {metric_id for metric_id in self._milestones}
         rules.update(self._challenges)
         touched = sorted(rules)
@@ -250,8 +251,7 @@ class Planner:
         """
         self._now = now
         self._unlock = unlock_value(now)
-        self._wall_offset = time.time() - now.timestamp()
-        self._expiry_hours = round(self._wall_offset / 3600)
+        self._wall_offset = round(time.time() - now.timestamp())
 
     def _fed(self, event: Event, args: list[Any]) -> int:
         """The metrics this event feeds, as bits; their operands are appended to `args`."""
@@ -313,7 +313,7 @@ class Planner:
     def _skeleton(self, event: Event, fed: int, moment: _Moment, profile: Profile) -> _Skeleton:
         """Plan an event of this signature with placeholders, the slow way, once."""
         template = Plan(player_id=TEMPLATE_PLAYER, keys=[""] * 4)
-        draft = _Draft(template, moment, profile, self._wall_offset)
+        draft = _Draft(template, moment, profile)
         metrics = self.program.metrics_by_event[event.type]
         fed_metrics = [metric for n, metric in enumerate(metrics) if fed >> n & 1]
         self._feed_metrics(draft, fed_metrics)
@@ -334,7 +334,8 @@ class Planner:
         if shape is None:
             shape = self._shapes[frozen] = Shape(ops)
         values = [value for _, value in slots.values()]
-        return _Skeleton(suffixes, shape, values, boards)
+        expiries = [n for n, name in enumerate(slots) if name[0] == EXPIRE]
+        return _Skeleton(suffixes, shape, values, boards, expiries)
 
     def _feed_metrics(self, draft: _Draft, metrics: list[MetricDef]) -> None:
         """Update the lifetime value and every needed bucket of each metric the event feeds."""
@@ -356,7 +357,7 @@ class Planner:
                 if window is not None:
                     bucket = window_bucket(challenge_id)
                     expire = _Slot(
-                        ("expire", bucket), draft.expiry(window.ends_at + WINDOW_RETENTION)
+                        (EXPIRE, bucket), draft.expiry(window.ends_at + WINDOW_RETENTION)
                     )
                     key = keys.metric(TEMPLATE_PLAYER, metric.id, bucket)
                     touched[bucket] = plan.op(name, plan.key_index(key), amount, expire)
@@ -365,7 +366,7 @@ class Planner:
     def _period_expiry(self, draft: _Draft, period: Period) -> _Slot:
         """When a period's counters (and boards) go: once late events cannot reach them."""
         return _Slot(
-            ("expire", period.granularity),
+            (EXPIRE, period.granularity),
             draft.expiry(period.ends_at + self._late_tolerance + timedelta(days=1)),
         )
 
@@ -533,16 +534,44 @@ HEAD = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
 class _Skeleton:
     """One signature's shape, the player-free tails of its keys but the
-    event's, and the values its moment gives to the shape's moment args."""
+    event's, and the values its moment gives to the shape's moment args.
 
-    suffixes: list[str]
-    shape: Shape
-    values: list[Any]
-    #: Keys of the leaderboards it writes, the same for every player.
-    boards: list[str]
+    Expiries among the values are in engine time: `values_at` moves them to
+    the store's clock. Keeping the clock out of the signature lets a replay,
+    whose engine time runs days behind the wall, reuse skeletons across hours.
+    """
+
+    __slots__ = ("_offset", "_shifted", "boards", "expiries", "shape", "suffixes", "values")
+
+    def __init__(
+        self,
+        suffixes: list[str],
+        shape: Shape,
+        values: list[Any],
+        boards: list[str],
+        expiries: list[int],
+    ) -> None:
+        self.suffixes = suffixes
+        self.shape = shape
+        self.values = values
+        #: Keys of the leaderboards it writes, the same for every player.
+        self.boards = boards
+        #: Positions of the expiries in `values`.
+        self.expiries = expiries
+        self._offset = 0
+        self._shifted = values
+
+    def values_at(self, offset: int) -> list[Any]:
+        """The values with expiries `offset` seconds later (the store's clock);
+        the last offset's are kept, as a live engine's offset does not change."""
+        if offset != self._offset:
+            shifted = list(self.values)
+            for n in self.expiries:
+                shifted[n] += offset
+            self._offset, self._shifted = offset, shifted
+        return self._shifted
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,16 +605,18 @@ def _frozen(value: Any) -> Any:
 class _Draft:
     """A shape in the making: its registers and the moment it plans for."""
 
-    def __init__(self, plan: Plan, moment: _Moment, profile: Profile, wall_offset: float) -> None:
+    def __init__(self, plan: Plan, moment: _Moment, profile: Profile) -> None:
         self.plan = plan
         self.moment = moment
         self.profile = profile
         #: metric id -> bucket (None: lifetime) -> register holding its value
         self.registers: dict[str, dict[str | None, int]] = {}
-        self._wall_offset = wall_offset
 
-    def expiry(self, moment: datetime) -> int:
-        return int(moment.timestamp() + self._wall_offset)
+    @staticmethod
+    def expiry(moment: datetime) -> int:
+        """An expiry in engine time; the planner moves it to the store's clock
+        per plan (`_Skeleton.values_at`), so one skeleton serves any clock."""
+        return int(moment.timestamp())
 
     def steps(self, register: int, steps: list[tuple[int, str, str | None]]) -> None:
         """Claim each of rising thresholds on a register: (threshold, field, badge)."""
