@@ -237,7 +237,7 @@ def backfill(
 
 async def _backfill(settings: Settings, dry_run: bool) -> tuple[Backfilled, Program]:
     """A backfill by a service of its own: its store, history, ledger and feed."""
-    from app.service import Service  # it imports the console, which imports this module
+    from app.service import Service  # the console it imports imports this module
 
     service = Service(settings, Metrics())
     await service.start()

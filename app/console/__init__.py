@@ -14,6 +14,8 @@ cookie (app/console/sessions.py). Charts are drawn by Chart.js, shipped in
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
@@ -22,7 +24,9 @@ from starlette.staticfiles import StaticFiles
 from app.auth import Authenticator
 from app.console.pages import Console, SecurityHeaders
 from app.console.sessions import Sessions
-from app.service import Service
+
+if TYPE_CHECKING:  # app.service imports the designer tools, which import this package
+    from app.service import Service
 
 __all__ = ["Sessions", "console_app"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from anyio import to_thread
@@ -26,12 +26,14 @@ from app.cli import summary
 from app.console.candidates import Candidate, check_candidate, check_file_name
 from app.console.sessions import CSRF_FIELD, Session, Sessions, csrf_matches
 from app.console.sources import read_sources
-from app.service import Service
 from app.tier_records import tier_counts
 from engine.errors import QuestlineError
 from engine.events import check_identifier
 from engine.periods import Granularity
 from schema.permissions import AuthError
+
+if TYPE_CHECKING:  # app.service imports the designer tools, which import this package
+    from app.service import Service
 
 TEMPLATES = Path(__file__).with_name("templates")
 #: Days of the overview's active-players chart, instances of a challenge's chart.
