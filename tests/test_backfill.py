@@ -410,8 +410,11 @@ async def test_events_of_versions_written_down_nowhere_are_left_alone(
     store = store_from_url(store_url)
     sent = history(utc_now(), PLAYERS, EVENTS, seed=13)
     try:
-        recorded = await Engine(old, store).record_many([journal_event(e) for e in sent])
-        rows = [journal.row_of(result) for result in recorded]
+        events = [journal_event(e) for e in sent]
+        recorded = await Engine(old, store).record_many(events)
+        rows = [
+            journal.row_of(result, event) for result, event in zip(recorded, events, strict=True)
+        ]
         for row in rows[: EVENTS // 2]:
             row["program_version"] = "lost"
         with writing(db) as connection:
