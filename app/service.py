@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -62,6 +62,8 @@ logger = logging.getLogger("questline.service")
 PROGRAM_CHANNEL = "program"
 #: Recovering history at start-up: outbox entries per read, players per transaction.
 RECOVERY_PAGE, RECOVERY_PLAYERS = 500, 100
+#: Seconds each step of shutting down may take before the next one goes on.
+SHUTDOWN_WAIT = 10.0
 #: Seconds between two purges of journal rows past the retention.
 PURGE_EVERY = 3600.0
 UNLOCK_FIELDS = fields(Unlock)
@@ -196,18 +198,18 @@ class Service:
 
     async def stop(self) -> None:
         if self._recorder is not None:
-            await self._recorder.wait_idle()
+            await _within("the last recordings' commit", self._recorder.wait_idle())
         if self._webhooks is not None:
-            await self._webhooks.stop()
+            await _within("the webhook sender", self._webhooks.stop())
         for task in (self._announcements, self._purger, *self._reloads):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         if self._feed is not None:
-            await self._feed.stop()
+            await _within("the unlock feed", self._feed.stop())
         if self._store is not None:
-            await self._store.close()
+            await _within("closing the store", self._store.close())
         if self._database is not None:
             self._database.dispose()
 
@@ -428,6 +430,16 @@ class Service:
         """Raise StoreError unless the store and the database answer."""
         await self.engine.store.ping()
         await to_thread.run_sync(ping_database, self.database)
+
+
+async def _within(what: str, step: Awaitable[None]) -> None:
+    """A step of shutting down, given SHUTDOWN_WAIT seconds: a stop that hangs
+    would hold a deploy or a restart up for ever, so it is logged and passed."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_WAIT):
+            await step
+    except TimeoutError:
+        logger.warning("shutting down: %s did not finish within %gs; going on", what, SHUTDOWN_WAIT)
 
 
 def _with_tier_changes(results: Sequence[Recorded], unlocks: Sequence[Unlock]) -> list[Recorded]:
