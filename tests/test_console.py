@@ -295,6 +295,25 @@ def test_the_player_page_fills_a_bar_and_shows_a_notice_live_on_an_unlock(
     screenshot(page, shots, "player")
 
 
+def test_the_player_page_says_why_a_challenge_is_not_unlocked_yet(
+    seed_server: Server, browser: BrowserContext, api: httpx.Client, player: str, shots: Path
+) -> None:
+    coffee(api, seed_server, player)
+    page = signed_in_page(browser, seed_server, f"/console/players/{player}")
+    why = page.locator('[data-id="three-this-week"] .explain')
+    expect(why).to_have_attribute("data-target", "challenge:three-this-week")
+    expect(why.locator(".explain-text")).to_contain_text(
+        "Three this week: 1 of 3 coffees this week; the week ends "
+    )
+    expect(why.locator(".goals")).to_have_text("coffees: 1 / 3")
+    # The first coffee unlocked the milestone's first tier: it explains the next one.
+    expect(page.locator('[data-id="coffee-lover"] .explain')).to_have_attribute(
+        "data-target", "milestone:coffee-lover:2"
+    )
+    expect(page.locator('[data-id="daily-double"] .explain-text')).to_contain_text("1 of 2")
+    screenshot(page, shots, "player-why-not-yet")
+
+
 def wait_for_subscribers(api: httpx.Client, server: Server, count: int) -> None:
     """Until the server holds `count` live subscriptions (the page's are registered)."""
     deadline = time.monotonic() + 10
@@ -367,6 +386,35 @@ def test_a_pasted_broken_program_shows_its_errors_by_file_and_line(
     expect(errors).to_contain_text("did you mean 'coffees'")
     expect(page.locator('[id="challenges.yaml-L6"] .issue')).to_contain_text("target")
     screenshot(page, shots, "program")
+
+
+def test_a_pasted_valid_program_shows_its_comparison_on_history(
+    seed_server: Server, browser: BrowserContext, api: httpx.Client, player: str, shots: Path
+) -> None:
+    for _ in range(3):  # three this week under the program in use, not under the candidate
+        coffee(api, seed_server, player)
+    served = (Path(__file__).parents[1] / "seed" / "challenges.yaml").read_text()
+    three = "    metric: coffees\n    target: 3\n"
+    assert served.count(three) == 1
+    candidate = served.replace(three, "    metric: coffees\n    target: 6\n")
+    page = signed_in_page(browser, seed_server, "/console/program")
+    page.get_by_label("File name").fill("challenges.yaml")
+    page.get_by_label("YAML").fill(candidate)
+    page.get_by_role("button", name="Check").click()
+    expect(page.get_by_role("status").filter(has_text="Valid")).to_be_visible()
+    comparison = page.locator("#comparison")
+    expect(comparison.get_by_role("heading", name="Comparison on history")).to_be_visible()
+    row = comparison.locator('tr[data-rule="challenge:three-this-week"]')
+    expect(row).to_contain_text("Three this week")
+    unlocks_before, unlocks_after, players_before, players_after = (
+        float(row.locator("td").nth(n).inner_text()) for n in range(4)
+    )
+    assert unlocks_before >= 1 and players_before >= 1
+    assert unlocks_after <= unlocks_before - 1 and players_after <= players_before - 1
+    assert row.locator("td").nth(4).inner_text().endswith("%")
+    daily = comparison.locator('tr[data-rule="challenge:daily-double"] td')
+    assert daily.nth(0).inner_text() == daily.nth(1).inner_text()  # untouched rule
+    screenshot(page, shots, "program-comparison")
 
 
 def test_signing_out_ends_the_session(seed_server: Server, browser: BrowserContext) -> None:

@@ -29,7 +29,10 @@ from app.console.sources import read_sources
 from app.tier_records import tier_counts
 from engine.errors import QuestlineError
 from engine.events import check_identifier
+from engine.explain import Explanation
 from engine.periods import Granularity
+from engine.progress import PlayerProgress
+from engine.simulation import Simulated
 from schema.permissions import AuthError
 
 if TYPE_CHECKING:  # app.service imports the designer tools, which import this package
@@ -319,6 +322,7 @@ class Console:
             tier = await service.economy.tier(player_id)
             ledger = await service.economy.ledger(player_id, ledger_after, PAGE)
             history = await service.history(player_id, history_after, PAGE)
+            why_not_yet = await self._why_not_yet(player_id, progress)
         except QuestlineError as refused:
             return self.render(
                 request,
@@ -342,7 +346,23 @@ class Console:
             history=history,
             history_after=history_after,
             page_size=PAGE,
+            why_not_yet=why_not_yet,
         )
+
+    async def _why_not_yet(
+        self, player_id: str, progress: PlayerProgress
+    ) -> dict[str, Explanation]:
+        """`explain` (as Query.explain answers it) for each challenge, milestone
+        and streak the player has not unlocked yet, by `kind:id`."""
+        targets = [f"challenge:{item.id}" for item in progress.challenges]
+        targets += [f"milestone:{item.id}" for item in progress.milestones if item.next_tier]
+        targets += [f"streak:{item.id}" for item in progress.streaks if item.streak.milestones]
+        found = {}
+        for target in targets:
+            explanation = await self.service.designer.explain(player_id, target)
+            if not explanation.unlocked:
+                found[target] = explanation
+        return found
 
     async def feed(self, request: Request, session: Session) -> Response:
         return self.render(request, "feed.html", session)
@@ -361,6 +381,7 @@ class Console:
             "candidate_text": "",
             "alone": False,
             "error": None,
+            "simulated": None,
         }
         status = 200
         if request.method == "POST":
@@ -388,10 +409,24 @@ class Console:
                 context["error"] = "Paste a seed file or choose files to check."
             if context["error"] is None:
                 base = None if alone else service.settings.seed_path
-                context["checked"] = await to_thread.run_sync(check_candidate, candidates, base)
+                checked = await to_thread.run_sync(check_candidate, candidates, base)
+                context["checked"] = checked
+                if checked.program is not None and not alone:
+                    context["simulated"] = await self._simulated(candidates)
             else:
                 status = 400
         return self.render(request, "program.html", session, status_code=status, **context)
+
+    async def _simulated(self, candidates: list[Candidate]) -> Simulated | str:
+        """The candidate compared with the program in use on the journal, as
+        Query.simulateProgram answers it (same window, same event limit); or
+        why it could not be."""
+        try:
+            return await self.service.designer.simulate(
+                [(candidate.name, candidate.text) for candidate in candidates], None, None
+            )
+        except QuestlineError as refused:
+            return str(refused)
 
 
 def _local(target: str | None) -> str:
