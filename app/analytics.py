@@ -88,7 +88,7 @@ from engine.program.program import Program
 from engine.progress import streak_progress
 from engine.store import keys
 from engine.store.base import Read
-from schema.context import Participation, PointsStats, RetentionStats, StreakStats
+from schema.service import Participation, PointsStats, RetentionStats, StreakStats
 
 #: Rows a process remembers having written before it forgets them all.
 REMEMBERED = 200_000

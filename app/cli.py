@@ -24,10 +24,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine as Database
 
 from app.backfill import report as backfill_report
+from app.candidates import plural, summary
 from app.metrics import Metrics
 from app.migrations import upgrade_database
 from app.rebuild import rebuild as run_rebuild
 from app.serve import serve as run_server
+from app.service import Service
 from app.settings import Settings
 from app.simulate import simulate as run_simulation
 from app.simulation_report import as_json as simulation_json
@@ -37,7 +39,7 @@ from engine.backfill import Backfilled
 from engine.errors import ConfigurationError, ProgramError, QuestlineError
 from engine.program.loader import load_program, program_json_schema
 from engine.program.program import Program
-from schema import SDL_PATH, sdl
+from schema import SDL_PATH
 
 cli = typer.Typer(
     name="questline",
@@ -46,29 +48,6 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def summary(path: Path, program: Program) -> str:
-    """One line that says a program is valid and how big it is."""
-    sizes = ", ".join(
-        _plural(len(items), noun)
-        for items, noun in (
-            (program.metrics, "metric"),
-            (program.milestones, "milestone"),
-            (program.challenges, "challenge"),
-            (program.streaks, "streak"),
-            (program.badges, "badge"),
-            (program.earn_rules, "earn rule"),
-            (program.tiers.levels if program.tiers else (), "tier"),
-            (program.rewards, "reward"),
-            (program.leaderboards, "leaderboard"),
-        )
-    )
-    return f"{path}: valid, {sizes} (version {program.version})"
 
 
 @cli.command()
@@ -83,7 +62,7 @@ def validate(
     except ProgramError as error:
         for issue in error.issues:
             typer.echo(str(issue), err=True)
-        typer.echo(f"{path}: invalid, {_plural(len(error.issues), 'error')}", err=True)
+        typer.echo(f"{path}: invalid, {plural(len(error.issues), 'error')}", err=True)
         raise typer.Exit(1) from None
     typer.echo(summary(path, program))
 
@@ -158,6 +137,9 @@ def export_schema(
     path: Annotated[Path, typer.Argument(help="Where to write the SDL; '-' prints it.")] = SDL_PATH,
 ) -> None:
     """Write the GraphQL SDL (schema/schema.graphql) that clients generate code from."""
+    # Only this command loads Strawberry: `db upgrade` and the rest have no use for it.
+    from schema.build import sdl
+
     if str(path) == "-":
         typer.echo(sdl(), nl=False)
         return
@@ -200,14 +182,14 @@ def rebuild(
     with _reported():
         rebuilt = asyncio.run(run_rebuild(settings, dry_run=dry_run, progress=_progress_printer()))
     typer.echo(
-        f"{'would replay' if dry_run else 'replayed'} {_plural(rebuilt.events, 'event')} of "
-        f"{_plural(len(rebuilt.players), 'player')}, {_plural(rebuilt.profiles, 'profile')}, "
-        f"{_plural(rebuilt.restored_unlocks, 'tier change')}"
+        f"{'would replay' if dry_run else 'replayed'} {plural(rebuilt.events, 'event')} of "
+        f"{plural(len(rebuilt.players), 'player')}, {plural(rebuilt.profiles, 'profile')}, "
+        f"{plural(rebuilt.restored_unlocks, 'tier change')}"
     )
     if dry_run:
         for player_id, found in rebuilt.differences.items():
             typer.echo(f"{player_id}: {'; '.join(found)}")
-        typer.echo(f"{_plural(len(rebuilt.differences), 'player')} would differ from the store now")
+        typer.echo(f"{plural(len(rebuilt.differences), 'player')} would differ from the store now")
 
 
 @cli.command()
@@ -237,13 +219,11 @@ def backfill(
 
 async def _backfill(settings: Settings, dry_run: bool) -> tuple[Backfilled, Program]:
     """A backfill by a service of its own: its store, history, ledger and feed."""
-    from app.service import Service  # the console it imports imports this module
-
     service = Service(settings, Metrics())
     await service.start()
     try:
         done = await service.designer.backfill(dry_run, _progress_printer())
-        return done, service.engine.program
+        return done, service.program
     finally:
         await service.stop()
 

@@ -15,7 +15,7 @@ from sqlalchemy import Engine as Database
 
 from app import journal
 from app.backfill import Settle, backfill
-from app.console.candidates import Candidate, check_candidate, check_file_name
+from app.candidates import Candidate, check_candidate, check_file_name
 from app.journal import Journaled
 from app.settings import Settings
 from app.simulate import simulate

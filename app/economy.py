@@ -19,9 +19,10 @@ from sqlalchemy import Engine as Database
 
 from app import grants, ledger, redemptions, referrals, tier_records
 from app.grants import Grant, Granted, fixed
+from app.paging import page_of, row_cursor
 from app.tier_records import Announcement
 from engine.engine import Clock, Engine, Recorded
-from engine.errors import CursorError, PointsError
+from engine.errors import PointsError
 from engine.periods import resolve_timezone
 from engine.points import Balance, LedgerLine, LedgerReason, earnings
 from engine.program.models import CatalogReward
@@ -30,7 +31,7 @@ from engine.referrals import Referral, ReferralInfo, cap_window, qualifies
 from engine.rewards import Redemption
 from engine.tiers import TierStatus, review_start
 from engine.unlocks import Unlock
-from schema.context import LedgerPage, TierReview
+from schema.service import Page, TierReview
 
 logger = logging.getLogger("questline.economy")
 
@@ -144,16 +145,12 @@ class Economy:
     async def balance(self, player_id: str) -> Balance:
         return await to_thread.run_sync(ledger.balance, self.database, player_id, self.clock())
 
-    async def ledger(self, player_id: str, after: str | None, first: int) -> LedgerPage:
-        before = None
-        if after is not None:
-            if not after.isdigit():
-                raise CursorError(f"{after!r} is not a ledger cursor; pass an edge's `cursor`")
-            before = int(after)
+    async def ledger(self, player_id: str, after: str | None, first: int) -> Page[LedgerLine]:
+        before = row_cursor(after, "ledger")
         lines = await to_thread.run_sync(
             ledger.entries, self.database, player_id, before, first + 1, self.clock()
         )
-        return LedgerPage(lines=lines[:first], has_next_page=len(lines) > first)
+        return page_of([(line.id, line) for line in lines], first)
 
     async def tier(self, player_id: str) -> TierStatus | None:
         ladder = self.program.tiers

@@ -43,7 +43,7 @@ from app.service import Service
 from app.settings import Settings
 from engine.engine import Clock, utc_now
 from engine.errors import QuestlineError, StoreError
-from schema import build_schema
+from schema.build import build_schema
 from schema.context import Context
 from schema.errors import (
     BODY_TOO_LARGE,
@@ -334,7 +334,7 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
             await service.start()
-            metrics.track_subscriptions(lambda: service.feed.subscribers)
+            metrics.track_subscriptions(lambda: service.subscribers)
             # What start-up built (program, schema, caches) lives as long as the
             # process: keep it out of the collector's full passes, which
             # otherwise stalled requests for hundreds of milliseconds.
@@ -353,7 +353,7 @@ def create_app(settings: Settings, clock: Clock = utc_now) -> Starlette:
             await service.ready()
         except StoreError as error:
             return JSONResponse({"status": "unavailable", "reason": str(error)}, status_code=503)
-        return JSONResponse({"status": "ready", "program": service.engine.program.version})
+        return JSONResponse({"status": "ready", "program": service.program.version})
 
     async def prometheus(request: Request) -> Response:
         return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,6 +1,7 @@
-"""The durable SQL work of recording events, group-committed.
+"""Recording events: the store's atomic call, then the durable SQL work,
+group-committed, before the caller gets an answer.
 
-Each `Service.record` call turns what the engine recorded into one
+Each `Recorder.record` call turns what the engine recorded into one
 `Recording`: the unlock copies for history, the points to grant (earnings
 and unlock rewards), the analytics rows and the journal rows. The webhook
 deliveries of the unlocks new to history are written in the same
@@ -18,19 +19,28 @@ the burst), so each is announced by exactly one caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from anyio import to_thread
-from sqlalchemy import Engine
+from sqlalchemy import Engine as Database
 
 from app import grants, journal, records
-from app.analytics import Activity, save_activity
+from app.analytics import Activity, Analytics, save_activity
+from app.economy import Economy
 from app.grants import Grant, Granted
+from app.history import unlock_data
+from app.metrics import Metrics
 from app.sql import writing
 from app.webhooks import outbox
+from engine.engine import Engine, Recorded
+from engine.errors import EventIdReusedError
+from engine.events import Event
+from engine.group_commit import GroupCommit
 from engine.program.program import Program
+from engine.unlocks import Unlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,26 +51,85 @@ class Recording:
     grants: list[Grant]
     activity: Activity
     journal: list[dict[str, object]]
-    players: set[str] = field(default_factory=set)
+    #: The players whose events these are: each gets the tier changes and
+    #: referral qualifications of the last recording in a burst that holds them.
+    players: set[str]
 
 
 class Recorder:
-    """Writes recordings in one transaction per burst (see `GroupCommit`)."""
+    """Records events durably: one atomic store call, then this call's share of
+    the burst's one transaction (see `GroupCommit`)."""
 
     def __init__(
-        self, db: Engine, program: Callable[[], Program], timezone: Callable[[], ZoneInfo]
+        self,
+        engine: Engine,
+        economy: Economy,
+        analytics: Analytics,
+        database: Database,
+        metrics: Metrics,
     ) -> None:
-        self.db = db
-        self._program = program
-        self._timezone = timezone
+        self.engine = engine
+        self.economy = economy
+        self.analytics = analytics
+        self.database = database
+        self.metrics = metrics
+        self._commit = GroupCommit(self._write)
 
-    async def write(self, batch: Sequence[Recording]) -> list[Granted]:
-        program, timezone = self._program(), self._timezone()
-        return await to_thread.run_sync(write, self.db, batch, program, timezone)
+    async def record(self, events: Sequence[Event]) -> list[Recorded]:
+        """Record events in the store, then make everything they caused durable
+        in the group commit; answer once both are done."""
+        results = await self.engine.record_many(events)
+        recording = Recording(
+            unlocks=[unlock_data(u) for result in results for u in result.unlocks],
+            grants=await self.economy.grants(results),
+            activity=await self.analytics.activity(results),
+            journal=[
+                journal.row_of(result, sent) for result, sent in zip(results, events, strict=True)
+            ],
+            players={event.player_id for event in events},
+        )
+        granted = await self._commit.submit(recording)
+        self.analytics.written(recording.activity)
+        tier_changes = await self.economy.settle(granted)
+        if tier_changes:
+            results = _with_tier_changes(results, tier_changes)
+        self.metrics.recorded(results)
+        await self._refuse_reused_ids(events, results)
+        return results
+
+    async def wait_idle(self) -> None:
+        """Until the recordings queued so far are committed (shutting down)."""
+        await self._commit.wait_idle()
+
+    async def _write(self, batch: Sequence[Recording]) -> list[Granted]:
+        program, timezone = self.engine.program, self.economy.timezone()
+        return await to_thread.run_sync(write, self.database, batch, program, timezone)
+
+    async def _refuse_reused_ids(
+        self, events: Sequence[Event], results: Sequence[Recorded]
+    ) -> None:
+        """A duplicate whose payload differs from the original's is a client
+        reusing an id for another event, not a retry: refuse it, so the bug
+        shows instead of the event being dropped silently. The rest of the
+        batch is recorded and durable by now; sending it again is safe."""
+        resent = [(e, r) for e, r in zip(events, results, strict=True) if r.duplicate]
+        if not resent:
+            return
+        kept = await to_thread.run_sync(
+            journal.digests, self.database, [(e.player_id, e.id) for e, _ in resent]
+        )
+        for event, _ in resent:
+            original = kept.get((event.player_id, event.id))
+            if original is not None and original != journal.digest(event):
+                raise EventIdReusedError(
+                    f"event id {event.id!r} of player {event.player_id!r} was sent before with "
+                    "another type, value, occurredAt or properties; a retry must resend the "
+                    "same event, a new event needs a new id"
+                )
 
 
 def write(
-    db: Engine, batch: Sequence[Recording], program: Program, timezone: ZoneInfo
+    db: Database, batch: Sequence[Recording], program: Program, timezone: ZoneInfo
 ) -> list[Granted]:
     """Write a burst of recordings in one transaction; each gets the tier changes
     and referral qualifications of the players it is the last to hold."""
@@ -92,3 +161,15 @@ def write(
     for player_id in granted.qualified:
         shares[last[player_id]].qualified.append(player_id)
     return shares
+
+
+def _with_tier_changes(results: Sequence[Recorded], unlocks: Sequence[Unlock]) -> list[Recorded]:
+    """Tier changes added to the results of their players' last events (a
+    referrer's tier change has no event here: it is pushed, not answered)."""
+    last = {result.event.player_id: n for n, result in enumerate(results)}
+    answered = list(results)
+    for unlock in unlocks:
+        n = last.get(unlock.player_id)
+        if n is not None:
+            answered[n] = dataclasses.replace(answered[n], unlocks=[*answered[n].unlocks, unlock])
+    return answered

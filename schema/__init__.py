@@ -1,75 +1,10 @@
-"""The GraphQL surface of Questline (Strawberry): thin, it calls the engine."""
+"""The GraphQL surface of Questline (Strawberry): thin, it calls the service.
 
-from __future__ import annotations
+`schema.build` makes the Strawberry schema; `schema.service` is the
+framework-free contract the app implements, importable without Strawberry.
+"""
 
-from functools import partial
 from pathlib import Path
-from typing import Any
-
-import strawberry
-from graphql.error import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
-from strawberry.types import ExecutionContext
-
-from schema.errors import process_errors
-from schema.limits import IntrospectionForApiKeys, depth_rule
-from schema.mutation import Mutation
-from schema.query import Query
-from schema.subscription import Subscription
-
-#: Distinct documents whose parse and validation are kept; clients send few.
-DOCUMENT_CACHE = 256
-
-
-class QuestlineSchema(strawberry.Schema):
-    """Strawberry's schema, whose errors all get `extensions.code` and are
-    logged our way (refusals in one line, tracebacks only for bugs)."""
-
-    def __init__(self, *, development: bool, **options: Any) -> None:
-        super().__init__(**options)
-        self.development = development
-
-    def process_errors(
-        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
-    ) -> None:
-        operation = execution_context.operation_name if execution_context else None
-        process_errors(errors, operation, self.development)
-
-
-def build_schema(
-    development: bool = False,
-    max_depth: int = 12,
-    max_tokens: int = 2000,
-    open_introspection: bool = True,
-) -> strawberry.Schema:
-    # One depth rule for the schema's lifetime: a rule class made per request
-    # (what QueryDepthLimiter does) defeats the validation cache, and
-    # validation was most of the GraphQL cost of a small mutation.
-    extensions: list[Any] = [
-        partial(MaxTokensLimiter, max_token_count=max_tokens),
-        partial(ParserCache, maxsize=DOCUMENT_CACHE),
-        partial(AddValidationRules, [depth_rule(max_depth)]),
-        partial(ValidationCache, maxsize=DOCUMENT_CACHE),
-    ]
-    if not open_introspection:
-        extensions.append(IntrospectionForApiKeys)
-    return QuestlineSchema(
-        development=development,
-        query=Query,
-        mutation=Mutation,
-        subscription=Subscription,
-        extensions=extensions,
-    )
-
 
 #: The committed SDL the mobile teams generate code from (`questline export-schema`).
 SDL_PATH = Path(__file__).with_name("schema.graphql")
-
-
-def sdl() -> str:
-    return build_schema().as_str() + "\n"

@@ -14,9 +14,9 @@ import strawberry
 
 from engine.errors import InvalidArgumentError
 from engine.periods import Granularity
-from schema import context
 from schema.context import Info
 from schema.loyalty import LedgerReason
+from schema.service import Participation, RetentionStats, StreakStats
 from schema.types import Challenge, Streak, challenge_of, streak_of
 
 AnalyticsPeriod = strawberry.enum(Granularity, name="AnalyticsPeriod")
@@ -141,7 +141,7 @@ class RetentionPeriod:
     )
 
 
-def retention_period_of(stats: context.RetentionStats) -> RetentionPeriod:
+def retention_period_of(stats: RetentionStats) -> RetentionPeriod:
     return RetentionPeriod(
         period=stats.period.key,
         starts_at=stats.period.starts_at,
@@ -162,9 +162,9 @@ def retention_period_of(stats: context.RetentionStats) -> RetentionPeriod:
 class ProgramAnalytics:
     @strawberry.field(description="Every challenge of the program, in program order.")
     async def challenges(self, info: Info) -> list[ChallengeAnalytics]:
-        program = info.context.service.engine.program
+        program = info.context.service.program
         found = await info.context.service.analytics.challenges()
-        nobody = context.Participation(started=0, completed=0)
+        nobody = Participation(started=0, completed=0)
         answer = []
         for challenge_id, challenge in program.challenges.items():
             participation = found.get(challenge_id, nobody)
@@ -181,9 +181,9 @@ class ProgramAnalytics:
 
     @strawberry.field(description="Every streak of the program, in program order.")
     async def streaks(self, info: Info) -> list[StreakAnalytics]:
-        program = info.context.service.engine.program
+        program = info.context.service.program
         found = await info.context.service.analytics.streaks()
-        nobody = context.StreakStats(active=0, at_risk=0)  # a streak added by a reload since
+        nobody = StreakStats(active=0, at_risk=0)  # a streak added by a reload since
         answer = []
         for streak_id, streak in program.streaks.items():
             stats = found.get(streak_id, nobody)

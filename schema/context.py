@@ -1,258 +1,27 @@
-"""What every resolver gets: the service, who is calling, and per-request caches.
+"""What every resolver gets: the service, who is calling, and per-request loaders.
 
 The schema does not know how the service is put together (SQL, metrics,
-reload); it talks to a `Service` and the app provides one.
+reload); it talks to a `Service` (schema.service) and the app provides one.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
+from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
-from engine.backfill import Backfilled
-from engine.engine import Engine, Recorded
 from engine.errors import QuestlineError
-from engine.events import Event
-from engine.explain import Explanation
-from engine.feed import Feed
-from engine.periods import Granularity, Period
-from engine.points import Balance, LedgerLine, LedgerReason
 from engine.program.models import CatalogReward
 from engine.progress import PlayerProgress
-from engine.referrals import Referral, ReferralInfo
-from engine.rewards import Redemption
-from engine.simulation import Simulated
-from engine.tiers import TierStatus
-from engine.unlocks import Unlock
-from engine.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookKind
 from schema.permissions import AuthError, Principal
+from schema.service import Service
 
-
-@dataclass(frozen=True, slots=True)
-class HistoryPage:
-    """A page of a player's durable unlock history; cursors are opaque strings."""
-
-    unlocks: list[tuple[str, Unlock]]
-    has_next_page: bool
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerPage:
-    """A page of a player's points ledger, newest first; the cursor is an entry id."""
-
-    lines: list[LedgerLine]
-    has_next_page: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryPage:
-    """A page of webhook deliveries, newest first; the cursor is the last one's `cursor`."""
-
-    deliveries: list[WebhookDelivery]
-    has_next_page: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TierReview:
-    period: date
-    reviewed: int
-    upgraded: int
-    downgraded: int
-
-
-class Economy(Protocol):
-    """Points, tiers and rewards, as the schema needs them."""
-
-    async def balance(self, player_id: str) -> Balance:
-        """The balance after expiring what has lapsed."""
-
-    async def ledger(self, player_id: str, after: str | None, first: int) -> LedgerPage: ...
-
-    async def tier(self, player_id: str) -> TierStatus | None:
-        """None when the program has no tiers."""
-
-    async def rewards(self) -> list[tuple[str, CatalogReward, int | None]]:
-        """(id, reward, stock left or None when unlimited) for the whole catalog."""
-
-    async def redeem(self, player_id: str, reward_id: str, idempotency_key: str) -> Redemption:
-        """Spend points on a reward atomically; the same key returns the same redemption."""
-
-    async def redemptions(self, player_id: str, first: int) -> list[Redemption]: ...
-
-    async def adjust(self, player_id: str, delta: int, note: str, reference: str) -> LedgerLine:
-        """An admin's correction, once per reference."""
-
-    async def expire(self) -> tuple[int, int]:
-        """Expire lapsed points of every player; (players, points)."""
-
-    async def review_tiers(self) -> TierReview: ...
-
-    async def referral(self, player_id: str) -> ReferralInfo:
-        """The player's code (made on first use) and how many it brought."""
-
-    async def apply_referral(self, player_id: str, code: str) -> Referral:
-        """Record who referred a new player, or raise the typed refusal."""
-
-
-@dataclass(frozen=True, slots=True)
-class Participation:
-    """Players who started a challenge (or one instance of it) and how many completed it."""
-
-    started: int
-    completed: int
-
-    @property
-    def rate(self) -> float | None:
-        """completed / started; None when nobody started."""
-        return self.completed / self.started if self.started else None
-
-
-@dataclass(frozen=True, slots=True)
-class StreakStats:
-    active: int
-    at_risk: int
-
-
-@dataclass(frozen=True, slots=True)
-class PointsStats:
-    """Program-wide points; issued == redeemed + expired + deducted + outstanding."""
-
-    issued: int
-    issued_by_reason: Mapping[LedgerReason, int]
-    redeemed: int
-    expired: int
-    deducted: int
-    outstanding: int
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionStats:
-    period: Period
-    complete: bool
-    customers_at_start: int
-    customers_at_end: int
-    new_customers: int
-    retained: int
-
-    @property
-    def rate(self) -> float | None:
-        """(customers at end - new customers) / customers at start; None without any."""
-        if not self.customers_at_start:
-            return None
-        return (self.customers_at_end - self.new_customers) / self.customers_at_start
-
-
-class Analytics(Protocol):
-    """Program analytics for the loyalty manager (definitions in app/analytics.py)."""
-
-    async def challenges(self) -> dict[str, Participation]:
-        """By challenge id; a challenge nobody started is missing."""
-
-    async def challenge_instances(
-        self, challenge_id: str, last: int
-    ) -> list[tuple[str | None, Participation]]:
-        """The latest instances by period key (None: the fixed window), newest first."""
-
-    async def streaks(self) -> dict[str, StreakStats]:
-        """By streak id, for every streak of the program."""
-
-    async def points(self) -> PointsStats: ...
-
-    async def retention(self, granularity: Granularity, count: int) -> list[RetentionStats]:
-        """The last `count` periods, oldest first, the current one last."""
-
-
-class Designer(Protocol):
-    """The designer's tools (app.designer)."""
-
-    async def simulate(
-        self, files: Sequence[tuple[str, str]], since: datetime | None, until: datetime | None
-    ) -> Simulated:
-        """A candidate program (YAML files by name) compared with the one in use
-        on the journal's events of a window."""
-
-    async def explain(self, player_id: str, target: str) -> Explanation:
-        """Why a player has a challenge, milestone tier, streak milestone or badge, or not yet."""
-
-    async def backfill(
-        self, dry_run: bool, progress: Callable[[int], None] | None = None
-    ) -> Backfilled:
-        """Replay the journal into the program's new metrics and claim what players
-        already meet, flagged as backfilled; with `dry_run`, only say what."""
-
-
-class Webhooks(Protocol):
-    """Webhook endpoints and their deliveries (app/webhooks/)."""
-
-    async def create(
-        self, url: str, kinds: Collection[WebhookKind], description: str
-    ) -> tuple[WebhookEndpoint, str]:
-        """The new endpoint and its signing secret, shown this once."""
-
-    async def update(
-        self,
-        endpoint_id: int,
-        url: str | None,
-        kinds: Collection[WebhookKind] | None,
-        description: str | None,
-        enabled: bool | None,
-    ) -> WebhookEndpoint: ...
-
-    async def delete(self, endpoint_id: int) -> None: ...
-
-    async def rotate_secret(
-        self, endpoint_id: int, grace: timedelta | None
-    ) -> tuple[WebhookEndpoint, str]:
-        """A new secret; the old one still signs for `grace`."""
-
-    async def endpoints(self) -> list[WebhookEndpoint]: ...
-
-    async def deliveries(
-        self, endpoint_id: int | None, status: DeliveryStatus | None, after: str | None, first: int
-    ) -> DeliveryPage: ...
-
-    async def redeliver(self, delivery_id: str) -> WebhookDelivery:
-        """Queue a delivery again, same id and body, retried afresh."""
-
-
-class Service(Protocol):
-    """The running Questline service, as the schema needs it."""
-
-    @property
-    def engine(self) -> Engine: ...
-
-    @property
-    def feed(self) -> Feed: ...
-
-    @property
-    def economy(self) -> Economy: ...
-
-    @property
-    def analytics(self) -> Analytics: ...
-
-    @property
-    def designer(self) -> Designer: ...
-
-    @property
-    def webhooks(self) -> Webhooks: ...
-
-    async def record(self, events: Sequence[Event]) -> list[Recorded]:
-        """Record events and keep their unlocks durably before answering."""
-
-    async def history(self, player_id: str, after: str | None, first: int) -> HistoryPage: ...
-
-    async def set_player(
-        self, player_id: str, timezone: str | None, attributes: Mapping[str, Any] | None
-    ) -> None:
-        """Describe a player (timezone, audience attributes), durably."""
-
-    async def reload_program(self) -> tuple[str, bool]:
-        """Load the seed folder again; return (version, changed)."""
+#: A reward of the catalog and the stock left (None: unlimited).
+Stocked = tuple[CatalogReward, int | None]
 
 
 @dataclass
@@ -264,8 +33,14 @@ class Context:
     connection_params: dict[str, Any] | None = None
     #: On a WebSocket: close it with a code and a reason (the app provides it).
     close: Callable[[int, str], Awaitable[None]] | None = None
-    _progress: dict[str, asyncio.Future[PlayerProgress]] = field(default_factory=dict)
-    _rewards: list[tuple[str, CatalogReward, int | None]] | None = None
+    #: Each player's progress, read once per request however many fields need it.
+    progress: DataLoader[str, PlayerProgress] = field(init=False)
+    #: Rewards by id with their stock left, the catalog read once per request.
+    rewards: DataLoader[str, Stocked | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.progress = DataLoader(load_fn=self._progress)
+        self.rewards = DataLoader(load_fn=self._rewards)
 
     def caller(self) -> Principal:
         if self.auth_error is not None:
@@ -277,21 +52,15 @@ class Context:
             )
         return self.principal
 
-    async def progress(self, player_id: str) -> PlayerProgress:
-        """A player's progress, read once per request however many fields need it."""
-        # The fields of one Player resolve concurrently: share the read in
-        # flight, not only its result.
-        found = self._progress.get(player_id)
-        if found is None:
-            found = asyncio.ensure_future(self.service.engine.progress(player_id))
-            self._progress[player_id] = found
-        return await found
+    async def _progress(self, player_ids: Sequence[str]) -> list[PlayerProgress]:
+        return list(await asyncio.gather(*map(self.service.progress, player_ids)))
 
-    async def rewards(self) -> list[tuple[str, CatalogReward, int | None]]:
-        """The catalog with stock left, read once per request."""
-        if self._rewards is None:
-            self._rewards = await self.service.economy.rewards()
-        return self._rewards
+    async def _rewards(self, reward_ids: Sequence[str]) -> list[Stocked | None]:
+        stocked = {
+            reward_id: (reward, left)
+            for reward_id, reward, left in await self.service.economy.rewards()
+        }
+        return [stocked.get(reward_id) for reward_id in reward_ids]
 
 
 Info = StrawberryInfo[Context, None]

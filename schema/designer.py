@@ -185,7 +185,7 @@ async def run_backfill(info: Info, dry_run: bool) -> Backfill:
     info.context.caller().require_admin("backfilling the program's new rules")
     designer = info.context.service.designer
     done = await designer.backfill(dry_run)
-    names = rules(info.context.service.engine.program)
+    names = rules(info.context.service.program)
     return Backfill(
         dry_run=done.dry_run,
         metrics=[

@@ -69,7 +69,7 @@ class Leaderboard:
     )
 
 
-def entry_of(entry: engine_leaderboards.Ranked) -> LeaderboardEntry:
+def leaderboard_entry_of(entry: engine_leaderboards.Ranked) -> LeaderboardEntry:
     return LeaderboardEntry(
         rank=entry.rank, player_id=strawberry.ID(entry.player_id), score=entry.score
     )
@@ -87,7 +87,7 @@ def leaderboard_of(found: engine_leaderboards.Standings) -> Leaderboard:
         starts_at=span.starts_at if span is not None else None,
         ends_at=span.ends_at if span is not None else None,
         player_count=found.size,
-        entries=[entry_of(entry) for entry in found.entries],
-        around=[entry_of(entry) for entry in found.around],
-        position=entry_of(found.position) if found.position is not None else None,
+        entries=[leaderboard_entry_of(entry) for entry in found.entries],
+        around=[leaderboard_entry_of(entry) for entry in found.around],
+        position=leaderboard_entry_of(found.position) if found.position is not None else None,
     )

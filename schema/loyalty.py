@@ -15,8 +15,8 @@ from engine import tiers as engine_tiers
 from engine.program.models import CatalogReward
 from engine.program.program import Program as EngineProgram
 from engine.program.program import TierDef
-from schema.context import Info, LedgerPage
-from schema.types import PageInfo, Progress, progress_of
+from schema.context import Info
+from schema.types import Progress, progress_of
 
 LedgerReason = strawberry.enum(engine_points.LedgerReason, name="LedgerReason")
 ReferralStatus = strawberry.enum(engine_referrals.ReferralStatus, name="ReferralStatus")
@@ -56,7 +56,7 @@ class LedgerEntry:
     )
 
 
-def entry_of(line: engine_points.LedgerLine) -> LedgerEntry:
+def ledger_entry_of(line: engine_points.LedgerLine) -> LedgerEntry:
     return LedgerEntry(
         id=strawberry.ID(str(line.id)),
         delta=line.delta,
@@ -65,28 +65,6 @@ def entry_of(line: engine_points.LedgerLine) -> LedgerEntry:
         note=line.note,
         created_at=line.created_at,
         expires_at=line.expires_at,
-    )
-
-
-@strawberry.type
-class LedgerEdge:
-    cursor: str
-    node: LedgerEntry
-
-
-@strawberry.type
-class LedgerConnection:
-    edges: list[LedgerEdge]
-    page_info: PageInfo
-
-
-def ledger_of(page: LedgerPage) -> LedgerConnection:
-    edges = [LedgerEdge(cursor=str(line.id), node=entry_of(line)) for line in page.lines]
-    return LedgerConnection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
-        ),
     )
 
 
@@ -179,10 +157,12 @@ def reward_of(
 
 
 async def catalog(info: Info) -> list[Reward]:
-    program = info.context.service.engine.program
+    program = info.context.service.program
+    stocked = await info.context.rewards.load_many(list(program.rewards))
     return [
-        reward_of(program, reward_id, reward, left)
-        for reward_id, reward, left in await info.context.rewards()
+        reward_of(program, reward_id, *found)
+        for reward_id, found in zip(program.rewards, stocked, strict=True)
+        if found is not None
     ]
 
 
@@ -196,7 +176,10 @@ class Redemption:
 
     @strawberry.field(description="The reward; null when it left the catalog since.")
     async def reward(self, info: Info) -> Reward | None:
-        return next((r for r in await catalog(info) if r.id == self.reward_id), None)
+        found = await info.context.rewards.load(str(self.reward_id))
+        if found is None:
+            return None
+        return reward_of(info.context.service.program, str(self.reward_id), *found)
 
 
 def redemption_of(redemption: engine_rewards.Redemption) -> Redemption:

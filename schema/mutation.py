@@ -18,7 +18,7 @@ from schema.loyalty import (
     Redemption,
     ReferralResult,
     TierReviewResult,
-    entry_of,
+    ledger_entry_of,
     redemption_of,
     referral_result_of,
 )
@@ -51,7 +51,7 @@ def event_of(data: EventInput) -> Event:
 async def _record(info: Info, events: list[EventInput]) -> list[RecordEventResult]:
     info.context.caller().require_admin("recording events")
     recorded = await info.context.service.record([event_of(event) for event in events])
-    program = info.context.service.engine.program
+    program = info.context.service.program
     return [
         RecordEventResult(
             event_id=result.event_id,
@@ -161,7 +161,7 @@ class Mutation:
         line = await info.context.service.economy.adjust(
             player_id_of(player_id), delta, reason, reference
         )
-        return entry_of(line)
+        return ledger_entry_of(line)
 
     @strawberry.mutation(
         description="Expire every player's lapsed points now (API key); reads do it lazily too."

@@ -7,27 +7,27 @@ import strawberry
 from engine.errors import InvalidArgumentError
 from schema.context import Info
 from schema.loyalty import (
-    LedgerConnection,
+    LedgerEntry,
     PointsBalance,
     Redemption,
     ReferralInfo,
     TierStatus,
     balance_of,
-    ledger_of,
+    ledger_entry_of,
     redemption_of,
     referral_info_of,
     tier_status_of,
 )
 from schema.types import (
     ChallengeProgress,
+    Connection,
     EarnedBadge,
     MilestoneProgress,
-    PageInfo,
     StreakProgress,
-    UnlockConnection,
-    UnlockEdge,
+    Unlock,
     badge_of,
     challenge_progress_of,
+    connection_of,
     milestone_progress_of,
     streak_progress_of,
     unlock_of,
@@ -43,26 +43,26 @@ class Player:
     @strawberry.field
     async def challenges(self, info: Info) -> list[ChallengeProgress]:
         """Current instance of every challenge open to this player."""
-        program = info.context.service.engine.program
-        progress = await info.context.progress(self.id)
+        program = info.context.service.program
+        progress = await info.context.progress.load(self.id)
         return [challenge_progress_of(program, item) for item in progress.challenges]
 
     @strawberry.field
     async def milestones(self, info: Info) -> list[MilestoneProgress]:
-        program = info.context.service.engine.program
-        progress = await info.context.progress(self.id)
+        program = info.context.service.program
+        progress = await info.context.progress.load(self.id)
         return [milestone_progress_of(program, item) for item in progress.milestones]
 
     @strawberry.field
     async def streaks(self, info: Info) -> list[StreakProgress]:
-        program = info.context.service.engine.program
-        progress = await info.context.progress(self.id)
+        program = info.context.service.program
+        progress = await info.context.progress.load(self.id)
         return [streak_progress_of(program, item) for item in progress.streaks]
 
     @strawberry.field
     async def badges(self, info: Info) -> list[EarnedBadge]:
-        program = info.context.service.engine.program
-        progress = await info.context.progress(self.id)
+        program = info.context.service.program
+        progress = await info.context.progress.load(self.id)
         earned = []
         for item in progress.badges:
             badge = badge_of(program, item.id)
@@ -73,20 +73,10 @@ class Player:
     @strawberry.field(description="Durable unlock history, oldest first.")
     async def unlocks(
         self, info: Info, first: int | None = 20, after: str | None = None
-    ) -> UnlockConnection:
+    ) -> Connection[Unlock]:
         page = await info.context.service.history(self.id, after, page_size(first))
-        program = info.context.service.engine.program
-        edges = [
-            UnlockEdge(cursor=cursor, node=unlock_of(program, unlock))
-            for cursor, unlock in page.unlocks
-        ]
-        return UnlockConnection(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
-        )
+        program = info.context.service.program
+        return connection_of(page, lambda unlock: unlock_of(program, unlock))
 
     @strawberry.field(description="Points to spend, after expiring what has lapsed.")
     async def points(self, info: Info) -> PointsBalance:
@@ -95,9 +85,11 @@ class Player:
     @strawberry.field(description="Every movement of the player's points, newest first.")
     async def ledger(
         self, info: Info, first: int | None = 20, after: str | None = None
-    ) -> LedgerConnection:
+    ) -> Connection[LedgerEntry]:
         economy = info.context.service.economy
-        return ledger_of(await economy.ledger(self.id, after, page_size(first)))
+        return connection_of(
+            await economy.ledger(self.id, after, page_size(first)), ledger_entry_of
+        )
 
     @strawberry.field(description="The player's tier and the way to the next one.")
     async def tier(self, info: Info) -> TierStatus:

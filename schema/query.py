@@ -44,7 +44,7 @@ class Query:
     )
     def program(self, info: Info) -> Program:
         info.context.caller()
-        return program_of(info.context.service.engine.program)
+        return program_of(info.context.service.program)
 
     @strawberry.field(description="The rewards catalog, with what is left of each stock.")
     async def rewards(self, info: Info) -> list[Reward]:
@@ -99,8 +99,7 @@ class Query:
         player = caller.player_id if around is None else player_id_of(around)
         if player is not None:
             caller.require_read(player)
-        engine = info.context.service.engine
-        found = await engine.leaderboard(
+        found = await info.context.service.leaderboard(
             id, period or "all", 10 if first is None else first, player
         )
         return leaderboard_of(found)

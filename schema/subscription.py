@@ -53,9 +53,8 @@ class Subscription:
         caller.require_read(player_id_of(target))
         service = info.context.service
         too_slow = _closer(info.context)
-        async for entry in service.feed.subscribe(str(target), since, too_slow):
-            program = service.engine.program
-            yield unlock_of(program, service.engine.describe(str(target), entry))
+        async for unlock in service.follow(str(target), since, too_slow):
+            yield unlock_of(service.program, unlock)
 
     @strawberry.subscription(
         description=(
@@ -66,6 +65,5 @@ class Subscription:
     async def all_unlocks(self, info: Info) -> AsyncGenerator[Unlock, None]:
         info.context.caller().require_admin("following every player's unlocks")
         service = info.context.service
-        async for player_id, entry in service.feed.subscribe_all(_closer(info.context)):
-            program = service.engine.program
-            yield unlock_of(program, service.engine.describe(player_id, entry))
+        async for unlock in service.follow_all(_closer(info.context)):
+            yield unlock_of(service.program, unlock)

@@ -1,13 +1,14 @@
 """GraphQL types: the fixed contract the mobile teams generate code from.
 
-Each type is built from an engine result by a `from_*` function here; no
+Each type is built from an engine result by an `*_of` function here; no
 type reads a store or computes a rule.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Generic, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
@@ -19,9 +20,10 @@ from engine.unlocks import Unlock as EngineUnlock
 from engine.unlocks import UnlockKind as EngineUnlockKind
 from engine.unlocks import granted_badge
 from schema.leaderboards import LeaderboardDefinition, definition_of
+from schema.service import Page
 
-if TYPE_CHECKING:
-    from schema.context import Info
+Node = TypeVar("Node")
+Item = TypeVar("Item")
 
 UnlockKind = strawberry.enum(EngineUnlockKind, name="UnlockKind")
 
@@ -311,15 +313,27 @@ class PageInfo:
 
 
 @strawberry.type
-class UnlockEdge:
+class Edge(Generic[Node]):
     cursor: str
-    node: Unlock
+    node: Node
 
 
 @strawberry.type
-class UnlockConnection:
-    edges: list[UnlockEdge]
+class Connection(Generic[Node]):
+    """A page of a list, Relay style; `connection_of` builds one from a service Page."""
+
+    edges: list[Edge[Node]]
     page_info: PageInfo
+
+
+def connection_of(page: Page[Item], node_of: Callable[[Item], Node]) -> Connection[Node]:
+    edges = [Edge(cursor=cursor, node=node_of(item)) for cursor, item in page.items]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )
 
 
 @strawberry.type(description="The program's catalog, for catalog screens.")
@@ -376,6 +390,3 @@ class EventInput:
 class ReloadResult:
     version: str
     changed: bool
-
-
-Ctx = Annotated["Info", strawberry.lazy("schema.context")]

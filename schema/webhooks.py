@@ -9,9 +9,9 @@ import strawberry
 
 from engine import webhooks as engine_webhooks
 from engine.errors import UnknownWebhookError
-from schema.context import DeliveryPage, Info
+from schema.context import Info
 from schema.player import page_size
-from schema.types import PageInfo
+from schema.types import Connection, connection_of
 
 WebhookEvent = strawberry.enum(
     engine_webhooks.WebhookKind,
@@ -108,31 +108,6 @@ def delivery_of(delivery: engine_webhooks.WebhookDelivery) -> WebhookDelivery:
     )
 
 
-@strawberry.type
-class WebhookDeliveryEdge:
-    cursor: str
-    node: WebhookDelivery
-
-
-@strawberry.type
-class WebhookDeliveryConnection:
-    edges: list[WebhookDeliveryEdge]
-    page_info: PageInfo
-
-
-def deliveries_of(page: DeliveryPage) -> WebhookDeliveryConnection:
-    edges = [
-        WebhookDeliveryEdge(cursor=str(delivery.cursor), node=delivery_of(delivery))
-        for delivery in page.deliveries
-    ]
-    return WebhookDeliveryConnection(
-        edges=edges,
-        page_info=PageInfo(
-            has_next_page=page.has_next_page, end_cursor=edges[-1].cursor if edges else None
-        ),
-    )
-
-
 def endpoint_id_of(raw: strawberry.ID) -> int:
     if not str(raw).isdigit():
         raise UnknownWebhookError(f"{raw!r} is not a webhook endpoint id; `webhooks` lists them")
@@ -154,7 +129,7 @@ async def webhook_deliveries(
     status: WebhookDeliveryStatus | None = None,  # type: ignore[valid-type]
     first: int | None = 20,
     after: str | None = None,
-) -> WebhookDeliveryConnection:
+) -> Connection[WebhookDelivery]:
     _admin(info, "reading webhook deliveries")
     page = await info.context.service.webhooks.deliveries(
         None if endpoint_id is None else endpoint_id_of(endpoint_id),
@@ -162,7 +137,7 @@ async def webhook_deliveries(
         after,
         page_size(first),
     )
-    return deliveries_of(page)
+    return connection_of(page, delivery_of)
 
 
 async def create_webhook(

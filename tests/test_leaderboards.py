@@ -20,7 +20,7 @@ from engine.events import Event
 from engine.leaderboards import MAX_FIRST, Ranked
 from engine.program.loader import load_program
 from engine.store.redis import RedisStore
-from schema import sdl
+from schema.build import sdl
 from tests.clock import MONDAY, Clock, paris
 from tests.engines import engine_on
 from tests.graphql_client import client_for, codes, gql, settings_for

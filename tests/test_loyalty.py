@@ -19,6 +19,7 @@ from app.settings import Settings
 from engine.events import Event
 from tests.clock import Clock
 from tests.graphql_client import client_for, codes, gql, settings_for, subscription
+from tests.store_engine import record_in_store_only
 from tests.test_points import LOYALTY
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday; 10:00 in Paris
@@ -346,10 +347,9 @@ def test_unlock_points_a_crash_left_out_of_the_ledger_are_granted_at_start_up(
     settings: Settings, clock: Clock
 ) -> None:
     with TestClient(create_app(settings, clock)) as client:
-        service = client.app.state.service  # type: ignore[attr-defined]
         # The store claims the unlock, then the process dies before the ledger hears of it.
         event = Event("e1", "ada", "purchase", properties={"category": "coffee"})
-        client.portal.call(service.engine.record, event)  # type: ignore[union-attr]
+        client.portal.call(record_in_store_only, settings, clock, event)
         assert points(client)["points"]["balance"] == 0
     with TestClient(create_app(settings, clock)) as client:
         ledger = [edge["node"] for edge in points(client)["ledger"]["edges"]]

@@ -24,6 +24,7 @@ from tests.clock import Clock
 from tests.graphql_client import gql, settings_for
 from tests.histories import ELSEWHERE, history, player_id
 from tests.services import repo_root
+from tests.store_engine import store_unlock_keys
 
 RECORD_MANY = """mutation($events: [EventInput!]!) {
   recordEvents(events: $events) { eventId duplicate unlocks { key } } }"""
@@ -49,16 +50,15 @@ def seed_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return dataclasses.replace(settings, seed_path=repo_root() / "seed")
 
 
-def snapshot(client: TestClient) -> dict[str, Any]:
+def snapshot(client: TestClient, settings: Settings, clock: Clock) -> dict[str, Any]:
     """Every player's whole progress (through GraphQL) and unlock keys (from the store)."""
-    service = client.app.state.service  # type: ignore[attr-defined]
+    players = [player_id(n) for n in range(PLAYERS)]
+    unlocks = client.portal.call(store_unlock_keys, settings, clock, players)
     found = {}
-    for n in range(PLAYERS):
-        player = player_id(n)
+    for player in players:
         progress = gql(client, PROGRESS, {"id": player})
         assert "errors" not in progress, progress
-        unlocks = client.portal.call(service.engine.unlocks, player, None, 1000)  # type: ignore[union-attr]
-        found[player] = (progress["data"], sorted(unlock.key for unlock in unlocks))
+        found[player] = (progress["data"], unlocks[player])
     return found
 
 
@@ -103,7 +103,7 @@ def test_a_rebuild_from_the_journal_gives_back_every_counter_and_unlock(
         for start in range(0, len(events), 100):
             body = gql(client, RECORD_MANY, {"events": events[start : start + 100]})
             assert "errors" not in body, body
-        before = snapshot(client)
+        before = snapshot(client, seed_settings, clock)
     assert sum(len(keys) for _, keys in before.values()) > 300  # a real mix unlocks plenty
 
     database = make_engine(seed_settings.database_url)
@@ -115,7 +115,7 @@ def test_a_rebuild_from_the_journal_gives_back_every_counter_and_unlock(
     assert heard == []  # subscribers are not told again
 
     with TestClient(create_app(seed_settings, clock)) as client:
-        after = snapshot(client)
+        after = snapshot(client, seed_settings, clock)
     assert after == before
     dry = asyncio.run(rebuild(seed_settings, dry_run=True))
     assert dry.differences == {}

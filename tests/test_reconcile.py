@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from app import service as service_module
+from app import history as history_module
 from app.settings import Settings
 from engine.engine import Engine, EngineSettings
 from engine.events import Event
@@ -101,7 +101,7 @@ def test_recovery_pages_through_long_outboxes_and_keeps_what_was_copied(
 ) -> None:
     """Unlocks copied by the service before the crash stay as they were,
     and those after it follow them, in outbox order."""
-    monkeypatch.setattr(service_module, "RECOVERY_PAGE", 2)
+    monkeypatch.setattr(history_module, "RECOVERY_PAGE", 2)
     with client_for(settings, clock) as client:
         copied = gql(client, RECORD, {"id": "e1", "player": "ada"})["data"]["recordEvent"]
     before = history(settings, clock, "ada")

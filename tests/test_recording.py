@@ -93,7 +93,7 @@ def test_every_accepted_event_is_journaled_once_with_what_it_caused(
         first = gql(client, RECORD, purchase("e1", "ada", earlier))["data"]["recordEvent"]
         again = gql(client, RECORD, purchase("e1", "ada", earlier))["data"]["recordEvent"]
         gql(client, RECORD, purchase("e1", "bob"))  # event ids are unique per player
-        version = client.app.state.service.engine.program.version  # type: ignore[attr-defined]
+        version = client.app.state.service.program.version  # type: ignore[attr-defined]
     assert again["duplicate"] is True
     database = make_engine(seed_settings.database_url)
     rows = list(journal.entries(database))

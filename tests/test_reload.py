@@ -260,4 +260,4 @@ async def test_sighup_with_a_broken_seed_logs_every_error_and_keeps_serving(
         assert "challenges.broken-too.target" in caplog.text
         assert await served(app) == before
         service: Service = app.state.service
-        assert service.engine.program.version == before
+        assert service.program.version == before

@@ -1,6 +1,7 @@
 """The SDL the mobile teams generate code from is committed and current."""
 
-from schema import SDL_PATH, sdl
+from schema import SDL_PATH
+from schema.build import sdl
 
 
 def test_the_committed_schema_graphql_is_current() -> None:

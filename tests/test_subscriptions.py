@@ -92,12 +92,12 @@ def test_subscribers_are_released_when_clients_disconnect(
     with subscription(client, UNLOCKS, {}, token) as ws:
         gql(client, RECORD, {"id": "e1"})
         next_unlock(ws)
-        assert service.feed.subscribers == 1
+        assert service.subscribers == 1
     for _ in range(100):
-        if service.feed.subscribers == 0:
+        if service.subscribers == 0:
             break
         time.sleep(0.02)
-    assert service.feed.subscribers == 0
+    assert service.subscribers == 0
 
 
 def test_subscriptions_per_connection_are_limited(tmp_path: Path, clock: Clock) -> None:

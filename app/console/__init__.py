@@ -14,8 +14,6 @@ cookie (app/console/sessions.py). Charts are drawn by Chart.js, shipped in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
@@ -24,9 +22,7 @@ from starlette.staticfiles import StaticFiles
 from app.auth import Authenticator
 from app.console.pages import Console, SecurityHeaders
 from app.console.sessions import Sessions
-
-if TYPE_CHECKING:  # app.service imports the designer tools, which import this package
-    from app.service import Service
+from app.service import Service
 
 __all__ = ["Sessions", "console_app"]
 

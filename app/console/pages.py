@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from anyio import to_thread
@@ -22,10 +22,10 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth import Authenticator
-from app.cli import summary
-from app.console.candidates import Candidate, check_candidate, check_file_name
+from app.candidates import Candidate, check_candidate, check_file_name, summary
 from app.console.sessions import CSRF_FIELD, Session, Sessions, csrf_matches
 from app.console.sources import read_sources
+from app.service import Service
 from app.tier_records import tier_counts
 from engine.errors import QuestlineError
 from engine.events import check_identifier
@@ -34,9 +34,6 @@ from engine.periods import Granularity
 from engine.progress import PlayerProgress
 from engine.simulation import Simulated
 from schema.permissions import AuthError
-
-if TYPE_CHECKING:  # app.service imports the designer tools, which import this package
-    from app.service import Service
 
 TEMPLATES = Path(__file__).with_name("templates")
 #: Days of the overview's active-players chart, instances of a challenge's chart.
@@ -94,7 +91,7 @@ class Console:
     def render(
         self, request: Request, name: str, session: Session, status_code: int = 200, **context: Any
     ) -> Response:
-        program = self.service.engine.program
+        program = self.service.program
         return self.templates.TemplateResponse(
             request,
             name,
@@ -190,7 +187,7 @@ class Console:
 
     async def overview(self, request: Request, session: Session) -> Response:
         service = self.service
-        program = service.engine.program
+        program = service.program
         days = await service.analytics.retention(Granularity.DAY, ACTIVE_DAYS)
         points = await service.analytics.points()
         tiers = None
@@ -233,7 +230,7 @@ class Console:
 
     async def challenges(self, request: Request, session: Session) -> Response:
         service = self.service
-        program = service.engine.program
+        program = service.program
         sources = await to_thread.run_sync(
             read_sources, service.settings.seed_path, program.version
         )
@@ -316,8 +313,8 @@ class Console:
         ledger_after = request.query_params.get("ledger_after") or None
         history_after = request.query_params.get("history_after") or None
         try:
-            profile = await service.engine.profile(player_id)
-            progress = await service.engine.progress(player_id)
+            profile = await service.profile(player_id)
+            progress = await service.progress(player_id)
             balance = await service.economy.balance(player_id)
             tier = await service.economy.tier(player_id)
             ledger = await service.economy.ledger(player_id, ledger_after, PAGE)
@@ -369,7 +366,7 @@ class Console:
 
     async def program(self, request: Request, session: Session) -> Response:
         service = self.service
-        program = service.engine.program
+        program = service.program
         sources = await to_thread.run_sync(
             read_sources, service.settings.seed_path, program.version
         )

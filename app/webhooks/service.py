@@ -13,14 +13,15 @@ from anyio import to_thread
 from sqlalchemy import Engine as Database
 
 from app.metrics import Metrics
+from app.paging import page_of, row_cursor
 from app.settings import Settings
 from app.webhooks import deliveries, endpoints
 from app.webhooks.sender import Sender
 from app.webhooks.urls import check_url
 from engine.engine import Clock
-from engine.errors import CursorError, WebhookError
+from engine.errors import WebhookError
 from engine.webhooks import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookKind
-from schema.context import DeliveryPage
+from schema.service import Page
 
 #: The longest description kept.
 MAX_DESCRIPTION = 500
@@ -95,19 +96,15 @@ class Webhooks:
         status: DeliveryStatus | None,
         after: str | None,
         first: int,
-    ) -> DeliveryPage:
+    ) -> Page[WebhookDelivery]:
         """Newest first; `after` is an edge's cursor."""
-        before = None
-        if after is not None:
-            if not after.isdigit():
-                raise CursorError(f"{after!r} is not a delivery cursor; pass an edge's `cursor`")
-            before = int(after)
+        before = row_cursor(after, "delivery")
         if endpoint_id is not None:
             await to_thread.run_sync(endpoints.endpoint, self._db, endpoint_id)  # known?
         found = await to_thread.run_sync(
             deliveries.page, self._db, endpoint_id, status, before, first + 1
         )
-        return DeliveryPage(deliveries=found[:first], has_next_page=len(found) > first)
+        return page_of([(delivery.cursor, delivery) for delivery in found], first)
 
     async def redeliver(self, delivery_id: str) -> WebhookDelivery:
         return await to_thread.run_sync(deliveries.redeliver, self._db, delivery_id, self._clock())

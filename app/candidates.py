@@ -86,3 +86,26 @@ def _relative(issue: SeedIssue, root: Path) -> SeedIssue:
     """The issue naming the file as the designer knows it, not the temporary folder."""
     name = Path(issue.file).name if Path(issue.file).parent == root else issue.file
     return SeedIssue(name, issue.line, issue.path, issue.message)
+
+
+def summary(path: Path, program: Program) -> str:
+    """One line that says a program is valid and how big it is."""
+    sizes = ", ".join(
+        plural(len(items), noun)
+        for items, noun in (
+            (program.metrics, "metric"),
+            (program.milestones, "milestone"),
+            (program.challenges, "challenge"),
+            (program.streaks, "streak"),
+            (program.badges, "badge"),
+            (program.earn_rules, "earn rule"),
+            (program.tiers.levels if program.tiers else (), "tier"),
+            (program.rewards, "reward"),
+            (program.leaderboards, "leaderboard"),
+        )
+    )
+    return f"{path}: valid, {sizes} (version {program.version})"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
