@@ -73,7 +73,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from app.ledger import ACCOUNTS, ENTRIES
+from app.points import ACCOUNTS, ENTRIES
 from app.records import UNLOCKS
 from app.sql import per_database, table, translated_errors
 from engine import periods
@@ -498,7 +498,7 @@ def points_summary(db: Engine, now: datetime) -> PointsStats:
 
 def _lapsed(now: datetime) -> ScalarSelect[int]:
     """Points lapsed by `now` whose expiry is not written yet, over every player:
-    max(0, credits expired by now - debited) each (see app.ledger)."""
+    max(0, credits expired by now - debited) each (see app.points)."""
     expired_credits = (
         select(ENTRIES.c.player_id, func.sum(ENTRIES.c.delta).label("total"))
         .where(ENTRIES.c.delta > 0, ENTRIES.c.expires_at <= now)

@@ -42,8 +42,8 @@ from app.jwks import ALGORITHMS as JWKS_ALGORITHMS
 from app.jwks import JwksKeys, http_client, quoted
 from app.settings import Settings
 from engine.engine import Clock, utc_now
-from engine.errors import ConfigurationError
-from schema.permissions import AuthError, Principal
+from engine.errors import AuthError, ConfigurationError
+from schema.permissions import Principal
 
 VerifyingKey = str | RSAPublicKey | EllipticCurvePublicKey
 

@@ -2,7 +2,7 @@
 
 The rules come from the engine (what an event earns, which tier points
 reach, whether a reward may be redeemed); this class feeds them the numbers
-kept in SQL (app.ledger, app.grants, app.tier_records, app.redemptions) and
+kept in SQL (app.points, app.grants, app.tiers, app.rewards) and
 runs those blocking calls on worker threads. Time is the service's clock,
 so tests move it instead of waiting for points to expire or a review to come.
 """
@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 from anyio import to_thread
 from sqlalchemy import Engine as Database
 
-from app import grants, ledger, redemptions, referrals, tier_records
+from app import grants, points, referrals, rewards, tiers
 from app.grants import Grant, Granted, fixed
 from app.paging import page_of, row_cursor
-from app.tier_records import Announcement
+from app.tiers import Announcement
 from engine.engine import Clock, Engine, Recorded
 from engine.errors import PointsError
 from engine.periods import resolve_timezone
@@ -120,7 +120,7 @@ class Economy:
             unlocks = await self.engine.grant(announcement.player_id, announcement.key)
             if unlocks:
                 await to_thread.run_sync(self._save_unlocks, unlocks)
-            await to_thread.run_sync(tier_records.announced, self.database, announcement)
+            await to_thread.run_sync(tiers.announced, self.database, announcement)
             granted += unlocks
         return granted
 
@@ -130,7 +130,7 @@ class Economy:
         referees = await to_thread.run_sync(referrals.unrewarded, self.database)
         for referee_id in referees:
             await self.announce(await self._reward_referral(referee_id))
-        pending = await to_thread.run_sync(tier_records.pending, self.database, None)
+        pending = await to_thread.run_sync(tiers.pending, self.database, None)
         await self.announce(pending)
         return len(referees) + len(pending)
 
@@ -143,12 +143,12 @@ class Economy:
         )
 
     async def balance(self, player_id: str) -> Balance:
-        return await to_thread.run_sync(ledger.balance, self.database, player_id, self.clock())
+        return await to_thread.run_sync(points.balance, self.database, player_id, self.clock())
 
     async def ledger(self, player_id: str, after: str | None, first: int) -> Page[LedgerLine]:
         before = row_cursor(after, "ledger")
         lines = await to_thread.run_sync(
-            ledger.entries, self.database, player_id, before, first + 1, self.clock()
+            points.entries, self.database, player_id, before, first + 1, self.clock()
         )
         return page_of([(line.id, line) for line in lines], first)
 
@@ -157,12 +157,12 @@ class Economy:
         if ladder is None:
             return None
         return await to_thread.run_sync(
-            tier_records.tier_status, self.database, player_id, ladder, self.clock()
+            tiers.tier_status, self.database, player_id, ladder, self.clock()
         )
 
     async def rewards(self) -> list[tuple[str, CatalogReward, int | None]]:
         """The catalog with what is left of each stock (None: unlimited)."""
-        used = await to_thread.run_sync(redemptions.redeemed_in_all, self.database)
+        used = await to_thread.run_sync(rewards.redeemed_in_all, self.database)
         return [
             (
                 reward_id,
@@ -176,7 +176,7 @@ class Economy:
         if not idempotency_key.strip():
             raise PointsError("idempotencyKey must not be empty: send one per redemption")
         return await to_thread.run_sync(
-            redemptions.redeem,
+            rewards.redeem,
             self.database,
             self.program,
             player_id,
@@ -186,11 +186,11 @@ class Economy:
         )
 
     async def redemptions(self, player_id: str, first: int) -> list[Redemption]:
-        return await to_thread.run_sync(redemptions.redemptions, self.database, player_id, first)
+        return await to_thread.run_sync(rewards.redemptions, self.database, player_id, first)
 
     async def adjust(self, player_id: str, delta: int, note: str, reference: str) -> LedgerLine:
         return await to_thread.run_sync(
-            ledger.adjust,
+            points.adjust,
             self.database,
             player_id,
             delta,
@@ -201,7 +201,7 @@ class Economy:
         )
 
     async def expire(self) -> tuple[int, int]:
-        return await to_thread.run_sync(ledger.expire_all, self.database, self.clock())
+        return await to_thread.run_sync(points.expire_all, self.database, self.clock())
 
     async def review_tiers(self) -> TierReview:
         """Apply the current review period to every player not yet reviewed for it."""
@@ -210,7 +210,7 @@ class Economy:
             raise PointsError("the program has no tiers to review; add a `tiers` section")
         now = self.clock()
         period = review_start(now, ladder, self.timezone())
-        review = await to_thread.run_sync(tier_records.review, self.database, ladder, now, period)
+        review = await to_thread.run_sync(tiers.review, self.database, ladder, now, period)
         await self.announce(review.announcements)
         logger.info(
             "tier review %s: %d players, %d up, %d down",

@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, Table, bindparam, select, tuple_
 from sqlalchemy.sql import Executable
 
-from app import referrals, tier_records
-from app.ledger import (
+from app import referrals, tiers
+from app.points import (
     USAGE,
     Account,
     Credit,
@@ -36,7 +36,7 @@ from app.ledger import (
     save_all,
 )
 from app.sql import Upsert, chunks, per_database, writing
-from app.tier_records import Announcement
+from app.tiers import Announcement
 from engine.points import Earning, LedgerReason
 from engine.program.program import Program, TierLadder
 from engine.tiers import level_for
@@ -210,10 +210,10 @@ def _upgrade(
     """Move each (locked) account up at once when its qualifying points reach a
     higher level, as of its latest grant; only those that may climb are
     looked at."""
-    climbing = [account for account in accounts if tier_records.may_climb(account, ladder)]
-    qualifying = tier_records.qualifying_of(connection, climbing, latest, ladder)
+    climbing = [account for account in accounts if tiers.may_climb(account, ladder)]
+    qualifying = tiers.qualifying_of(connection, climbing, latest, ladder)
     for account in climbing:
         reached = level_for(ladder, qualifying.get(account.player_id, 0))
         if reached.rank > ladder.get(account.tier_id).rank:
             now = latest[account.player_id]
-            tier_records.change_level(account, reached, now, now.astimezone(timezone).date())
+            tiers.change_level(account, reached, now, now.astimezone(timezone).date())

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from engine.engine import Clock
-from schema.permissions import AuthError
+from engine.errors import AuthError
 
 logger = logging.getLogger("questline.auth")
 

@@ -42,7 +42,7 @@ from app.metrics import Metrics
 from app.service import Service
 from app.settings import Settings
 from engine.engine import Clock, utc_now
-from engine.errors import QuestlineError, StoreError
+from engine.errors import AuthError, QuestlineError, StoreError
 from schema.build import build_schema
 from schema.context import Context
 from schema.errors import (
@@ -52,7 +52,6 @@ from schema.errors import (
     REQUEST_CODES,
     request_error,
 )
-from schema.permissions import AuthError
 
 logger = logging.getLogger("questline.http")
 

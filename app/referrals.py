@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Index, Row, UniqueConstraint, func, select, update
 from sqlmodel import Field, SQLModel
 
-from app import tier_records
-from app.ledger import ACCOUNTS, Account, append, lock_account, save
+from app import tiers
+from app.points import ACCOUNTS, Account, append, lock_account, save
 from app.sql import UTCDateTime, table, translated_errors, upsert, writing
-from app.tier_records import Announcement
+from app.tiers import Announcement
 from app.webhooks import outbox
 from engine.errors import UnknownReferralCodeError
 from engine.points import LedgerReason
@@ -216,7 +216,7 @@ def _settle(
     announcements = []
     for account in accounts:
         if program.tiers is not None:
-            tier_records.upgrade(connection, account, program.tiers, now, day)
+            tiers.upgrade(connection, account, program.tiers, now, day)
         save(connection, account)
         if account.tier_unlock is not None:
             announcements.append(Announcement(account.player_id, account.tier_unlock))

@@ -1,4 +1,5 @@
-"""Every error the engine raises, in one tree.
+"""Every error Questline raises, in one tree (the engine's, the service's
+and the API's refusals alike).
 
     QuestlineError                  base; its own code INTERNAL is a bug (logged with a traceback)
     ├── TransientError              retryable: the same request may succeed when sent again later
@@ -10,6 +11,8 @@
     └── (every other error is permanent: sending the same request again gets the same answer)
         ├── ConfigurationError      a setting, store URL or database that cannot work
         │                           (CONFIGURATION)
+        ├── AuthError               no credentials, or ones that do not hold (UNAUTHENTICATED)
+        ├── ForbiddenError          the caller may not do this (FORBIDDEN)
         ├── ProgramError            a seed program that does not validate, all issues at once
         │                           (BAD_PROGRAM)
         ├── ConditionError          a `where` / audience condition that cannot be compiled
@@ -77,6 +80,14 @@ class TransientError(QuestlineError):
 
 class ConfigurationError(QuestlineError):
     code = "CONFIGURATION"
+
+
+class AuthError(QuestlineError):
+    code = "UNAUTHENTICATED"
+
+
+class ForbiddenError(QuestlineError):
+    code = "FORBIDDEN"
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info as StrawberryInfo
 
-from engine.errors import QuestlineError
+from engine.errors import AuthError, QuestlineError
 from engine.program.models import CatalogReward
 from engine.progress import PlayerProgress
-from schema.permissions import AuthError, Principal
+from schema.permissions import Principal
 from schema.service import Service
 
 #: A reward of the catalog and the stock left (None: unlimited).

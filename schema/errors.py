@@ -1,8 +1,8 @@
 """Typed GraphQL errors: every refusal carries `extensions.code` and `extensions.retryable`.
 
-The codes of our own errors come from the `engine.errors` tree (and
-`schema.permissions`); the request itself adds the codes below, for what is
-refused before any resolver runs. The README lists every code a client can
+The codes of our own errors come from the one `engine.errors` tree; the
+request itself adds the three codes below, for what is refused before any
+resolver runs. The README lists every code a client can
 get, and a test keeps that table equal to `all_codes()`.
 
 Expected refusals (a bad argument, not enough points, a forbidden read) are
@@ -19,7 +19,6 @@ from graphql.error import GraphQLError
 
 from engine import errors
 from engine.errors import QuestlineError
-from schema import permissions  # noqa: F401  (its errors join the tree)
 
 logger = logging.getLogger("questline.graphql")
 

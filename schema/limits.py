@@ -28,8 +28,8 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
+from engine.errors import ForbiddenError
 from schema.errors import coded
-from schema.permissions import ForbiddenError
 
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 

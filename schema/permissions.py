@@ -12,15 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from engine.errors import QuestlineError
-
-
-class AuthError(QuestlineError):
-    code = "UNAUTHENTICATED"
-
-
-class ForbiddenError(QuestlineError):
-    code = "FORBIDDEN"
+from engine.errors import ForbiddenError
 
 
 @dataclass(frozen=True, slots=True)

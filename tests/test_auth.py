@@ -11,8 +11,8 @@ from starlette.datastructures import Headers
 
 from app.auth import Authenticator, generate_api_key, issue_player_token
 from app.settings import Settings
-from engine.errors import ConfigurationError
-from schema.permissions import AuthError, ForbiddenError, Principal
+from engine.errors import AuthError, ConfigurationError, ForbiddenError
+from schema.permissions import Principal
 from tests.identity_provider import hand_made_token
 
 API_KEY = "server-key-0123456789abcdef"

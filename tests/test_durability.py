@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.journal import JOURNAL
-from app.ledger import ACCOUNTS, ENTRIES
+from app.points import ACCOUNTS, ENTRIES
 from app.records import UNLOCKS
 from app.sql import make_engine
 from engine.points import LedgerReason

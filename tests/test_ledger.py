@@ -13,11 +13,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, delete, func, select
 
-from app import ledger, tier_records
+from app import points, tiers
 from app.grants import Grant, fixed, grant_now
-from app.ledger import ACCOUNTS, ENTRIES, USAGE
 from app.migrations import upgrade_database
-from app.redemptions import REDEMPTIONS, STOCK
+from app.points import ACCOUNTS, ENTRIES, USAGE
+from app.rewards import REDEMPTIONS, STOCK
 from app.sql import make_engine
 from engine.errors import InsufficientPointsError, PointsError
 from engine.events import Event
@@ -119,18 +119,18 @@ def test_an_event_earns_once_however_often_it_is_granted(
         purchase(program, player, "e1", 4.35, START),
         purchase(program, player, "e1", 4.35, START),
     )
-    lines = ledger.entries(db, player, None, 10, START)
+    lines = points.entries(db, player, None, 10, START)
     assert [(line.delta, line.reason, line.reference) for line in lines] == [
         (43, LedgerReason.EARN, "e1")
     ]
-    assert ledger.balance(db, player, START).balance == 43 == assert_consistent(db, player)
+    assert points.balance(db, player, START).balance == 43 == assert_consistent(db, player)
 
 
 def test_unlock_points_are_granted_once_by_key(db: Engine, program: Program, player: str) -> None:
     reward = Grant(player, LedgerReason.REWARD, "milestone:coffee-lover:2", fixed(100), START)
     credit(db, program, reward)
     credit(db, program, reward)
-    balance = ledger.balance(db, player, START)
+    balance = points.balance(db, player, START)
     assert (balance.balance, balance.lifetime_earned) == (100, 100)
 
 
@@ -138,7 +138,7 @@ def test_an_event_that_earns_nothing_leaves_no_entry(
     db: Engine, program: Program, player: str
 ) -> None:
     credit(db, program, purchase(program, player, "e1", 0.05, START))
-    assert ledger.entries(db, player, None, 10, START) == []
+    assert points.entries(db, player, None, 10, START) == []
 
 
 def test_a_cap_limits_a_rule_per_local_day(db: Engine, program: Program, player: str) -> None:
@@ -146,7 +146,7 @@ def test_a_cap_limits_a_rule_per_local_day(db: Engine, program: Program, player:
     credit(db, program, *(review_event(program, player, f"r{n}", morning) for n in range(3)))
     next_day = START + timedelta(days=1)
     credit(db, program, review_event(program, player, "r3", next_day), at=next_day)
-    deltas = [line.delta for line in reversed(ledger.entries(db, player, None, 10, START))]
+    deltas = [line.delta for line in reversed(points.entries(db, player, None, 10, START))]
     assert deltas == [5, 5, 2, 5]  # the cap of 12 a day leaves 2 for the third review
 
 
@@ -156,8 +156,8 @@ def test_a_tier_is_reached_at_once_and_its_multiplier_applies_after(
     announced = credit(db, program, purchase(program, player, "e1", 20, START))
     assert announced == ["tier:gold:2026-11-02"]  # 200 qualifying points reach Gold
     credit(db, program, purchase(program, player, "e2", 10, START))
-    assert [line.delta for line in ledger.entries(db, player, None, 1, START)] == [150]  # x1.5
-    status = tier_records.tier_status(db, player, ladder, START)
+    assert [line.delta for line in points.entries(db, player, None, 1, START)] == [150]  # x1.5
+    status = tiers.tier_status(db, player, ladder, START)
     assert (status.level.id, status.qualifying_points, status.since) == ("gold", 350, START)
 
 
@@ -165,12 +165,12 @@ def test_a_tier_change_stays_pending_until_announced(
     db: Engine, program: Program, player: str
 ) -> None:
     credit(db, program, purchase(program, player, "e1", 20, START))
-    [pending] = tier_records.pending(db, [player])
+    [pending] = tiers.pending(db, [player])
     assert credit(db, program, Grant(player, LedgerReason.REWARD, "x", fixed(1), START)) == [
         pending.key
     ]
-    tier_records.announced(db, pending)
-    assert tier_records.pending(db, [player]) == []
+    tiers.announced(db, pending)
+    assert tiers.pending(db, [player]) == []
 
 
 def test_unspent_points_expire_soonest_first(db: Engine, program: Program, player: str) -> None:
@@ -179,17 +179,17 @@ def test_unspent_points_expire_soonest_first(db: Engine, program: Program, playe
     credit(
         db, program, Grant(player, LedgerReason.REWARD, "b", fixed(50), START), at=START + 10 * day
     )
-    ledger.adjust(db, player, -30, "broken cup", "adj-1", START + 5 * day, None)
-    soon = ledger.balance(db, player, START + 5 * day)
+    points.adjust(db, player, -30, "broken cup", "adj-1", START + 5 * day, None)
+    soon = points.balance(db, player, START + 5 * day)
     assert (soon.balance, soon.expiring_soon) == (120, 70)  # a's 100, less the 30 spent
 
-    after_a = ledger.balance(db, player, START + 31 * day)
+    after_a = points.balance(db, player, START + 31 * day)
     assert (after_a.balance, after_a.lifetime_earned, after_a.expiring_soon) == (50, 150, 50)
-    after_b = ledger.balance(db, player, START + 41 * day)
+    after_b = points.balance(db, player, START + 41 * day)
     assert after_b.balance == 0 == assert_consistent(db, player)
     expired = [
         line.delta
-        for line in ledger.entries(db, player, None, 10, START)
+        for line in points.entries(db, player, None, 10, START)
         if line.reason == "expire"
     ]
     assert expired == [-50, -70]
@@ -202,31 +202,30 @@ def test_expiring_everyone_touches_only_lapsed_points(
     credit(db, program, Grant(player, LedgerReason.REWARD, "a", fixed(100), START))
     later = START + timedelta(days=20)
     credit(db, program, Grant(other, LedgerReason.REWARD, "a", fixed(100), START), at=later)
-    players, points = ledger.expire_all(db, START + timedelta(days=31))
-    assert (players, points) == (1, 100)
-    assert ledger.expire_all(db, START + timedelta(days=31)) == (0, 0)
+    assert points.expire_all(db, START + timedelta(days=31)) == (1, 100)
+    assert points.expire_all(db, START + timedelta(days=31)) == (0, 0)
     assert assert_consistent(db, player) == 0 and assert_consistent(db, other) == 100
 
 
 def test_an_adjustment_is_idempotent_and_never_overdraws(
     db: Engine, program: Program, player: str
 ) -> None:
-    first = ledger.adjust(db, player, 40, "welcome gift", "gift-1", START, timedelta(days=30))
-    again = ledger.adjust(db, player, 40, "welcome gift", "gift-1", START, timedelta(days=30))
+    first = points.adjust(db, player, 40, "welcome gift", "gift-1", START, timedelta(days=30))
+    again = points.adjust(db, player, 40, "welcome gift", "gift-1", START, timedelta(days=30))
     assert again == first and first.note == "welcome gift"
     assert first.expires_at == START + timedelta(days=30)
     with pytest.raises(InsufficientPointsError, match=r"balance .* is 40"):
-        ledger.adjust(db, player, -41, "too much", "take-1", START, None)
+        points.adjust(db, player, -41, "too much", "take-1", START, None)
     with pytest.raises(PointsError, match="must not be 0"):
-        ledger.adjust(db, player, 0, "nothing", "zero", START, None)
+        points.adjust(db, player, 0, "nothing", "zero", START, None)
     assert assert_consistent(db, player) == 40
 
 
 def test_the_ledger_pages_newest_first(db: Engine, program: Program, player: str) -> None:
     for n in range(5):
         credit(db, program, Grant(player, LedgerReason.REWARD, f"k{n}", fixed(n + 1), START))
-    first = ledger.entries(db, player, None, 2, START)
-    rest = ledger.entries(db, player, first[-1].id, 10, START)
+    first = points.entries(db, player, None, 2, START)
+    rest = points.entries(db, player, first[-1].id, 10, START)
     assert [line.reference for line in first + rest] == ["k4", "k3", "k2", "k1", "k0"]
 
 
@@ -240,12 +239,12 @@ def test_a_review_moves_down_only_players_below_their_level(
     day_before = review_day - timedelta(days=1)
     credit(db, program, purchase(program, active, "e2", 20, day_before), at=day_before)
 
-    result = tier_records.review(db, ladder, review_day, date(2027, 2, 1))
+    result = tiers.review(db, ladder, review_day, date(2027, 2, 1))
     assert (result.downgraded, result.upgraded) == (1, 0)
-    assert tier_records.tier_status(db, idle, ladder, review_day).level.id == "green"
-    assert tier_records.tier_status(db, active, ladder, review_day).level.id == "gold"
-    assert tier_records.Announcement(idle, "tier:green:2027-02-01") in result.announcements
-    again = tier_records.review(db, ladder, review_day, date(2027, 2, 1))
+    assert tiers.tier_status(db, idle, ladder, review_day).level.id == "green"
+    assert tiers.tier_status(db, active, ladder, review_day).level.id == "gold"
+    assert tiers.Announcement(idle, "tier:green:2027-02-01") in result.announcements
+    again = tiers.review(db, ladder, review_day, date(2027, 2, 1))
     assert again.reviewed == 0
 
 
@@ -255,4 +254,4 @@ def test_no_tier_moves_down_between_reviews(
     credit(db, program, purchase(program, player, "e1", 25, START))
     much_later = START + timedelta(days=200)
     credit(db, program, Grant(player, LedgerReason.REWARD, "k", fixed(1), START), at=much_later)
-    assert tier_records.tier_status(db, player, ladder, much_later).level.id == "gold"
+    assert tiers.tier_status(db, player, ladder, much_later).level.id == "gold"

@@ -15,8 +15,8 @@ from sqlalchemy import func, insert, select
 from starlette.testclient import TestClient
 
 from app import journal
-from app.ledger import ACCOUNTS, ENTRIES
 from app.main import create_app
+from app.points import ACCOUNTS, ENTRIES
 from app.settings import Settings
 from app.sql import make_engine
 from engine.group_commit import GroupCommit

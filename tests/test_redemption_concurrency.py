@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from app import ledger
-from app.ledger import ACCOUNTS, ENTRIES
+from app import points
 from app.migrations import upgrade_database
-from app.redemptions import REDEMPTIONS
+from app.points import ACCOUNTS, ENTRIES
+from app.rewards import REDEMPTIONS
 from app.settings import Settings
 from app.sql import make_engine
 from tests.clock import WEDNESDAY, Clock
@@ -92,7 +92,7 @@ async def test_concurrent_redemptions_never_overspend_or_oversell(
     db = make_engine(database_url)
     empty_economy(db)
     for player in PLAYERS:
-        ledger.adjust(db, player, GRANTED, "start", "start", WEDNESDAY, timedelta(days=3650))
+        points.adjust(db, player, GRANTED, "start", "start", WEDNESDAY, timedelta(days=3650))
     settings = dataclasses.replace(
         settings_for(tmp_path, clean_redis_url),
         database_url=database_url,

@@ -26,14 +26,13 @@ from app.candidates import Candidate, check_candidate, check_file_name, summary
 from app.console.sessions import CSRF_FIELD, Session, Sessions, csrf_matches
 from app.console.sources import read_sources
 from app.service import Service
-from app.tier_records import tier_counts
-from engine.errors import QuestlineError
+from app.tiers import tier_counts
+from engine.errors import AuthError, QuestlineError
 from engine.events import check_identifier
 from engine.explain import Explanation
 from engine.periods import Granularity
 from engine.progress import PlayerProgress
 from engine.simulation import Simulated
-from schema.permissions import AuthError
 
 TEMPLATES = Path(__file__).with_name("templates")
 #: Days of the overview's active-players chart, instances of a challenge's chart.

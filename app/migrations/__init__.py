@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, event, text
 
 # The modules defining tables besides app.records, so that SQLModel.metadata always
 # describes the whole database (autogenerate, and the test comparing it with migrations).
-from app import analytics, journal, ledger, program_metrics, redemptions, referrals  # noqa: F401
+from app import analytics, journal, points, program_metrics, referrals, rewards  # noqa: F401
 from app.sql import make_engine, translated_errors
 from app.webhooks import tables  # noqa: F401
 

@@ -9,7 +9,7 @@ that did not. Each function here takes the caller's open connection:
   first time (the group commit of recording, app.recording, and the copies
   of tier changes and start-up recovery, `Service._save_unlocks`); an
   unlock of kind TIER is a tier change.
-- `redeemed`: a new redemption (app.redemptions).
+- `redeemed`: a new redemption (app.rewards).
 - `referral_rewarded`: a referral just rewarded (app.referrals).
 
 Every enabled endpoint subscribed to the message's kind gets a delivery.

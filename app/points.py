@@ -97,7 +97,7 @@ class PointsAccount(SQLModel, table=True):
     reviewed: str | None = None
     #: When the player's first event qualifying a referral arrived (referees must be new).
     first_qualifying_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    #: Running sum of the qualifying credits made after `qualifying_since` (app.tier_records).
+    #: Running sum of the qualifying credits made after `qualifying_since` (app.tiers).
     qualifying: int = 0
     #: Start of the tier window when `qualifying` was last brought up to date; None: never.
     qualifying_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -281,7 +281,7 @@ def credit_all(
 
 
 def count_qualifying(account: Account, reason: LedgerReason, delta: int, at: datetime) -> None:
-    """Keep the account's running figure of qualifying points (app.tier_records)
+    """Keep the account's running figure of qualifying points (app.tiers)
     up to date with an entry just added."""
     since = account.qualifying_since
     if reason in QUALIFYING and since is not None and at > since:

@@ -5,7 +5,7 @@ ladder's rolling window. Summing a player's ledger for every event made an
 event's cost grow with the player's history, so the account keeps a running
 figure instead: `qualifying`, the sum of qualifying credits made after
 `qualifying_since` (a past start of the window). New credits add to it as
-they are written (app.ledger); bringing it up to date subtracts only the
+they are written (app.points); bringing it up to date subtracts only the
 credits that left the window since, through the (player, created_at) index.
 A window that grew, or a clock that went back, starts it over from the
 ledger, as does a player never counted (`qualifying_since` is None).
@@ -24,7 +24,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 
-from app.ledger import ACCOUNTS, ENTRIES, Account, lock_account, save
+from app.points import ACCOUNTS, ENTRIES, Account, lock_account, save
 from app.sql import chunks, translated_errors, writing
 from engine.points import QUALIFYING
 from engine.program.program import TierDef, TierLadder

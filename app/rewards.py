@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from app.ledger import append, expire_due, lock_account, save
+from app.points import append, expire_due, lock_account, save
 from app.sql import UTCDateTime, record_id, table, translated_errors, upsert, writing
 from app.webhooks import outbox
 from engine.errors import IdempotencyKeyReusedError
