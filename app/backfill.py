@@ -40,10 +40,10 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 
 from anyio import to_thread
-from sqlalchemy import Engine as Database
 
 from app import journal, program_metrics
 from app.rebuild import MEMORY, batches, restore_profiles
+from app.sql import Database
 from engine.backfill import Backfilled
 from engine.engine import Engine
 from engine.events import Event
@@ -59,7 +59,7 @@ Settle = Callable[[Sequence[Unlock]], Awaitable[int]]
 
 async def backfill(
     engine: Engine,
-    db: Database,
+    database: Database,
     settle: Settle,
     *,
     dry_run: bool = False,
@@ -69,16 +69,16 @@ async def backfill(
     module); `progress` is told how many events are replayed so far."""
     program = engine.program
     done = Backfilled(dry_run)
-    lacking = await _lacking(program, db, done)
+    lacking = await _lacking(program, database, done)
     if dry_run:
-        await _foresee(engine, db, done, progress)
+        await _foresee(engine, database, done, progress)
         return done
     replayed = 0
     run = f"backfill:{int(engine.clock().timestamp() * 1000)}"
     for metrics, versions in lacking.items():
         counting = _counting(program, metrics)
         partial = Engine(counting, engine.store, engine.settings, engine.clock)
-        async for batch in batches(journal.entries(db, versions=versions)):
+        async for batch in batches(journal.entries(database, versions=versions)):
             feeding = [entry for entry in batch if entry.event.type in counting.metrics_by_event]
             results = await partial.replay(
                 [_replayed(entry.event, metrics) for entry in feeding],
@@ -91,8 +91,8 @@ async def backfill(
             replayed += len(batch)
             if progress is not None:
                 progress(replayed)
-        await to_thread.run_sync(program_metrics.add, db, versions, metrics)
-    for player_id in await to_thread.run_sync(journal.players, db):
+        await to_thread.run_sync(program_metrics.add, database, versions, metrics)
+    for player_id in await to_thread.run_sync(journal.players, database):
         unlocks = await engine.settle(player_id, run)
         await settle(unlocks)
         done.add(unlocks)
@@ -100,13 +100,13 @@ async def backfill(
 
 
 async def _lacking(
-    program: Program, db: Database, done: Backfilled
+    program: Program, database: Database, done: Backfilled
 ) -> dict[frozenset[str], list[str]]:
     """The program's metrics that some journaled versions did not count, each
     set with those versions; events of unknown versions are counted in `done`."""
-    counted = await to_thread.run_sync(program_metrics.counted, db)
+    counted = await to_thread.run_sync(program_metrics.counted, database)
     lacking: dict[frozenset[str], list[str]] = defaultdict(list)
-    for version, events in (await to_thread.run_sync(journal.versions, db)).items():
+    for version, events in (await to_thread.run_sync(journal.versions, database)).items():
         if version not in counted:
             done.unknown_events += events
             continue
@@ -139,16 +139,16 @@ def _replayed(event: Event, metrics: frozenset[str]) -> Event:
 
 
 async def _foresee(
-    engine: Engine, db: Database, done: Backfilled, progress: Callable[[int], None] | None
+    engine: Engine, database: Database, done: Backfilled, progress: Callable[[int], None] | None
 ) -> None:
     """The dry run: the journal replayed into memory, then the unlocks held
     there and not in the store, per rule."""
     memory = store_from_url(MEMORY, announce=False)
     try:
         replica = Engine(engine.program, memory, engine.settings, engine.clock)
-        await restore_profiles(replica, db)
+        await restore_profiles(replica, database)
         replayed = 0
-        async for batch in batches(journal.entries(db)):
+        async for batch in batches(journal.entries(database)):
             await replica.replay(
                 [entry.event for entry in batch], [entry.recorded_at for entry in batch]
             )
@@ -156,7 +156,7 @@ async def _foresee(
             if progress is not None:
                 progress(replayed)
         run = f"backfill:{int(engine.clock().timestamp() * 1000)}"
-        for player_id in await to_thread.run_sync(journal.players, db):
+        for player_id in await to_thread.run_sync(journal.players, database):
             await replica.settle(player_id, run)
             read = [Read("hash", keys.unlocks(player_id))]
             [held] = await engine.store.read(read)

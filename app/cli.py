@@ -21,7 +21,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy import Engine as Database
 
 from app.backfill import report as backfill_report
 from app.candidates import plural, summary
@@ -34,7 +33,7 @@ from app.settings import Settings
 from app.simulate import simulate as run_simulation
 from app.simulation_report import as_json as simulation_json
 from app.simulation_report import tables as simulation_tables
-from app.sql import make_engine
+from app.sql import Database, make_database
 from engine.backfill import Backfilled
 from engine.errors import ConfigurationError, ProgramError, QuestlineError
 from engine.program.loader import load_program, program_json_schema
@@ -293,14 +292,14 @@ def simulate(
                 console=console,
                 transient=True,
             ) as bar,
-            _database(settings) as db,
+            _database(settings) as database,
         ):
             task = bar.add_task("replay", total=None)
             simulated = asyncio.run(
                 run_simulation(
                     current,
                     proposed,
-                    db,
+                    database,
                     settings.engine_settings(),
                     since=window[0],
                     until=window[1],
@@ -316,11 +315,11 @@ def simulate(
 
 @contextmanager
 def _database(settings: Settings) -> Iterator[Database]:
-    db = make_engine(settings.database_url)
+    database = make_database(settings.database_url)
     try:
-        yield db
+        yield database
     finally:
-        db.dispose()
+        database.dispose()
 
 
 @cli.command()

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from anyio import to_thread
-from sqlalchemy import Engine as Database
 
 from app import journal
 from app.backfill import Settle, backfill
@@ -19,6 +18,7 @@ from app.candidates import Candidate, check_candidate, check_file_name
 from app.journal import Journaled
 from app.settings import Settings
 from app.simulate import simulate
+from app.sql import Database
 from engine.backfill import Backfilled
 from engine.engine import Engine
 from engine.errors import ProgramError, SeedIssue

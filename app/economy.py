@@ -15,11 +15,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from anyio import to_thread
-from sqlalchemy import Engine as Database
 
 from app import grants, points, referrals, rewards, tiers
 from app.grants import Grant, Granted, fixed
 from app.paging import page_of, row_cursor
+from app.sql import Database
 from app.tiers import Announcement
 from engine.engine import Clock, Engine, Recorded
 from engine.errors import PointsError

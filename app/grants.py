@@ -22,7 +22,7 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, Table, bindparam, select, tuple_
+from sqlalchemy import Connection, Table, bindparam, select, tuple_
 from sqlalchemy.sql import Executable
 
 from app import referrals, tiers
@@ -35,7 +35,7 @@ from app.points import (
     lock_accounts,
     save_all,
 )
-from app.sql import Upsert, chunks, per_database, writing
+from app.sql import Database, Upsert, chunks, per_database, writing
 from app.tiers import Announcement
 from engine.points import Earning, LedgerReason
 from engine.program.program import Program, TierLadder
@@ -149,9 +149,11 @@ def grant(
     return Granted(announcements, referrals.pending(connection, qualified))
 
 
-def grant_now(db: Engine, grants: Sequence[Grant], program: Program, timezone: ZoneInfo) -> Granted:
+def grant_now(
+    database: Database, grants: Sequence[Grant], program: Program, timezone: ZoneInfo
+) -> Granted:
     """`grant` in a transaction of its own (start-up recovery)."""
-    with writing(db) as connection:
+    with writing(database) as connection:
         return grant(connection, grants, program, timezone)
 
 

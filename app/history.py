@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import fields
 
 from anyio import to_thread
-from sqlalchemy import Engine as Database
 
 from app import records
 from app.paging import page_of, row_cursor
-from app.sql import writing
+from app.sql import Database, writing
 from app.webhooks import outbox
 from engine.engine import Engine
 from engine.unlocks import Unlock, UnlockKind

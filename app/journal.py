@@ -150,7 +150,7 @@ def append(connection: Connection, rows: Sequence[dict[str, object]]) -> None:
 
 
 def entries(
-    db: Engine,
+    database: Engine,
     after: int = 0,
     page: int = REPLAY_PAGE,
     since: datetime | None = None,
@@ -164,7 +164,7 @@ def entries(
     if versions is not None:
         window.append(JOURNAL.c.program_version.in_(sorted(versions)))
     while True:
-        with translated_errors(db), db.connect() as connection:
+        with translated_errors(database), database.connect() as connection:
             rows = connection.execute(
                 select(JOURNAL)
                 .where(JOURNAL.c.id > after, *window)
@@ -205,11 +205,11 @@ def _window(since: datetime | None, until: datetime | None) -> list[ColumnElemen
     return conditions
 
 
-def caused(db: Engine, player_id: str, unlock_key: str) -> Journaled | None:
+def caused(database: Engine, player_id: str, unlock_key: str) -> Journaled | None:
     """The event of a player that caused an unlock, None when no journaled
     event did (a tier change, or an event past the retention)."""
     quoted = json.dumps(unlock_key)
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         rows = connection.execute(
             select(JOURNAL)
             .where(
@@ -221,9 +221,9 @@ def caused(db: Engine, player_id: str, unlock_key: str) -> Journaled | None:
     return next((journaled(row) for row in rows if unlock_key in json.loads(row.unlock_keys)), None)
 
 
-def latest(db: Engine, player_id: str, types: Sequence[str], limit: int) -> list[Journaled]:
+def latest(database: Engine, player_id: str, types: Sequence[str], limit: int) -> list[Journaled]:
     """A player's last `limit` events of these types, newest first."""
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         rows = connection.execute(
             select(JOURNAL)
             .where(JOURNAL.c.player_id == player_id, JOURNAL.c.type.in_(list(types)))
@@ -233,11 +233,11 @@ def latest(db: Engine, player_id: str, types: Sequence[str], limit: int) -> list
     return [journaled(row) for row in rows]
 
 
-def digests(db: Engine, events: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+def digests(database: Engine, events: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """The digests kept for these (player, event id), where the journal has them."""
     wanted = sorted(set(events))
     found: dict[tuple[str, str], str] = {}
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         for part in chunks(wanted):
             found.update(
                 ((row.player_id, row.event_id), row.digest)
@@ -250,9 +250,9 @@ def digests(db: Engine, events: Sequence[tuple[str, str]]) -> dict[tuple[str, st
     return found
 
 
-def count(db: Engine, since: datetime | None = None, until: datetime | None = None) -> int:
+def count(database: Engine, since: datetime | None = None, until: datetime | None = None) -> int:
     """Journaled events, or those that occurred in [since, until)."""
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         return int(
             connection.execute(
                 select(func.count()).select_from(JOURNAL).where(*_window(since, until))
@@ -260,18 +260,18 @@ def count(db: Engine, since: datetime | None = None, until: datetime | None = No
         )
 
 
-def versions(db: Engine) -> dict[str, int]:
+def versions(database: Engine) -> dict[str, int]:
     """How many journaled events each program version recorded."""
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         rows = connection.execute(
             select(JOURNAL.c.program_version, func.count()).group_by(JOURNAL.c.program_version)
         ).all()
     return {version: int(events) for version, events in rows}
 
 
-def players(db: Engine) -> list[str]:
+def players(database: Engine) -> list[str]:
     """Every player with a journaled event."""
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         return list(
             connection.execute(
                 select(JOURNAL.c.player_id).distinct().order_by(JOURNAL.c.player_id)
@@ -279,13 +279,13 @@ def players(db: Engine) -> list[str]:
         )
 
 
-def purge(db: Engine, before: datetime, chunk: int = PURGE_CHUNK) -> int:
+def purge(database: Engine, before: datetime, chunk: int = PURGE_CHUNK) -> int:
     """Delete rows of events that occurred before `before`, `chunk` rows per
     transaction; returns how many were deleted."""
     purged = 0
     oldest = select(JOURNAL.c.id).where(JOURNAL.c.occurred_at < before).limit(chunk)
     while True:
-        with writing(db) as connection:
+        with writing(database) as connection:
             ids = list(connection.execute(oldest).scalars())
             if ids:
                 connection.execute(delete(JOURNAL).where(JOURNAL.c.id.in_(ids)))
@@ -295,7 +295,7 @@ def purge(db: Engine, before: datetime, chunk: int = PURGE_CHUNK) -> int:
 
 
 def save_profile(
-    db: Engine, player_id: str, timezone: str | None, attributes: Mapping[str, Any] | None
+    database: Engine, player_id: str, timezone: str | None, attributes: Mapping[str, Any] | None
 ) -> None:
     """Keep what `updatePlayer` set; a field not given keeps its value."""
     values: dict[str, object] = {}
@@ -303,7 +303,7 @@ def save_profile(
         values["timezone"] = timezone
     if attributes is not None:
         values["attributes"] = json.dumps(dict(attributes))
-    with writing(db) as connection:
+    with writing(database) as connection:
         statement = upsert(connection, PROFILES).values(player_id=player_id, **values)
         connection.execute(
             statement.on_conflict_do_update(index_elements=["player_id"], set_=values)
@@ -312,9 +312,9 @@ def save_profile(
         )
 
 
-def profiles(db: Engine) -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
+def profiles(database: Engine) -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
     """Every kept profile: (player, timezone, attributes)."""
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         rows = connection.execute(select(PROFILES).order_by(PROFILES.c.player_id)).all()
     for row in rows:
         yield (

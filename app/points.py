@@ -353,9 +353,9 @@ def expire_due(connection: Connection, account: Account, now: datetime) -> int:
     return lapsed
 
 
-def balance(db: Engine, player_id: str, now: datetime) -> Balance:
+def balance(database: Engine, player_id: str, now: datetime) -> Balance:
     """A player's balance after expiring what has lapsed."""
-    with writing(db) as connection:
+    with writing(database) as connection:
         account = _expired_account(connection, player_id, now)
         if account is None:
             return Balance(balance=0, lifetime_earned=0, expiring_soon=0)
@@ -368,7 +368,7 @@ def balance(db: Engine, player_id: str, now: datetime) -> Balance:
 
 
 def entries(
-    db: Engine, player_id: str, before: int | None, limit: int, now: datetime
+    database: Engine, player_id: str, before: int | None, limit: int, now: datetime
 ) -> list[LedgerLine]:
     """A player's entries, newest first, strictly before entry id `before`; what
     has lapsed by `now` is expired first, so the page agrees with the balance."""
@@ -376,7 +376,7 @@ def entries(
     if before is not None:
         statement = statement.where(ENTRIES.c.id < before)
     statement = statement.order_by(ENTRIES.c.id.desc()).limit(limit)
-    with writing(db) as connection:
+    with writing(database) as connection:
         _expired_account(connection, player_id, now)
         return [_line(row) for row in connection.execute(statement)]
 
@@ -395,7 +395,7 @@ def _expired_account(connection: Connection, player_id: str, now: datetime) -> A
 
 
 def adjust(
-    db: Engine,
+    database: Engine,
     player_id: str,
     delta: int,
     note: str,
@@ -406,7 +406,7 @@ def adjust(
     """An admin's correction; the same reference returns the first one unchanged."""
     if delta == 0:
         raise PointsError("delta must not be 0: an adjustment moves points")
-    with writing(db) as connection:
+    with writing(database) as connection:
         account = lock_account(connection, player_id)
         found = find_entry(connection, player_id, LedgerReason.ADJUST, reference)
         if found is not None:
@@ -424,7 +424,7 @@ def adjust(
         return line
 
 
-def expire_all(db: Engine, now: datetime, page: int = 500) -> tuple[int, int]:
+def expire_all(database: Engine, now: datetime, page: int = 500) -> tuple[int, int]:
     """Expire lapsed points of every player; returns (players touched, points expired).
 
     Only players holding a lapsed credit are locked, one transaction each.
@@ -432,7 +432,7 @@ def expire_all(db: Engine, now: datetime, page: int = 500) -> tuple[int, int]:
     players = points = 0
     after = ""
     while True:
-        with translated_errors(db), db.connect() as connection:
+        with translated_errors(database), database.connect() as connection:
             candidates = list(
                 connection.execute(
                     select(ENTRIES.c.player_id)
@@ -443,7 +443,7 @@ def expire_all(db: Engine, now: datetime, page: int = 500) -> tuple[int, int]:
                 ).scalars()
             )
         for player_id in candidates:
-            with writing(db) as connection:
+            with writing(database) as connection:
                 account = lock_account(connection, player_id)
                 lapsed = expire_due(connection, account, now)
                 save(connection, account)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlmodel import Field, SQLModel
 
-from app.sql import per_database, table, translated_errors, writing
+from app.sql import Database, per_database, table, translated_errors, writing
 from engine.program.program import Program
 
 #: The metric id of the row that says a version was served at all (it may count none).
@@ -40,12 +40,12 @@ _ADD = per_database(
 )
 
 
-def serving(db: Engine, program: Program) -> None:
+def serving(database: Database, program: Program) -> None:
     """Write down a version about to serve: its events count in its metrics."""
-    add(db, [program.version], program.metrics)
+    add(database, [program.version], program.metrics)
 
 
-def add(db: Engine, versions: Iterable[str], metric_ids: Iterable[str]) -> None:
+def add(database: Database, versions: Iterable[str], metric_ids: Iterable[str]) -> None:
     """Write down that these versions' events are counted in these metrics."""
     rows = [
         {"version": version, "metric_id": metric_id}
@@ -53,14 +53,14 @@ def add(db: Engine, versions: Iterable[str], metric_ids: Iterable[str]) -> None:
         for metric_id in {SERVED, *metric_ids}
     ]
     if rows:
-        with writing(db) as connection:
+        with writing(database) as connection:
             connection.execute(_ADD(connection), rows)
 
 
-def counted(db: Engine) -> dict[str, set[str]]:
+def counted(database: Database) -> dict[str, set[str]]:
     """Every version written down, with the metrics its events are counted in."""
     found: dict[str, set[str]] = {}
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         for version, metric_id in connection.execute(select(PROGRAM_METRICS)).all():
             found.setdefault(version, set())
             if metric_id != SERVED:

@@ -25,12 +25,11 @@ from datetime import datetime
 from itertools import islice
 
 from anyio import to_thread
-from sqlalchemy import Engine as Database
 
 from app import journal, program_metrics, records
 from app.journal import Journaled
 from app.settings import Settings
-from app.sql import make_engine
+from app.sql import Database, make_database
 from engine.engine import Engine, utc_now
 from engine.errors import ConfigurationError
 from engine.program.loader import load_program
@@ -65,31 +64,31 @@ async def rebuild(
     """Replay the journal into the empty store of `settings` (into memory with
     `dry_run`); `progress` is told how many events are replayed so far."""
     program = load_program(settings.seed_path)
-    db = make_engine(settings.database_url)
+    database = make_database(settings.database_url)
     target = store_from_url(MEMORY if dry_run else settings.store_url, announce=False)
-    moment = _Moment()
+    moment = _ReplayClock()
     engine = Engine(program, target, settings.engine_settings(), moment)
     rebuilt = Rebuilt()
     try:
         if not dry_run:
             await _require_empty(target, settings.store_url)
-        rebuilt.profiles = await restore_profiles(engine, db)
-        await _replay(engine, db, rebuilt, progress)
-        await _restore_tier_changes(engine, db, moment, rebuilt)
+        rebuilt.profiles = await restore_profiles(engine, database)
+        await _replay(engine, database, rebuilt, progress)
+        await _restore_tier_changes(engine, database, moment, rebuilt)
         if dry_run:
             moment.now = utc_now()
             rebuilt.differences = await _compare(engine, settings, rebuilt.players)
         else:
             # Every journaled event is now counted in every metric of the program in use.
-            versions = await to_thread.run_sync(journal.versions, db)
-            await to_thread.run_sync(program_metrics.add, db, versions, program.metrics)
+            versions = await to_thread.run_sync(journal.versions, database)
+            await to_thread.run_sync(program_metrics.add, database, versions, program.metrics)
     finally:
         await target.close()
-        db.dispose()
+        database.dispose()
     return rebuilt
 
 
-class _Moment:
+class _ReplayClock:
     """The rebuild's clock: the moment of what is being replayed."""
 
     def __init__(self) -> None:
@@ -108,10 +107,10 @@ async def _require_empty(store: Store, url: str) -> None:
         )
 
 
-async def restore_profiles(engine: Engine, db: Database) -> int:
+async def restore_profiles(engine: Engine, database: Database) -> int:
     """Give the engine's store every profile kept beside the journal; return how many."""
     restored = 0
-    for player_id, timezone, attributes in await to_thread.run_sync(journal.profiles, db):
+    for player_id, timezone, attributes in await to_thread.run_sync(journal.profiles, database):
         await engine.set_player(player_id, timezone=timezone, attributes=attributes)
         restored += 1
     return restored
@@ -124,9 +123,9 @@ async def batches(entries: Iterator[Journaled]) -> AsyncIterator[list[Journaled]
 
 
 async def _replay(
-    engine: Engine, db: Database, rebuilt: Rebuilt, progress: Callable[[int], None] | None
+    engine: Engine, database: Database, rebuilt: Rebuilt, progress: Callable[[int], None] | None
 ) -> None:
-    async for batch in batches(journal.entries(db)):
+    async for batch in batches(journal.entries(database)):
         await engine.replay([e.event for e in batch], [e.recorded_at for e in batch])
         rebuilt.events += len(batch)
         rebuilt.players.update(e.event.player_id for e in batch)
@@ -135,13 +134,13 @@ async def _replay(
 
 
 async def _restore_tier_changes(
-    engine: Engine, db: Database, moment: _Moment, rebuilt: Rebuilt
+    engine: Engine, database: Database, moment: _ReplayClock, rebuilt: Rebuilt
 ) -> None:
     """Claim again the tier changes of history, each at its own time (the
     service claimed them from the ledger, not from an event)."""
     after = 0
     while page := await to_thread.run_sync(
-        records.list_of_kind, db, UnlockKind.TIER.value, after, HISTORY_PAGE
+        records.list_of_kind, database, UnlockKind.TIER.value, after, HISTORY_PAGE
     ):
         for record in page:
             moment.now = record.unlocked_at

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from anyio import to_thread
-from sqlalchemy import Engine as Database
 
 from app import grants, journal, records
 from app.analytics import Activity, Analytics, save_activity
@@ -33,7 +32,7 @@ from app.economy import Economy
 from app.grants import Grant, Granted
 from app.history import unlock_data
 from app.metrics import Metrics
-from app.sql import writing
+from app.sql import Database, writing
 from app.webhooks import outbox
 from engine.engine import Engine, Recorded
 from engine.errors import EventIdReusedError
@@ -129,7 +128,7 @@ class Recorder:
 
 
 def write(
-    db: Database, batch: Sequence[Recording], program: Program, timezone: ZoneInfo
+    database: Database, batch: Sequence[Recording], program: Program, timezone: ZoneInfo
 ) -> list[Granted]:
     """Write a burst of recordings in one transaction; each gets the tier changes
     and referral qualifications of the players it is the last to hold."""
@@ -147,7 +146,7 @@ def write(
         (row for item in batch for row in item.journal),
         key=lambda row: str(row["player_id"]),
     )
-    with writing(db) as connection:
+    with writing(database) as connection:
         outbox.unlocked(connection, records.save_unlocks(connection, unlocks))
         granted = grants.grant(
             connection, [grant for item in batch for grant in item.grants], program, timezone

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, Index, Text, UniqueConstraint, func
+from sqlalchemy import Connection, Index, Text, UniqueConstraint, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from app.sql import UTCDateTime, per_database, record_id, table, translated_errors
+from app.sql import Database, UTCDateTime, per_database, record_id, table, translated_errors
 
 
 class UnlockRecord(SQLModel, table=True):
@@ -98,7 +98,7 @@ def save_unlocks(connection: Connection, unlocks: Sequence[UnlockData]) -> list[
 
 
 def list_unlocks(
-    engine: Engine, player_id: str, after: int | None, limit: int
+    database: Database, player_id: str, after: int | None, limit: int
 ) -> list[UnlockRecord]:
     """A player's unlocks in the order they were recorded, strictly after record id `after`."""
     if limit < 0:
@@ -107,11 +107,11 @@ def list_unlocks(
     if after is not None:
         statement = statement.where(col(UnlockRecord.id) > after)
     statement = statement.order_by(col(UnlockRecord.id)).limit(limit)
-    with translated_errors(engine), Session(engine) as session:
+    with translated_errors(database), Session(database) as session:
         return list(session.exec(statement).all())
 
 
-def list_of_kind(engine: Engine, kind: str, after: int, limit: int) -> list[UnlockRecord]:
+def list_of_kind(database: Database, kind: str, after: int, limit: int) -> list[UnlockRecord]:
     """Every player's unlocks of one kind, in the order recorded, after record id `after`."""
     statement = (
         select(UnlockRecord)
@@ -119,20 +119,12 @@ def list_of_kind(engine: Engine, kind: str, after: int, limit: int) -> list[Unlo
         .order_by(col(UnlockRecord.id))
         .limit(limit)
     )
-    with translated_errors(engine), Session(engine) as session:
+    with translated_errors(database), Session(database) as session:
         return list(session.exec(statement).all())
 
 
-def count_unlocks(engine: Engine, player_id: str) -> int:
-    statement = (
-        select(func.count()).select_from(UnlockRecord).where(UnlockRecord.player_id == player_id)
-    )
-    with translated_errors(engine), Session(engine) as session:
-        return session.exec(statement).one()
-
-
-def counts_by_key(engine: Engine) -> dict[str, int]:
+def counts_by_key(database: Database) -> dict[str, int]:
     """How many players hold each unlock key in history."""
     statement = select(UnlockRecord.key, func.count()).group_by(col(UnlockRecord.key))
-    with translated_errors(engine), Session(engine) as session:
+    with translated_errors(database), Session(database) as session:
         return {key: count for key, count in session.exec(statement).all()}

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Index, Row, UniqueConstraint, func, select, update
+from sqlalchemy import Connection, Index, Row, UniqueConstraint, func, select, update
 from sqlmodel import Field, SQLModel
 
 from app import tiers
 from app.points import ACCOUNTS, Account, append, lock_account, save
-from app.sql import UTCDateTime, table, translated_errors, upsert, writing
+from app.sql import Database, UTCDateTime, table, translated_errors, upsert, writing
 from app.tiers import Announcement
 from app.webhooks import outbox
 from engine.errors import UnknownReferralCodeError
@@ -66,9 +66,9 @@ CODES = table(ReferralCode)
 REFERRALS = table(ReferralRecord)
 
 
-def code_of(db: Engine, player_id: str) -> str:
+def code_of(database: Database, player_id: str) -> str:
     """The player's code, made the first time it is asked for."""
-    with writing(db) as connection:
+    with writing(database) as connection:
         found = _code(connection, player_id)
         while found is None:
             # A clash with another player's code inserts nothing; draw again.
@@ -88,9 +88,9 @@ def _code(connection: Connection, player_id: str) -> str | None:
     return found
 
 
-def info(db: Engine, player_id: str) -> ReferralInfo:
-    code = code_of(db, player_id)
-    with translated_errors(db), db.connect() as connection:
+def info(database: Database, player_id: str) -> ReferralInfo:
+    code = code_of(database, player_id)
+    with translated_errors(database), database.connect() as connection:
         counts: dict[str, int] = dict(
             connection.execute(
                 select(REFERRALS.c.status, func.count())
@@ -105,11 +105,13 @@ def info(db: Engine, player_id: str) -> ReferralInfo:
     )
 
 
-def apply(db: Engine, program: Program, referee_id: str, code: str, now: datetime) -> Referral:
+def apply(
+    database: Database, program: Program, referee_id: str, code: str, now: datetime
+) -> Referral:
     """Record that `referee_id` was referred by the owner of `code`, or refuse."""
     settings(program)
     wanted = normalized(code)
-    with writing(db) as connection:
+    with writing(database) as connection:
         referrer_id = connection.execute(
             select(CODES.c.player_id).where(CODES.c.code == wanted)
         ).scalar_one_or_none()
@@ -149,7 +151,7 @@ def pending(connection: Connection, referee_ids: Sequence[str]) -> list[str]:
 
 
 def reward(
-    db: Engine,
+    database: Database,
     program: Program,
     referee_id: str,
     now: datetime,
@@ -159,7 +161,7 @@ def reward(
     """Reward the referee's pending referral now that they qualified, or record
     why not; returns the tier changes the points caused."""
     found = settings(program)
-    with writing(db) as connection:
+    with writing(database) as connection:
         referral = _referral(connection, referee_id)
         if referral is None or referral.status is not ReferralStatus.PENDING:
             return []
@@ -223,7 +225,7 @@ def _settle(
     return announcements
 
 
-def unrewarded(db: Engine) -> list[str]:
+def unrewarded(database: Database) -> list[str]:
     """Referees who qualified but whose referral a crash left pending."""
     statement = (
         select(REFERRALS.c.referee_id)
@@ -233,7 +235,7 @@ def unrewarded(db: Engine) -> list[str]:
             ACCOUNTS.c.first_qualifying_at.is_not(None),
         )
     )
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         return list(connection.execute(statement).scalars())
 
 

@@ -14,9 +14,9 @@ import logging
 from pathlib import Path
 
 from anyio import to_thread
-from sqlalchemy import Engine as Database
 
 from app import program_metrics
+from app.sql import Database
 from engine.engine import Engine
 from engine.errors import ProgramError, QuestlineError, StoreError
 from engine.program.loader import load_program

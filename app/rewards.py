@@ -68,7 +68,7 @@ STOCK = table(RewardStock)
 
 
 def redeem(
-    db: Engine,
+    database: Engine,
     program: Program,
     player_id: str,
     reward_id: str,
@@ -77,7 +77,7 @@ def redeem(
 ) -> Redemption:
     """Spend the reward's cost, or raise the typed error saying why not."""
     catalog_reward(program, reward_id)  # an unknown reward takes no lock
-    with writing(db) as connection:
+    with writing(database) as connection:
         account = lock_account(connection, player_id)
         found = connection.execute(
             select(REDEMPTIONS).where(
@@ -155,7 +155,7 @@ def _lock_stock(connection: Connection, reward_id: str) -> int:
     )
 
 
-def redemptions(db: Engine, player_id: str, limit: int) -> list[Redemption]:
+def redemptions(database: Engine, player_id: str, limit: int) -> list[Redemption]:
     """A player's redemptions, newest first."""
     statement = (
         select(REDEMPTIONS)
@@ -163,13 +163,13 @@ def redemptions(db: Engine, player_id: str, limit: int) -> list[Redemption]:
         .order_by(REDEMPTIONS.c.id.desc())
         .limit(limit)
     )
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         return [_redemption(row) for row in connection.execute(statement)]
 
 
-def redeemed_in_all(db: Engine) -> dict[str, int]:
+def redeemed_in_all(database: Engine) -> dict[str, int]:
     """Redemptions so far of every reward that has a stock."""
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         return {row.reward_id: row.redeemed for row in connection.execute(select(STOCK))}
 
 

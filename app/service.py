@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import Engine as Database
 
 from app import journal, program_metrics
 from app.analytics import Analytics
@@ -39,7 +38,7 @@ from app.migrations import upgrade_database
 from app.recording import Recorder
 from app.reloading import Reloads
 from app.settings import Settings
-from app.sql import count_work, make_engine, ping_database
+from app.sql import Database, count_work, make_database, ping_database
 from app.webhooks.service import Webhooks
 from engine.engine import Clock, Engine, Recorded, utc_now
 from engine.errors import QuestlineError
@@ -109,7 +108,7 @@ class Service:
         program = await to_thread.run_sync(load_program, settings.seed_path)
         if settings.migrate_on_start:
             await to_thread.run_sync(upgrade_database, settings.database_url)
-        database = make_engine(settings.database_url, settings.database_timeout.total_seconds())
+        database = make_database(settings.database_url, settings.database_timeout.total_seconds())
         count_work(database, self.metrics.sql_statements.inc, self.metrics.sql_commits.inc)
         await to_thread.run_sync(program_metrics.serving, database, program)
         store = store_from_url(settings.store_url, timeout=settings.store_timeout.total_seconds())

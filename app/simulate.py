@@ -26,10 +26,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from anyio import to_thread
-from sqlalchemy import Engine as Database
 
 from app import journal, records
 from app.journal import Journaled
+from app.sql import Database
 from engine.engine import Engine, EngineSettings
 from engine.periods import resolve_timezone
 from engine.program.program import Program
@@ -74,7 +74,7 @@ class _Side:
 async def simulate(
     current: Program,
     candidate: Program,
-    db: Database,
+    database: Database,
     settings: EngineSettings,
     *,
     since: datetime | None = None,
@@ -87,17 +87,17 @@ async def simulate(
 
     `players` keeps only the events of the first N players met in the window;
     `limit` stops after that many events (the answer says it was cut)."""
-    window_events = await to_thread.run_sync(journal.count, db, since, until)
+    window_events = await to_thread.run_sync(journal.count, database, since, until)
     profiles = {
         player_id: (timezone, attributes)
-        for player_id, timezone, attributes in await to_thread.run_sync(journal.profiles, db)
+        for player_id, timezone, attributes in await to_thread.run_sync(journal.profiles, database)
     }
     sides = _Side(current, settings), _Side(candidate, settings)
     met: set[str] = set()
     spend = Decimal(0)
     replayed = 0
     try:
-        entries = journal.entries(db, since=since, until=until)
+        entries = journal.entries(database, since=since, until=until)
         while batch := await to_thread.run_sync(lambda: list(islice(entries, REPLAY_BATCH))):
             kept = []
             for entry in batch:
@@ -120,7 +120,7 @@ async def simulate(
             if limit is not None and replayed >= limit:
                 break
         history = Counter[str]()
-        for key, count in (await to_thread.run_sync(records.counts_by_key, db)).items():
+        for key, count in (await to_thread.run_sync(records.counts_by_key, database)).items():
             rule = rule_of(key)
             if rule is not None:
                 history[rule] += count

@@ -1,4 +1,4 @@
-"""What every SQL module of the service shares: the engine, errors, upserts, transactions.
+"""What every SQL module of the service shares: the database, errors, upserts, transactions.
 
 The durable records (history, ledger, referrals, redemptions, analytics, the
 event journal) live in SQLite by default and in PostgreSQL in production.
@@ -53,6 +53,10 @@ _SUPPORTED = (
 Upsert = postgresql.Insert | sqlite.Insert
 T = TypeVar("T")
 
+#: SQLAlchemy's Engine, the history database's pool of connections: called a
+#: database here, since the engine is the rules engine (engine.engine.Engine).
+Database = Engine
+
 
 class DatabaseError(StoreError):
     """The history database failed; same code as the counter store (STORE_UNAVAILABLE)."""
@@ -94,8 +98,8 @@ def table(model: type[SQLModel]) -> Table:
     return SQLModel.metadata.tables[str(model.__tablename__)]
 
 
-def make_engine(database_url: str, timeout: float | None = None) -> Engine:
-    """An engine for the history database; nothing connects until first use.
+def make_database(database_url: str, timeout: float | None = None) -> Database:
+    """The history database's pool; nothing connects until first use.
 
     `postgresql://` and `postgres://` are read as psycopg 3, the driver we ship.
     PostgreSQL's pool keeps 20 connections open: with SQLAlchemy's default of
@@ -151,21 +155,21 @@ def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: object) -> 
 
 
 def count_work(
-    engine: Engine, statement: Callable[[], object], commit: Callable[[], object]
+    database: Database, statement: Callable[[], object], commit: Callable[[], object]
 ) -> None:
     """Call `statement` for every statement sent to the database and `commit`
     for every commit: the figures behind `sql_statements_per_event`."""
-    event.listen(engine, "before_cursor_execute", lambda *_args: statement())
-    event.listen(engine, "commit", lambda *_args: commit())
+    event.listen(database, "before_cursor_execute", lambda *_args: statement())
+    event.listen(database, "commit", lambda *_args: commit())
 
 
 @contextmanager
-def translated_errors(engine: Engine) -> Iterator[None]:
+def translated_errors(database: Database) -> Iterator[None]:
     """Turn driver and pool failures into `DatabaseError` that say what to do."""
     try:
         yield
     except (DBAPIError, PoolTimeoutError) as error:
-        where = engine.url.render_as_string(hide_password=True)
+        where = database.url.render_as_string(hide_password=True)
         original = getattr(error, "orig", None) or error
         if _is_missing_table(original):
             # Permanent until an operator acts: not STORE_UNAVAILABLE, which clients retry.
@@ -181,10 +185,10 @@ def _is_missing_table(error: BaseException) -> bool:
 
 
 @contextmanager
-def writing(db: Engine) -> Iterator[Connection]:
+def writing(database: Database) -> Iterator[Connection]:
     """A write transaction; on SQLite it takes the write lock at once, so two
     writers never both read and then fail to upgrade their lock."""
-    with translated_errors(db), db.begin() as connection:
+    with translated_errors(database), database.begin() as connection:
         if connection.dialect.name == "sqlite":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         yield connection
@@ -214,7 +218,7 @@ def chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + CHUNK]
 
 
-def ping_database(engine: Engine) -> None:
+def ping_database(database: Database) -> None:
     """Raise `DatabaseError` unless the database answers; for readiness checks."""
-    with translated_errors(engine), engine.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         connection.execute(text("SELECT 1"))

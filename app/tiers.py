@@ -22,10 +22,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from app.points import ACCOUNTS, ENTRIES, Account, lock_account, save
-from app.sql import chunks, translated_errors, writing
+from app.sql import Database, chunks, translated_errors, writing
 from engine.points import QUALIFYING
 from engine.program.program import TierDef, TierLadder
 from engine.store import keys
@@ -131,10 +131,12 @@ def upgrade(
         change_level(account, reached, now, day)
 
 
-def tier_status(db: Engine, player_id: str, ladder: TierLadder, now: datetime) -> TierStatus:
+def tier_status(
+    database: Database, player_id: str, ladder: TierLadder, now: datetime
+) -> TierStatus:
     """A player's tier now; the running figure is brought up to date in memory
     only (the next grant writes it)."""
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         row = connection.execute(
             select(ACCOUNTS).where(ACCOUNTS.c.player_id == player_id)
         ).one_or_none()
@@ -145,14 +147,16 @@ def tier_status(db: Engine, player_id: str, ladder: TierLadder, now: datetime) -
     return status(ladder, account.tier_id, qualifying, account.tier_since)
 
 
-def review(db: Engine, ladder: TierLadder, now: datetime, period: date, page: int = 500) -> Review:
+def review(
+    database: Database, ladder: TierLadder, now: datetime, period: date, page: int = 500
+) -> Review:
     """Apply the review of `period` to every account not yet reviewed for it:
     each moves to the level its qualifying points support now, down included."""
     done = period.isoformat()
     reviewed = upgraded = downgraded = 0
     announcements: list[Announcement] = []
     while True:
-        with translated_errors(db), db.connect() as connection:
+        with translated_errors(database), database.connect() as connection:
             players = list(
                 connection.execute(
                     select(ACCOUNTS.c.player_id)
@@ -162,7 +166,7 @@ def review(db: Engine, ladder: TierLadder, now: datetime, period: date, page: in
                 ).scalars()
             )
         for player_id in players:
-            with writing(db) as connection:
+            with writing(database) as connection:
                 account = lock_account(connection, player_id)
                 if account.reviewed is not None and account.reviewed >= done:
                     continue  # another reviewer got here first
@@ -182,22 +186,22 @@ def review(db: Engine, ladder: TierLadder, now: datetime, period: date, page: in
             return Review(period, reviewed, upgraded, downgraded, announcements)
 
 
-def pending(db: Engine, player_ids: list[str] | None = None) -> list[Announcement]:
+def pending(database: Database, player_ids: list[str] | None = None) -> list[Announcement]:
     """Tier changes not yet claimed as unlocks (of these players, or of everyone)."""
     statement = select(ACCOUNTS.c.player_id, ACCOUNTS.c.tier_unlock).where(
         ACCOUNTS.c.tier_unlock.is_not(None)
     )
     if player_ids is not None:
         statement = statement.where(ACCOUNTS.c.player_id.in_(player_ids))
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         return [
             Announcement(row.player_id, row.tier_unlock) for row in connection.execute(statement)
         ]
 
 
-def announced(db: Engine, announcement: Announcement) -> None:
+def announced(database: Database, announcement: Announcement) -> None:
     """The change was claimed; a newer change (another key) stays pending."""
-    with writing(db) as connection:
+    with writing(database) as connection:
         connection.execute(
             update(ACCOUNTS)
             .where(
@@ -208,14 +212,14 @@ def announced(db: Engine, announcement: Announcement) -> None:
         )
 
 
-def tier_counts(db: Engine, ladder: TierLadder) -> dict[str, int]:
+def tier_counts(database: Database, ladder: TierLadder) -> dict[str, int]:
     """Players holding each level of the ladder, by level id, lowest level first.
 
     Only players with a points account are counted (a player never granted
     a point holds the first level without one); an account on a level the
     program no longer has counts as the first level, as `TierLadder.get` does.
     """
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         rows = connection.execute(
             select(ACCOUNTS.c.tier_id, func.count()).group_by(ACCOUNTS.c.tier_id)
         ).all()

@@ -27,7 +27,7 @@ from pathlib import Path
 from app import journal
 from app.migrations import upgrade_database
 from app.simulate import simulate
-from app.sql import make_engine, writing
+from app.sql import make_database, writing
 from bench.engine import SEED, event_mix
 from engine.engine import EngineSettings
 from engine.program.loader import load_program
@@ -41,7 +41,7 @@ TARGET = 20_000
 def write_journal(database_url: str, events: int, players: int) -> None:
     now = datetime.now(UTC)
     mix = sorted(event_mix(players, events, now - timedelta(days=6)), key=lambda e: e.occurred_at)
-    db = make_engine(database_url)
+    db = make_database(database_url)
     rows = [
         {
             "event_id": event.id,
@@ -75,7 +75,7 @@ def candidate_folder(root: Path) -> Path:
 
 
 async def measure(database_url: str, root: Path) -> dict[str, float]:
-    db = make_engine(database_url)
+    db = make_database(database_url)
     current, candidate = load_program(SEED), load_program(candidate_folder(root))
     started = time.perf_counter()
     simulated = await simulate(current, candidate, db, EngineSettings())

@@ -110,7 +110,7 @@ class UnlockReward:
     badge: Badge | None
 
 
-def reward_of(
+def unlock_reward_of(
     program: EngineProgram, badge: str | None, reward: models.Reward | None
 ) -> UnlockReward:
     return UnlockReward(
@@ -151,7 +151,7 @@ def challenge_of(
         window_start=window.start.isoformat() if window else None,
         window_end=window.end.isoformat() if window else None,
         goals=[Goal(metric=g.metric, target=g.target) for g in challenge.all_goals()],
-        reward=reward_of(program, None, challenge.reward),
+        reward=unlock_reward_of(program, None, challenge.reward),
     )
 
 
@@ -204,7 +204,10 @@ class Milestone:
 def _tiers(program: EngineProgram, milestone: models.Milestone) -> list[MilestoneTier]:
     return [
         MilestoneTier(
-            number=n, at=tier.at, name=tier.name, reward=reward_of(program, tier.badge, tier.reward)
+            number=n,
+            at=tier.at,
+            name=tier.name,
+            reward=unlock_reward_of(program, tier.badge, tier.reward),
         )
         for n, tier in enumerate(milestone.tiers, start=1)
     ]
@@ -269,7 +272,9 @@ def streak_of(program: EngineProgram, streak_id: str, streak: models.Streak) -> 
         per=streak.per,
         min=streak.min,
         milestones=[
-            StreakMilestone(at=m.at, name=m.name, reward=reward_of(program, m.badge, m.reward))
+            StreakMilestone(
+                at=m.at, name=m.name, reward=unlock_reward_of(program, m.badge, m.reward)
+            )
             for m in streak.milestones
         ],
     )

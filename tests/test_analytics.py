@@ -22,7 +22,7 @@ from app.main import create_app
 from app.migrations import alembic_config, upgrade_database
 from app.records import UnlockRecord
 from app.settings import Settings
-from app.sql import make_engine
+from app.sql import make_database
 from tests.clock import Clock
 from tests.graphql_client import codes, gql, settings_for
 from tests.test_ledger import empty_economy
@@ -83,7 +83,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         return dataclasses.replace(settings_for(tmp_path), seed_path=seed)
     database_url: str = request.getfixturevalue("postgres_url")
     upgrade_database(database_url)
-    db = make_engine(database_url)
+    db = make_database(database_url)
     empty_economy(db)
     with db.begin() as connection:
         connection.execute(delete(ACTIVITY))
@@ -354,7 +354,7 @@ def test_a_period_count_out_of_range_is_a_bad_request(sqlite_client: TestClient)
 
 def test_upgrading_counts_completed_challenge_instances_as_started(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'history.db'}"
-    db = make_engine(url)
+    db = make_database(url)
     with db.begin() as connection:
         command.upgrade(alembic_config(connection), "0003")
     unlocks = UnlockRecord.metadata.tables[UnlockRecord.__tablename__]

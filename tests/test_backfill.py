@@ -27,7 +27,7 @@ from app.auth import issue_player_token
 from app.backfill import backfill
 from app.migrations import upgrade_database
 from app.settings import Settings
-from app.sql import make_engine, writing
+from app.sql import make_database, writing
 from engine.engine import Engine
 from engine.events import Event
 from engine.program.loader import load_program
@@ -401,7 +401,7 @@ async def test_events_of_versions_written_down_nowhere_are_left_alone(
     whether they were counted there is unknown; the other half is, once."""
     database_url = f"sqlite:///{tmp_path / 'history.db'}"
     upgrade_database(database_url)
-    db = make_engine(database_url)
+    db = make_database(database_url)
     seed = tmp_path / "seed"
     shutil.copytree(SEED, seed)
     old = load_program(seed)

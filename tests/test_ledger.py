@@ -18,7 +18,7 @@ from app.grants import Grant, fixed, grant_now
 from app.migrations import upgrade_database
 from app.points import ACCOUNTS, ENTRIES, USAGE
 from app.rewards import REDEMPTIONS, STOCK
-from app.sql import make_engine
+from app.sql import make_database
 from engine.errors import InsufficientPointsError, PointsError
 from engine.events import Event
 from engine.points import LedgerReason, earnings
@@ -48,7 +48,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     else:
         url = request.getfixturevalue("postgres_url")
     upgrade_database(url)
-    engine = make_engine(url)
+    engine = make_database(url)
     empty_economy(engine)
     yield engine
     engine.dispose()

@@ -18,7 +18,7 @@ from app import journal
 from app.main import create_app
 from app.rebuild import rebuild
 from app.settings import Settings
-from app.sql import make_engine
+from app.sql import make_database
 from engine.store import keys
 from tests.clock import Clock
 from tests.graphql_client import gql, settings_for
@@ -106,7 +106,7 @@ def test_a_rebuild_from_the_journal_gives_back_every_counter_and_unlock(
         before = snapshot(client, seed_settings, clock)
     assert sum(len(keys) for _, keys in before.values()) > 300  # a real mix unlocks plenty
 
-    database = make_engine(seed_settings.database_url)
+    database = make_database(seed_settings.database_url)
     assert journal.count(database) == EVENTS
     wipe(seed_settings)
     with announcements(seed_settings) as heard:

@@ -18,7 +18,7 @@ from app import journal
 from app.main import create_app
 from app.points import ACCOUNTS, ENTRIES
 from app.settings import Settings
-from app.sql import make_engine
+from app.sql import make_database
 from engine.group_commit import GroupCommit
 from engine.points import LedgerReason
 from tests.clock import Clock
@@ -95,7 +95,7 @@ def test_every_accepted_event_is_journaled_once_with_what_it_caused(
         gql(client, RECORD, purchase("e1", "bob"))  # event ids are unique per player
         version = client.app.state.service.program.version  # type: ignore[attr-defined]
     assert again["duplicate"] is True
-    database = make_engine(seed_settings.database_url)
+    database = make_database(seed_settings.database_url)
     rows = list(journal.entries(database))
     database.dispose()
     assert [(row.event.player_id, row.event.id) for row in rows] == [("ada", "e1"), ("bob", "e1")]
@@ -116,7 +116,7 @@ def test_the_journal_purge_deletes_only_events_older_than_the_retention(
     with TestClient(create_app(seed_settings, clock)) as client:
         for n, at in enumerate(days):
             gql(client, RECORD, purchase(f"e{n}", "ada", at))
-    database = make_engine(seed_settings.database_url)
+    database = make_database(seed_settings.database_url)
     assert journal.purge(database, clock.now - timedelta(days=4), chunk=1) == 1
     assert [row.event.id for row in journal.entries(database)] == ["e0", "e1"]
     database.dispose()
@@ -135,7 +135,7 @@ def test_an_event_costs_the_same_statements_for_a_player_with_a_long_history(
     # Mid-morning of today: both players' events fall on one local day (a
     # new day would add its own activity rows to one of them).
     clock = Clock(datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0))
-    database = make_engine(seed_settings.database_url)
+    database = make_database(seed_settings.database_url)
     with TestClient(create_app(seed_settings, clock)) as client:
         gql(client, RECORD, purchase("warm-up", "someone"))
         with database.begin() as connection:
@@ -207,6 +207,6 @@ def test_an_event_id_resent_with_another_payload_is_refused_and_a_true_retry_is_
         # The rest of the batch was recorded: sending it again finds it.
         again = gql(client, RECORD_MANY, {"events": [batch[0]]})["data"]["recordEvents"]
         assert again == [{"eventId": "e2", "duplicate": True}]
-    database = make_engine(seed_settings.database_url)
+    database = make_database(seed_settings.database_url)
     assert [row.event.id for row in journal.entries(database)] == ["e1", "e2"]
     database.dispose()

@@ -21,8 +21,8 @@ from sqlmodel import SQLModel
 
 from app import migrations, records
 from app.migrations import upgrade_database
-from app.records import UnlockData, count_unlocks, list_unlocks
-from app.sql import DatabaseError, make_engine, ping_database, writing
+from app.records import UnlockData, list_unlocks
+from app.sql import DatabaseError, make_database, ping_database, writing
 from engine.errors import ConfigurationError
 from tests import services
 
@@ -63,7 +63,7 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
 @pytest.fixture
 def engine(database_url: str) -> Iterator[Engine]:
     upgrade_database(database_url)
-    engine = make_engine(database_url)
+    engine = make_database(database_url)
     yield engine
     engine.dispose()
 
@@ -133,6 +133,10 @@ def test_saved_unlocks_come_back_in_order_with_every_field(engine: Engine, playe
     assert second.unlocked_at.tzinfo is UTC
     assert (second.kind, second.points, second.outbox_id) == ("CHALLENGE", 50, "1709541000005-0")
     assert json.loads(second.payload) == {"key": "challenge:three-this-week:2024-W10"}
+
+
+def count_unlocks(engine: Engine, player_id: str) -> int:
+    return len(list_unlocks(engine, player_id, None, 1000))
 
 
 def test_saving_an_unlock_again_records_it_once(engine: Engine, player: str) -> None:
@@ -230,7 +234,7 @@ def test_upgrading_twice_changes_nothing(database_url: str, engine: Engine, play
 
 def test_the_migrations_build_exactly_the_models(fresh_database_url: str) -> None:
     upgrade_database(fresh_database_url)
-    engine = make_engine(fresh_database_url)
+    engine = make_database(fresh_database_url)
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(connection)
@@ -245,7 +249,7 @@ def test_the_migrations_build_exactly_the_models(fresh_database_url: str) -> Non
 def test_concurrent_upgrades_of_a_fresh_database_all_succeed(fresh_database_url: str) -> None:
     all_at_once(4, lambda: upgrade_database(fresh_database_url))
 
-    engine = make_engine(fresh_database_url)
+    engine = make_database(fresh_database_url)
     try:
         assert save_unlocks(engine, [unlock("ada", "badge:a")]) == 1
         with engine.connect() as connection:
@@ -256,7 +260,7 @@ def test_concurrent_upgrades_of_a_fresh_database_all_succeed(fresh_database_url:
 
 
 def test_a_database_that_was_never_migrated_says_to_upgrade(fresh_database_url: str) -> None:
-    engine = make_engine(fresh_database_url)
+    engine = make_database(fresh_database_url)
     try:
         with pytest.raises(ConfigurationError) as caught:
             count_unlocks(engine, "ada")
@@ -274,7 +278,7 @@ def test_a_reachable_database_answers_a_ping(engine: Engine) -> None:
 
 def test_an_unreachable_postgresql_fails_the_ping_without_showing_the_password() -> None:
     url = f"postgresql+psycopg://questline:hunter2@127.0.0.1:{services.free_port()}/questline"
-    engine = make_engine(url)
+    engine = make_database(url)
 
     with pytest.raises(DatabaseError) as caught:
         ping_database(engine)
@@ -286,14 +290,14 @@ def test_an_unreachable_postgresql_fails_the_ping_without_showing_the_password()
 
 
 def test_an_unreachable_sqlite_file_fails_the_ping(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'missing-directory' / 'history.db'}")
+    engine = make_database(f"sqlite:///{tmp_path / 'missing-directory' / 'history.db'}")
 
     with pytest.raises(DatabaseError, match="is unavailable: unable to open database file"):
         ping_database(engine)
 
 
 def test_sqlite_runs_in_wal_mode_so_readers_do_not_wait_for_writers(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'history.db'}")
+    engine = make_database(f"sqlite:///{tmp_path / 'history.db'}")
     try:
         with engine.connect() as connection:
             mode = connection.execute(text("PRAGMA journal_mode")).scalar()
@@ -304,7 +308,7 @@ def test_sqlite_runs_in_wal_mode_so_readers_do_not_wait_for_writers(tmp_path: Pa
 
 
 def test_an_in_memory_sqlite_database_answers_a_ping() -> None:
-    engine = make_engine("sqlite://")
+    engine = make_database("sqlite://")
     try:
         ping_database(engine)
     finally:
@@ -313,7 +317,7 @@ def test_an_in_memory_sqlite_database_answers_a_ping() -> None:
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 def test_a_plain_postgresql_url_uses_the_psycopg_driver(scheme: str) -> None:
-    engine = make_engine(f"{scheme}://questline@db.internal/questline")
+    engine = make_database(f"{scheme}://questline@db.internal/questline")
 
     assert engine.url.drivername == "postgresql+psycopg"
 
@@ -327,7 +331,7 @@ def test_a_plain_postgresql_url_uses_the_psycopg_driver(scheme: str) -> None:
 )
 def test_an_unsupported_database_url_is_a_configuration_error(url: str, message: str) -> None:
     with pytest.raises(ConfigurationError) as caught:
-        make_engine(url)
+        make_database(url)
 
     assert str(caught.value).startswith(message)
     assert "QUESTLINE_DATABASE_URL" in str(caught.value)

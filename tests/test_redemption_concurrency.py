@@ -27,7 +27,7 @@ from app.migrations import upgrade_database
 from app.points import ACCOUNTS, ENTRIES
 from app.rewards import REDEMPTIONS
 from app.settings import Settings
-from app.sql import make_engine
+from app.sql import make_database
 from tests.clock import WEDNESDAY, Clock
 from tests.graphql_client import client_for, gql, settings_for
 from tests.test_ledger import empty_economy
@@ -89,7 +89,7 @@ async def test_concurrent_redemptions_never_overspend_or_oversell(
     tmp_path: Path, clean_redis_url: str, database_url: str
 ) -> None:
     upgrade_database(database_url)
-    db = make_engine(database_url)
+    db = make_database(database_url)
     empty_economy(db)
     for player in PLAYERS:
         points.adjust(db, player, GRANTED, "start", "start", WEDNESDAY, timedelta(days=3650))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.migrations import upgrade_database
-from app.sql import make_engine, writing
+from app.sql import make_database, writing
 from app.webhooks import deliveries, endpoints, outbox
 from engine.webhooks import Message, WebhookKind
 
@@ -29,7 +29,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_senders_claiming_at_once_take_each_delivery_exactly_once(database_url: str) -> None:
     upgrade_database(database_url)
-    db = make_engine(database_url)
+    db = make_database(database_url)
     now = datetime.now(UTC)
     endpoint, _ = endpoints.create(db, "https://example.com/", [WebhookKind.REDEMPTION], "", now)
     messages = [

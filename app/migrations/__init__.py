@@ -14,9 +14,9 @@ To write a new revision against a database at head:
 
     from alembic import command
     from app.migrations import alembic_config
-    from app.sql import make_engine
+    from app.sql import make_database
 
-    with make_engine("sqlite:///dev.db").begin() as connection:
+    with make_database("sqlite:///dev.db").begin() as connection:
         command.revision(alembic_config(connection), "what changes", autogenerate=True)
 """
 
@@ -27,12 +27,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy import Connection, event, text
 
 # The modules defining tables besides app.records, so that SQLModel.metadata always
 # describes the whole database (autogenerate, and the test comparing it with migrations).
 from app import analytics, journal, points, program_metrics, referrals, rewards  # noqa: F401
-from app.sql import make_engine, translated_errors
+from app.sql import Database, make_database, translated_errors
 from app.webhooks import tables  # noqa: F401
 
 # Any fixed 64-bit number, shared by every Questline process migrating one database.
@@ -49,21 +49,21 @@ def alembic_config(connection: Connection) -> Config:
 
 def upgrade_database(database_url: str) -> None:
     """Migrate the database at `database_url` to the newest revision; safe to run concurrently."""
-    engine = make_engine(database_url)
-    if engine.dialect.name == "sqlite":
-        _begin_immediate(engine)
+    database = make_database(database_url)
+    if database.dialect.name == "sqlite":
+        _begin_immediate(database)
     try:
-        with translated_errors(engine), engine.begin() as connection:
-            if engine.dialect.name == "postgresql":
+        with translated_errors(database), database.begin() as connection:
+            if database.dialect.name == "postgresql":
                 connection.execute(
                     text("SELECT pg_advisory_xact_lock(:key)"), {"key": _POSTGRES_LOCK_KEY}
                 )
             command.upgrade(alembic_config(connection), "head")
     finally:
-        engine.dispose()
+        database.dispose()
 
 
-def _begin_immediate(engine: Engine) -> None:
+def _begin_immediate(database: Database) -> None:
     """Make every transaction of `engine` take SQLite's write lock when it begins.
 
     pysqlite would otherwise run DDL outside any transaction, and two upgraders
@@ -71,10 +71,10 @@ def _begin_immediate(engine: Engine) -> None:
     for pysqlite transactions).
     """
 
-    @event.listens_for(engine, "connect")
+    @event.listens_for(database, "connect")
     def _driver_leaves_transactions_to_us(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
 
-    @event.listens_for(engine, "begin")
+    @event.listens_for(database, "begin")
     def _begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")

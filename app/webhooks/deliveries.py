@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Row, bindparam, func, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 
-from app.sql import translated_errors, writing
+from app.sql import Database, translated_errors, writing
 from app.webhooks import endpoints
 from app.webhooks.endpoints import Target
 from app.webhooks.tables import DELIVERIES, ENDPOINTS
@@ -54,7 +54,7 @@ class Settled:
     next_attempt_at: datetime | None
 
 
-def due_endpoints(db: Engine, now: datetime) -> list[int]:
+def due_endpoints(database: Database, now: datetime) -> list[int]:
     """Enabled endpoints with a delivery due; read without locks (claiming
     re-checks), one index probe per endpoint however long the backlog."""
     due = (
@@ -66,7 +66,7 @@ def due_endpoints(db: Engine, now: datetime) -> list[int]:
         )
         .exists()
     )
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         return list(
             connection.execute(
                 select(ENDPOINTS.c.id).where(ENDPOINTS.c.disabled_at.is_(None), due)
@@ -74,9 +74,9 @@ def due_endpoints(db: Engine, now: datetime) -> list[int]:
         )
 
 
-def oldest_pending(db: Engine) -> datetime | None:
+def oldest_pending(database: Database) -> datetime | None:
     """When the oldest delivery still pending was written."""
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         oldest: datetime | None = connection.execute(
             select(func.min(DELIVERIES.c.created_at)).where(DELIVERIES.c.status == PENDING)
         ).scalar_one()
@@ -84,11 +84,11 @@ def oldest_pending(db: Engine) -> datetime | None:
 
 
 def claim(
-    db: Engine, wanted: Mapping[int, int], now: datetime, lease: timedelta
+    database: Database, wanted: Mapping[int, int], now: datetime, lease: timedelta
 ) -> list[tuple[Target, list[Claimed]]]:
     """Claim up to `wanted[endpoint]` due deliveries of each enabled endpoint."""
     claimed = []
-    with writing(db) as connection:
+    with writing(database) as connection:
         for target in endpoints.targets(connection, sorted(wanted), now):
             rows = connection.execute(
                 select(
@@ -150,14 +150,14 @@ _SETTLE = (
 _SETTLE_UNDELIVERED = _SETTLE.where(DELIVERIES.c.status == PENDING)
 
 
-def settle(db: Engine, outcomes: Sequence[Settled], disable_after: timedelta) -> list[int]:
+def settle(database: Database, outcomes: Sequence[Settled], disable_after: timedelta) -> list[int]:
     """Write how attempts ended, and each endpoint's health: a success clears its
     failures, an endpoint failing for `disable_after` is disabled and its
     pending deliveries failed. Returns the endpoints disabled now."""
     delivered = [o for o in outcomes if o.status is DeliveryStatus.DELIVERED]
     undelivered = [o for o in outcomes if o.status is not DeliveryStatus.DELIVERED]
     disabled = []
-    with writing(db) as connection:
+    with writing(database) as connection:
         for statement, part in ((_SETTLE, delivered), (_SETTLE_UNDELIVERED, undelivered)):
             if part:
                 connection.execute(statement, [_values(outcome) for outcome in part])
@@ -217,7 +217,7 @@ def _duration(span: timedelta) -> str:
 
 
 def page(
-    db: Engine,
+    database: Database,
     endpoint_id: int | None,
     status: DeliveryStatus | None,
     before: int | None,
@@ -232,13 +232,13 @@ def page(
     if before is not None:
         statement = statement.where(DELIVERIES.c.id < before)
     statement = statement.order_by(DELIVERIES.c.id.desc()).limit(limit)
-    with translated_errors(db), db.connect() as connection:
+    with translated_errors(database), database.connect() as connection:
         return [_delivery(row) for row in connection.execute(statement)]
 
 
-def redeliver(db: Engine, delivery_id: str, now: datetime) -> WebhookDelivery:
+def redeliver(database: Database, delivery_id: str, now: datetime) -> WebhookDelivery:
     """Send a delivery again, with the same id and body, retried afresh."""
-    with writing(db) as connection:
+    with writing(database) as connection:
         row = connection.execute(
             select(DELIVERIES.c.endpoint_id, ENDPOINTS.c.disabled_at)
             .join(ENDPOINTS, ENDPOINTS.c.id == DELIVERIES.c.endpoint_id)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, delete, insert, select, update
 
-from app.sql import translated_errors, writing
+from app.sql import Database, translated_errors, writing
 from app.webhooks.tables import DELIVERIES, ENDPOINTS
 from engine.errors import UnknownWebhookError
 from engine.webhooks import DeliveryStatus, WebhookEndpoint, WebhookKind
@@ -37,10 +37,10 @@ def new_secret() -> str:
 
 
 def create(
-    db: Engine, url: str, kinds: Collection[WebhookKind], description: str, now: datetime
+    database: Database, url: str, kinds: Collection[WebhookKind], description: str, now: datetime
 ) -> tuple[WebhookEndpoint, str]:
     secret = new_secret()
-    with writing(db) as connection:
+    with writing(database) as connection:
         endpoint_id = connection.execute(
             insert(ENDPOINTS)
             .values(
@@ -56,7 +56,7 @@ def create(
 
 
 def change(
-    db: Engine,
+    database: Database,
     endpoint_id: int,
     url: str | None,
     kinds: Collection[WebhookKind] | None,
@@ -72,7 +72,7 @@ def change(
         values["kinds"] = _kinds(kinds)
     if description is not None:
         values["description"] = description
-    with writing(db) as connection:
+    with writing(database) as connection:
         current = _get(connection, endpoint_id)
         if enabled is True and not current.enabled:
             values.update(disabled_at=None, disabled_reason=None, failing_since=None)
@@ -86,10 +86,12 @@ def change(
         return _get(connection, endpoint_id)
 
 
-def rotate(db: Engine, endpoint_id: int, grace_until: datetime) -> tuple[WebhookEndpoint, str]:
+def rotate(
+    database: Database, endpoint_id: int, grace_until: datetime
+) -> tuple[WebhookEndpoint, str]:
     """A new secret; the current one keeps signing until `grace_until`."""
     secret = new_secret()
-    with writing(db) as connection:
+    with writing(database) as connection:
         current = connection.execute(
             select(ENDPOINTS.c.secret).where(ENDPOINTS.c.id == endpoint_id)
         ).scalar_one_or_none()
@@ -103,24 +105,24 @@ def rotate(db: Engine, endpoint_id: int, grace_until: datetime) -> tuple[Webhook
         return _get(connection, endpoint_id), secret
 
 
-def remove(db: Engine, endpoint_id: int) -> None:
+def remove(database: Database, endpoint_id: int) -> None:
     """Delete the endpoint and every delivery to it."""
-    with writing(db) as connection:
+    with writing(database) as connection:
         found = connection.execute(delete(ENDPOINTS).where(ENDPOINTS.c.id == endpoint_id))
         if not found.rowcount:
             raise _unknown(endpoint_id)
         connection.execute(delete(DELIVERIES).where(DELIVERIES.c.endpoint_id == endpoint_id))
 
 
-def endpoints(db: Engine) -> list[WebhookEndpoint]:
-    with translated_errors(db), db.connect() as connection:
+def endpoints(database: Database) -> list[WebhookEndpoint]:
+    with translated_errors(database), database.connect() as connection:
         return [
             _endpoint(row) for row in connection.execute(select(ENDPOINTS).order_by(ENDPOINTS.c.id))
         ]
 
 
-def endpoint(db: Engine, endpoint_id: int) -> WebhookEndpoint:
-    with translated_errors(db), db.connect() as connection:
+def endpoint(database: Database, endpoint_id: int) -> WebhookEndpoint:
+    with translated_errors(database), database.connect() as connection:
         return _get(connection, endpoint_id)
 
 

@@ -26,10 +26,10 @@ from datetime import timedelta
 
 import httpx
 from anyio import to_thread
-from sqlalchemy import Engine as Database
 
 from app.metrics import Metrics
 from app.settings import Settings
+from app.sql import Database
 from app.webhooks import deliveries
 from app.webhooks.deliveries import Claimed, Settled
 from app.webhooks.endpoints import Target
@@ -61,12 +61,12 @@ PENDING_AGE_EVERY = 1.0
 class Sender:
     def __init__(
         self,
-        db: Database,
+        database: Database,
         settings: Settings,
         clock: Clock,
         metrics: Metrics,
     ) -> None:
-        self._db = db
+        self._database = database
         self._settings = settings
         self._clock = clock
         self._metrics = metrics
@@ -134,11 +134,11 @@ class Sender:
         now = self._clock()
         if time.monotonic() >= self._measure_at:
             self._measure_at = time.monotonic() + PENDING_AGE_EVERY
-            oldest = await to_thread.run_sync(deliveries.oldest_pending, self._db)
+            oldest = await to_thread.run_sync(deliveries.oldest_pending, self._database)
             self._metrics.webhooks_pending_age.set(
                 0 if oldest is None else max(0.0, (now - oldest).total_seconds())
             )
-        due = await to_thread.run_sync(deliveries.due_endpoints, self._db, now)
+        due = await to_thread.run_sync(deliveries.due_endpoints, self._database, now)
         wanted = {
             endpoint_id: free
             for endpoint_id in due
@@ -146,7 +146,9 @@ class Sender:
         }
         if not wanted:
             return False
-        claimed = await to_thread.run_sync(deliveries.claim, self._db, wanted, now, self._lease)
+        claimed = await to_thread.run_sync(
+            deliveries.claim, self._database, wanted, now, self._lease
+        )
         for target, items in claimed:
             refusal = await self._refusal(target.url)
             for item in items:
@@ -242,7 +244,7 @@ class Sender:
 
     async def _write(self, batch: Sequence[Settled]) -> list[None]:
         disabled = await to_thread.run_sync(
-            deliveries.settle, self._db, batch, self._settings.webhook_disable_after
+            deliveries.settle, self._database, batch, self._settings.webhook_disable_after
         )
         for endpoint_id in disabled:
             logger.warning(

@@ -10,11 +10,11 @@ from collections.abc import Collection
 from datetime import timedelta
 
 from anyio import to_thread
-from sqlalchemy import Engine as Database
 
 from app.metrics import Metrics
 from app.paging import page_of, row_cursor
 from app.settings import Settings
+from app.sql import Database
 from app.webhooks import deliveries, endpoints
 from app.webhooks.sender import Sender
 from app.webhooks.urls import check_url
@@ -28,11 +28,13 @@ MAX_DESCRIPTION = 500
 
 
 class Webhooks:
-    def __init__(self, db: Database, settings: Settings, clock: Clock, metrics: Metrics) -> None:
-        self._db = db
+    def __init__(
+        self, database: Database, settings: Settings, clock: Clock, metrics: Metrics
+    ) -> None:
+        self._database = database
         self._settings = settings
         self._clock = clock
-        self._sender = Sender(db, settings, clock, metrics)
+        self._sender = Sender(database, settings, clock, metrics)
 
     def start(self) -> None:
         self._sender.start()
@@ -47,7 +49,7 @@ class Webhooks:
         url = await self._checked(url)
         return await to_thread.run_sync(
             endpoints.create,
-            self._db,
+            self._database,
             url,
             _subscribed(kinds),
             _described(description),
@@ -64,7 +66,7 @@ class Webhooks:
     ) -> WebhookEndpoint:
         return await to_thread.run_sync(
             endpoints.change,
-            self._db,
+            self._database,
             endpoint_id,
             None if url is None else await self._checked(url),
             None if kinds is None else _subscribed(kinds),
@@ -74,7 +76,7 @@ class Webhooks:
         )
 
     async def delete(self, endpoint_id: int) -> None:
-        await to_thread.run_sync(endpoints.remove, self._db, endpoint_id)
+        await to_thread.run_sync(endpoints.remove, self._database, endpoint_id)
 
     async def rotate_secret(
         self, endpoint_id: int, grace: timedelta | None
@@ -84,11 +86,11 @@ class Webhooks:
         if grace < timedelta(0):
             raise WebhookError("the grace period cannot be negative; pass 0 to stop at once")
         return await to_thread.run_sync(
-            endpoints.rotate, self._db, endpoint_id, self._clock() + grace
+            endpoints.rotate, self._database, endpoint_id, self._clock() + grace
         )
 
     async def endpoints(self) -> list[WebhookEndpoint]:
-        return await to_thread.run_sync(endpoints.endpoints, self._db)
+        return await to_thread.run_sync(endpoints.endpoints, self._database)
 
     async def deliveries(
         self,
@@ -100,14 +102,16 @@ class Webhooks:
         """Newest first; `after` is an edge's cursor."""
         before = row_cursor(after, "delivery")
         if endpoint_id is not None:
-            await to_thread.run_sync(endpoints.endpoint, self._db, endpoint_id)  # known?
+            await to_thread.run_sync(endpoints.endpoint, self._database, endpoint_id)  # known?
         found = await to_thread.run_sync(
-            deliveries.page, self._db, endpoint_id, status, before, first + 1
+            deliveries.page, self._database, endpoint_id, status, before, first + 1
         )
         return page_of([(delivery.cursor, delivery) for delivery in found], first)
 
     async def redeliver(self, delivery_id: str) -> WebhookDelivery:
-        return await to_thread.run_sync(deliveries.redeliver, self._db, delivery_id, self._clock())
+        return await to_thread.run_sync(
+            deliveries.redeliver, self._database, delivery_id, self._clock()
+        )
 
     async def _checked(self, url: str) -> str:
         url = url.strip()
