@@ -203,15 +203,8 @@ def backfill(
     Running it twice changes nothing the second time. Reload the servers first
     (or this uses the seed folder's program); stop them when the store is SQLite."""
     settings = _settings()
-    try:
+    with _reported():
         done, program = asyncio.run(_backfill(settings, dry_run))
-    except ProgramError as error:
-        for issue in error.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(1) from None
-    except QuestlineError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
     for line in backfill_report(done, program):
         typer.echo(line)
 

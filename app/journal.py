@@ -32,7 +32,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Engine,
     Index,
     Row,
     Text,
@@ -45,6 +44,7 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from app.sql import (
+    Database,
     UTCDateTime,
     chunks,
     per_database,
@@ -150,7 +150,7 @@ def append(connection: Connection, rows: Sequence[dict[str, object]]) -> None:
 
 
 def entries(
-    database: Engine,
+    database: Database,
     after: int = 0,
     page: int = REPLAY_PAGE,
     since: datetime | None = None,
@@ -205,7 +205,7 @@ def _window(since: datetime | None, until: datetime | None) -> list[ColumnElemen
     return conditions
 
 
-def caused(database: Engine, player_id: str, unlock_key: str) -> Journaled | None:
+def caused(database: Database, player_id: str, unlock_key: str) -> Journaled | None:
     """The event of a player that caused an unlock, None when no journaled
     event did (a tier change, or an event past the retention)."""
     quoted = json.dumps(unlock_key)
@@ -221,7 +221,7 @@ def caused(database: Engine, player_id: str, unlock_key: str) -> Journaled | Non
     return next((journaled(row) for row in rows if unlock_key in json.loads(row.unlock_keys)), None)
 
 
-def latest(database: Engine, player_id: str, types: Sequence[str], limit: int) -> list[Journaled]:
+def latest(database: Database, player_id: str, types: Sequence[str], limit: int) -> list[Journaled]:
     """A player's last `limit` events of these types, newest first."""
     with translated_errors(database), database.connect() as connection:
         rows = connection.execute(
@@ -233,7 +233,7 @@ def latest(database: Engine, player_id: str, types: Sequence[str], limit: int) -
     return [journaled(row) for row in rows]
 
 
-def digests(database: Engine, events: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+def digests(database: Database, events: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """The digests kept for these (player, event id), where the journal has them."""
     wanted = sorted(set(events))
     found: dict[tuple[str, str], str] = {}
@@ -250,7 +250,7 @@ def digests(database: Engine, events: Sequence[tuple[str, str]]) -> dict[tuple[s
     return found
 
 
-def count(database: Engine, since: datetime | None = None, until: datetime | None = None) -> int:
+def count(database: Database, since: datetime | None = None, until: datetime | None = None) -> int:
     """Journaled events, or those that occurred in [since, until)."""
     with translated_errors(database), database.connect() as connection:
         return int(
@@ -260,7 +260,7 @@ def count(database: Engine, since: datetime | None = None, until: datetime | Non
         )
 
 
-def versions(database: Engine) -> dict[str, int]:
+def versions(database: Database) -> dict[str, int]:
     """How many journaled events each program version recorded."""
     with translated_errors(database), database.connect() as connection:
         rows = connection.execute(
@@ -269,7 +269,7 @@ def versions(database: Engine) -> dict[str, int]:
     return {version: int(events) for version, events in rows}
 
 
-def players(database: Engine) -> list[str]:
+def players(database: Database) -> list[str]:
     """Every player with a journaled event."""
     with translated_errors(database), database.connect() as connection:
         return list(
@@ -279,7 +279,7 @@ def players(database: Engine) -> list[str]:
         )
 
 
-def purge(database: Engine, before: datetime, chunk: int = PURGE_CHUNK) -> int:
+def purge(database: Database, before: datetime, chunk: int = PURGE_CHUNK) -> int:
     """Delete rows of events that occurred before `before`, `chunk` rows per
     transaction; returns how many were deleted."""
     purged = 0
@@ -295,7 +295,7 @@ def purge(database: Engine, before: datetime, chunk: int = PURGE_CHUNK) -> int:
 
 
 def save_profile(
-    database: Engine, player_id: str, timezone: str | None, attributes: Mapping[str, Any] | None
+    database: Database, player_id: str, timezone: str | None, attributes: Mapping[str, Any] | None
 ) -> None:
     """Keep what `updatePlayer` set; a field not given keeps its value."""
     values: dict[str, object] = {}
@@ -312,7 +312,7 @@ def save_profile(
         )
 
 
-def profiles(database: Engine) -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
+def profiles(database: Database) -> Iterator[tuple[str, str | None, dict[str, Any] | None]]:
     """Every kept profile: (player, timezone, attributes)."""
     with translated_errors(database), database.connect() as connection:
         rows = connection.execute(select(PROFILES).order_by(PROFILES.c.player_id)).all()

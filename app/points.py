@@ -26,9 +26,9 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Engine,
     Index,
     Row,
+    Select,
     Table,
     UniqueConstraint,
     bindparam,
@@ -42,13 +42,15 @@ from sqlalchemy.sql import Executable
 from sqlmodel import Field, SQLModel
 
 from app.sql import (
+    Database,
     Upsert,
     UTCDateTime,
     chunks,
     per_database,
     record_id,
+    row_as,
+    scan,
     table,
-    translated_errors,
     writing,
 )
 from engine.errors import InsufficientPointsError, PointsError
@@ -353,7 +355,7 @@ def expire_due(connection: Connection, account: Account, now: datetime) -> int:
     return lapsed
 
 
-def balance(database: Engine, player_id: str, now: datetime) -> Balance:
+def balance(database: Database, player_id: str, now: datetime) -> Balance:
     """A player's balance after expiring what has lapsed."""
     with writing(database) as connection:
         account = _expired_account(connection, player_id, now)
@@ -368,7 +370,7 @@ def balance(database: Engine, player_id: str, now: datetime) -> Balance:
 
 
 def entries(
-    database: Engine, player_id: str, before: int | None, limit: int, now: datetime
+    database: Database, player_id: str, before: int | None, limit: int, now: datetime
 ) -> list[LedgerLine]:
     """A player's entries, newest first, strictly before entry id `before`; what
     has lapsed by `now` is expired first, so the page agrees with the balance."""
@@ -395,7 +397,7 @@ def _expired_account(connection: Connection, player_id: str, now: datetime) -> A
 
 
 def adjust(
-    database: Engine,
+    database: Database,
     player_id: str,
     delta: int,
     note: str,
@@ -424,44 +426,30 @@ def adjust(
         return line
 
 
-def expire_all(database: Engine, now: datetime, page: int = 500) -> tuple[int, int]:
+def expire_all(database: Database, now: datetime, page: int = 500) -> tuple[int, int]:
     """Expire lapsed points of every player; returns (players touched, points expired).
 
     Only players holding a lapsed credit are locked, one transaction each.
     """
     players = points = 0
-    after = ""
-    while True:
-        with translated_errors(database), database.connect() as connection:
-            candidates = list(
-                connection.execute(
-                    select(ENTRIES.c.player_id)
-                    .where(ENTRIES.c.expires_at <= now, ENTRIES.c.player_id > after)
-                    .group_by(ENTRIES.c.player_id)
-                    .order_by(ENTRIES.c.player_id)
-                    .limit(page)
-                ).scalars()
-            )
-        for player_id in candidates:
-            with writing(database) as connection:
-                account = lock_account(connection, player_id)
-                lapsed = expire_due(connection, account, now)
-                save(connection, account)
-            if lapsed:
-                players, points = players + 1, points + lapsed
-        if len(candidates) < page:
-            return players, points
-        after = candidates[-1]
+
+    def holding_lapsed(after: str) -> Select[Any]:
+        return (
+            select(ENTRIES.c.player_id)
+            .where(ENTRIES.c.expires_at <= now, ENTRIES.c.player_id > after)
+            .group_by(ENTRIES.c.player_id)
+            .order_by(ENTRIES.c.player_id)
+        )
+
+    for player_id in scan(database, holding_lapsed, page):
+        with writing(database) as connection:
+            account = lock_account(connection, player_id)
+            lapsed = expire_due(connection, account, now)
+            save(connection, account)
+        if lapsed:
+            players, points = players + 1, points + lapsed
+    return players, points
 
 
 def _line(row: Row[Any]) -> LedgerLine:
-    return LedgerLine(
-        id=row.id,
-        player_id=row.player_id,
-        delta=row.delta,
-        reason=LedgerReason(row.reason),
-        reference=row.reference,
-        note=row.note,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-    )
+    return row_as(LedgerLine, row, reason=LedgerReason(row.reason))

@@ -20,7 +20,7 @@ from sqlmodel import Field, SQLModel
 
 from app import tiers
 from app.points import ACCOUNTS, Account, append, lock_account, save
-from app.sql import Database, UTCDateTime, table, translated_errors, upsert, writing
+from app.sql import Database, UTCDateTime, row_as, table, translated_errors, upsert, writing
 from app.tiers import Announcement
 from app.webhooks import outbox
 from engine.errors import UnknownReferralCodeError
@@ -247,12 +247,4 @@ def _referral(connection: Connection, referee_id: str) -> Referral | None:
 
 
 def _of(row: Row[Any]) -> Referral:
-    return Referral(
-        referee_id=row.referee_id,
-        referrer_id=row.referrer_id,
-        code=row.code,
-        status=ReferralStatus(row.status),
-        reason=row.reason,
-        applied_at=row.applied_at,
-        qualified_at=row.qualified_at,
-    )
+    return row_as(Referral, row, status=ReferralStatus(row.status))

@@ -17,7 +17,6 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    Engine,
     Index,
     Row,
     UniqueConstraint,
@@ -29,7 +28,16 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 from app.points import append, expire_due, lock_account, save
-from app.sql import UTCDateTime, record_id, table, translated_errors, upsert, writing
+from app.sql import (
+    Database,
+    UTCDateTime,
+    record_id,
+    row_as,
+    table,
+    translated_errors,
+    upsert,
+    writing,
+)
 from app.webhooks import outbox
 from engine.errors import IdempotencyKeyReusedError
 from engine.points import LedgerReason
@@ -68,7 +76,7 @@ STOCK = table(RewardStock)
 
 
 def redeem(
-    database: Engine,
+    database: Database,
     program: Program,
     player_id: str,
     reward_id: str,
@@ -155,7 +163,7 @@ def _lock_stock(connection: Connection, reward_id: str) -> int:
     )
 
 
-def redemptions(database: Engine, player_id: str, limit: int) -> list[Redemption]:
+def redemptions(database: Database, player_id: str, limit: int) -> list[Redemption]:
     """A player's redemptions, newest first."""
     statement = (
         select(REDEMPTIONS)
@@ -167,18 +175,11 @@ def redemptions(database: Engine, player_id: str, limit: int) -> list[Redemption
         return [_redemption(row) for row in connection.execute(statement)]
 
 
-def redeemed_in_all(database: Engine) -> dict[str, int]:
+def redeemed_in_all(database: Database) -> dict[str, int]:
     """Redemptions so far of every reward that has a stock."""
     with translated_errors(database), database.connect() as connection:
         return {row.reward_id: row.redeemed for row in connection.execute(select(STOCK))}
 
 
 def _redemption(row: Row[Any]) -> Redemption:
-    return Redemption(
-        id=str(row.id),
-        player_id=row.player_id,
-        reward_id=row.reward_id,
-        cost=row.cost,
-        idempotency_key=row.idempotency_key,
-        created_at=row.created_at,
-    )
+    return row_as(Redemption, row, id=str(row.id))

@@ -16,8 +16,9 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Dialect,
     Engine,
     Integer,
+    Row,
     Table,
     TypeDecorator,
     create_engine,
@@ -36,10 +38,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Executable, Select
 from sqlmodel import Field, SQLModel
 
 from engine.errors import ConfigurationError, StoreError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 #: How long a SQLite connection waits for another one's write lock.
 SQLITE_BUSY_MS = 10_000
@@ -52,6 +57,7 @@ _SUPPORTED = (
 
 Upsert = postgresql.Insert | sqlite.Insert
 T = TypeVar("T")
+Record = TypeVar("Record", bound="DataclassInstance")
 
 #: SQLAlchemy's Engine, the history database's pool of connections: called a
 #: database here, since the engine is the rules engine (engine.engine.Engine).
@@ -161,6 +167,33 @@ def count_work(
     for every commit: the figures behind `sql_statements_per_event`."""
     event.listen(database, "before_cursor_execute", lambda *_args: statement())
     event.listen(database, "commit", lambda *_args: commit())
+
+
+def row_as(kind: type[Record], row: Row[Any], /, **converted: object) -> Record:
+    """A dataclass of `kind` from the row's columns of the same names;
+    `converted` gives the fields whose column needs converting or is named
+    otherwise."""
+    columns = row._mapping
+    return kind(
+        **{
+            f.name: converted[f.name] if f.name in converted else columns[f.name]
+            for f in fields(kind)
+        }
+    )
+
+
+def scan(database: Database, page_after: Callable[[str], Select[Any]], page: int) -> Iterator[str]:
+    """Every key a keyset query finds, `page` at a time: `page_after(after)`
+    selects the keys after `after` in order. Each page is read in a short
+    transaction of its own, so the caller may write between keys."""
+    after = ""
+    while True:
+        with translated_errors(database), database.connect() as connection:
+            found = list(connection.execute(page_after(after).limit(page)).scalars())
+        yield from found
+        if len(found) < page:
+            return
+        after = found[-1]
 
 
 @contextmanager

@@ -21,11 +21,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, func, or_, select, update
 
 from app.points import ACCOUNTS, ENTRIES, Account, lock_account, save
-from app.sql import Database, chunks, translated_errors, writing
+from app.sql import Database, chunks, scan, translated_errors, writing
 from engine.points import QUALIFYING
 from engine.program.program import TierDef, TierLadder
 from engine.store import keys
@@ -155,35 +156,35 @@ def review(
     done = period.isoformat()
     reviewed = upgraded = downgraded = 0
     announcements: list[Announcement] = []
-    while True:
-        with translated_errors(database), database.connect() as connection:
-            players = list(
-                connection.execute(
-                    select(ACCOUNTS.c.player_id)
-                    .where(or_(ACCOUNTS.c.reviewed.is_(None), ACCOUNTS.c.reviewed < done))
-                    .order_by(ACCOUNTS.c.player_id)
-                    .limit(page)
-                ).scalars()
+
+    def not_reviewed(after: str) -> Select[Any]:
+        return (
+            select(ACCOUNTS.c.player_id)
+            .where(
+                or_(ACCOUNTS.c.reviewed.is_(None), ACCOUNTS.c.reviewed < done),
+                ACCOUNTS.c.player_id > after,
             )
-        for player_id in players:
-            with writing(database) as connection:
-                account = lock_account(connection, player_id)
-                if account.reviewed is not None and account.reviewed >= done:
-                    continue  # another reviewer got here first
-                held = ladder.get(account.tier_id)
-                qualifying = qualifying_of(connection, [account], {player_id: now}, ladder)
-                reached = level_for(ladder, qualifying[player_id])
-                if reached.rank != held.rank:
-                    change_level(account, reached, now, period)
-                    upgraded += reached.rank > held.rank
-                    downgraded += reached.rank < held.rank
-                account.reviewed = done
-                save(connection, account)
-            reviewed += 1
-            if account.tier_unlock is not None:
-                announcements.append(Announcement(player_id, account.tier_unlock))
-        if len(players) < page:
-            return Review(period, reviewed, upgraded, downgraded, announcements)
+            .order_by(ACCOUNTS.c.player_id)
+        )
+
+    for player_id in scan(database, not_reviewed, page):
+        with writing(database) as connection:
+            account = lock_account(connection, player_id)
+            if account.reviewed is not None and account.reviewed >= done:
+                continue  # another reviewer got here first
+            held = ladder.get(account.tier_id)
+            qualifying = qualifying_of(connection, [account], {player_id: now}, ladder)
+            reached = level_for(ladder, qualifying[player_id])
+            if reached.rank != held.rank:
+                change_level(account, reached, now, period)
+                upgraded += reached.rank > held.rank
+                downgraded += reached.rank < held.rank
+            account.reviewed = done
+            save(connection, account)
+        reviewed += 1
+        if account.tier_unlock is not None:
+            announcements.append(Announcement(player_id, account.tier_unlock))
+    return Review(period, reviewed, upgraded, downgraded, announcements)
 
 
 def pending(database: Database, player_ids: list[str] | None = None) -> list[Announcement]:

@@ -91,11 +91,11 @@ class Explanation:
     unlocked_at: datetime | None
     timezone: str
     #: The instance's period (day, week, month), None for a window or a lifetime goal.
-    period: str | None
-    starts_at: datetime | None
-    ends_at: datetime | None
-    goals: list[Goal]
-    feeds: list[Feed]
+    period: str | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    goals: list[Goal] = field(default_factory=list)
+    feeds: list[Feed] = field(default_factory=list)
     in_audience: bool = True
     audience_failures: list[FailedCondition] = field(default_factory=list)
     missing_prerequisites: list[str] = field(default_factory=list)
@@ -311,9 +311,6 @@ def _explained(program: Program, row: str, seen: _Seen) -> Explanation:
             unlock_key=key,
             unlocked=key in unlocks,
             unlocked_at=_when(unlocks, key),
-            period=None,
-            starts_at=None,
-            ends_at=None,
             goals=[
                 Goal(
                     milestone.metric,
@@ -363,13 +360,6 @@ def _explained(program: Program, row: str, seen: _Seen) -> Explanation:
         unlock_key=key,
         unlocked=key in unlocks,
         unlocked_at=_when(unlocks, key),
-        period=None,
-        starts_at=None,
-        ends_at=None,
-        goals=[],
-        missing_prerequisites=[],
-        window=None,
-        feeds=[],
         via=[_explained(program, rule, seen) for rule in _granting(program, row)],
         timezone=timezone,
     )
@@ -398,18 +388,13 @@ def _challenge(program: Program, challenge_id: str, seen: _Seen) -> Explanation:
         if challenge.audience is not None
         else []
     )
-    missing = [
-        keys.challenge_done(requirement.challenge).removeprefix("done:")
+    required = [
+        keys.challenge_done(requirement.challenge)
         if requirement.challenge is not None
         else keys.milestone_unlock(str(requirement.milestone), int(requirement.tier or 1))
         for requirement in challenge.requires
-        if (
-            keys.challenge_done(requirement.challenge)
-            if requirement.challenge is not None
-            else keys.milestone_unlock(str(requirement.milestone), int(requirement.tier or 1))
-        )
-        not in unlocks
     ]
+    missing = [key.removeprefix("done:") for key in required if key not in unlocks]
     window = None
     if challenge.window is not None:
         window = "not open yet" if now < starts_at else "closed" if now >= ends_at else "open"

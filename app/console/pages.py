@@ -298,20 +298,10 @@ class Console:
     async def player(self, request: Request, session: Session) -> Response:
         service = self.service
         player_id = request.path_params["player_id"]
-        try:
-            check_identifier("player id", player_id)
-        except QuestlineError as refused:
-            return self.render(
-                request,
-                "find_player.html",
-                session,
-                player_id=player_id,
-                error=str(refused),
-                status_code=400,
-            )
         ledger_after = request.query_params.get("ledger_after") or None
         history_after = request.query_params.get("history_after") or None
         try:
+            check_identifier("player id", player_id)
             profile = await service.profile(player_id)
             progress = await service.progress(player_id)
             balance = await service.economy.balance(player_id)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import Row, bindparam, func, select, update
 
-from app.sql import Database, translated_errors, writing
+from app.sql import Database, row_as, translated_errors, writing
 from app.webhooks import endpoints
 from app.webhooks.endpoints import Target
 from app.webhooks.tables import DELIVERIES, ENDPOINTS
@@ -272,18 +272,11 @@ def redeliver(database: Database, delivery_id: str, now: datetime) -> WebhookDel
 
 
 def _delivery(row: Row[Any]) -> WebhookDelivery:
-    return WebhookDelivery(
+    return row_as(
+        WebhookDelivery,
+        row,
         id=row.delivery_id,
-        endpoint_id=row.endpoint_id,
         kind=WebhookKind(row.kind),
         status=DeliveryStatus(row.status),
-        attempts=row.attempts,
-        created_at=row.created_at,
-        next_attempt_at=row.next_attempt_at,
-        last_attempt_at=row.last_attempt_at,
-        last_status_code=row.last_status_code,
-        last_error=row.last_error,
-        delivered_at=row.delivered_at,
-        body=row.body,
         cursor=row.id,
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, insert, select, update
 
-from app.sql import Database, translated_errors, writing
+from app.sql import Database, row_as, translated_errors, writing
 from app.webhooks.tables import DELIVERIES, ENDPOINTS
 from engine.errors import UnknownWebhookError
 from engine.webhooks import DeliveryStatus, WebhookEndpoint, WebhookKind
@@ -170,14 +170,5 @@ def _unknown(endpoint_id: int) -> UnknownWebhookError:
 
 
 def _endpoint(row: Row[Any]) -> WebhookEndpoint:
-    return WebhookEndpoint(
-        id=row.id,
-        url=row.url,
-        description=row.description,
-        kinds=frozenset(WebhookKind(kind) for kind in row.kinds.split(",")),
-        created_at=row.created_at,
-        failing_since=row.failing_since,
-        disabled_at=row.disabled_at,
-        disabled_reason=row.disabled_reason,
-        previous_secret_expires_at=row.previous_secret_expires_at,
-    )
+    kinds = frozenset(WebhookKind(kind) for kind in row.kinds.split(","))
+    return row_as(WebhookEndpoint, row, kinds=kinds)
