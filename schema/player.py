@@ -5,6 +5,8 @@ from __future__ import annotations
 import strawberry
 
 from engine.errors import InvalidArgumentError
+from engine.program.program import Program as EngineProgram
+from engine.progress import PlayerProgress
 from schema.context import Info
 from schema.loyalty import (
     LedgerEntry,
@@ -43,26 +45,22 @@ class Player:
     @strawberry.field
     async def challenges(self, info: Info) -> list[ChallengeProgress]:
         """Current instance of every challenge open to this player."""
-        program = info.context.service.program
-        progress = await info.context.progress.load(self.id)
+        program, progress = await _progress(info, self.id)
         return [challenge_progress_of(program, item) for item in progress.challenges]
 
     @strawberry.field
     async def milestones(self, info: Info) -> list[MilestoneProgress]:
-        program = info.context.service.program
-        progress = await info.context.progress.load(self.id)
+        program, progress = await _progress(info, self.id)
         return [milestone_progress_of(program, item) for item in progress.milestones]
 
     @strawberry.field
     async def streaks(self, info: Info) -> list[StreakProgress]:
-        program = info.context.service.program
-        progress = await info.context.progress.load(self.id)
+        program, progress = await _progress(info, self.id)
         return [streak_progress_of(program, item) for item in progress.streaks]
 
     @strawberry.field
     async def badges(self, info: Info) -> list[EarnedBadge]:
-        program = info.context.service.program
-        progress = await info.context.progress.load(self.id)
+        program, progress = await _progress(info, self.id)
         earned = []
         for item in progress.badges:
             badge = badge_of(program, item.id)
@@ -111,3 +109,8 @@ def page_size(first: int | None) -> int:
     if not 0 < first <= MAX_PAGE:
         raise InvalidArgumentError(f"first must be between 1 and {MAX_PAGE}, got {first}")
     return first
+
+
+async def _progress(info: Info, player_id: str) -> tuple[EngineProgram, PlayerProgress]:
+    """The program in use and the player's progress, read once per request."""
+    return info.context.service.program, await info.context.progress.load(player_id)
