@@ -21,9 +21,9 @@ from engine.errors import ConditionError
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
-# Stands for an absent property: it equals nothing and has no type that an
-# operator accepts, so it fails every test and only negations turn it true.
-_MISSING: Any = object()
+#: Stands for an absent property: it equals nothing and has no type that an
+#: operator accepts, so it fails every test and only negations turn it true.
+MISSING: Any = object()
 _T = TypeVar("_T")
 _COMBINATORS = ("all", "any", "not")
 
@@ -74,19 +74,18 @@ def _getter(key: str, path: str) -> Callable[[Mapping[str, Any]], Any]:
             path,
         )
     if len(parts) == 1:
-        return lambda properties: properties.get(key, _MISSING)
+        return lambda properties: properties.get(key, MISSING)
+    return lambda properties: lookup(properties, key)
 
-    def get(properties: Mapping[str, Any]) -> Any:
-        current: Any = properties
-        for part in parts:
-            if not isinstance(current, Mapping):
-                return _MISSING
-            current = current.get(part, _MISSING)
-            if current is _MISSING:
-                return _MISSING
-        return current
 
-    return get
+def lookup(properties: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted property path ("store.city"), or MISSING."""
+    current: Any = properties
+    for part in path.split("."):
+        if not isinstance(current, Mapping) or part not in current:
+            return MISSING
+        current = current[part]
+    return current
 
 
 def _is_number(value: Any) -> bool:
@@ -148,7 +147,7 @@ def _operator(name: str, operand: Any, path: str, key: str) -> Callable[[Any], b
     if name == "exists":
         if not isinstance(operand, bool):
             raise ConditionError(f"`exists` needs true or false, got {_kind(operand)}", path)
-        return lambda value: (value is not _MISSING) == operand
+        return lambda value: (value is not MISSING) == operand
     if name == "contains":
         return lambda value: _contains(value, operand)
     if name in _COMBINATORS:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine import periods
-from engine.conditions import compile_condition
+from engine.conditions import MISSING, compile_condition, lookup
 from engine.errors import UnknownTargetError
 from engine.periods import Granularity
 from engine.planner import scale_of, threshold, window_bucket
@@ -36,7 +36,7 @@ from engine.store.base import Read, Store
 from engine.unlocks import describe, granted_badge, unlock_time
 
 #: What a missing attribute is reported as.
-MISSING = "(missing)"
+ABSENT = "(missing)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,13 +455,9 @@ def audience_failures(
 
 
 def _attribute(attributes: Mapping[str, Any], path: str) -> str:
-    """The value at a dotted attribute path, as JSON, or MISSING."""
-    current: Any = attributes
-    for part in path.split("."):
-        if not isinstance(current, Mapping) or part not in current:
-            return MISSING
-        current = current[part]
-    return _json(current)
+    """The value at a dotted attribute path, as JSON, or ABSENT."""
+    found = lookup(attributes, path)
+    return ABSENT if found is MISSING else _json(found)
 
 
 def matches(program: Program, explanation: Explanation) -> list[tuple[str, Any]]:

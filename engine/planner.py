@@ -30,7 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine import periods
-from engine.conditions import Predicate
+from engine.conditions import MISSING, Predicate, lookup
 from engine.events import Event
 from engine.periods import Granularity, Period, Window
 from engine.profiles import Profile
@@ -57,20 +57,8 @@ UNLOCK = Arg(0)
 #: The kind of slot of an expiry.
 EXPIRE = "expire"
 
-_MISSING = object()
-
 Operand = int | str
 Reader = Callable[[Event], Operand | None]
-
-
-def lookup(properties: Mapping[str, Any], path: str) -> Any:
-    """Value at a dotted property path, or `_MISSING`."""
-    current: Any = properties
-    for part in path.split("."):
-        if not isinstance(current, Mapping) or part not in current:
-            return _MISSING
-        current = current[part]
-    return current
 
 
 def scale_of(metric: MetricDef) -> int:
@@ -504,13 +492,13 @@ def _reader(metric: MetricDef) -> Reader | None:
         return lambda event: convert(event.value)
     if "." in path:
         return lambda event: convert(lookup(event.properties, path))
-    return lambda event: convert(event.properties.get(path, _MISSING))
+    return lambda event: convert(event.properties.get(path, MISSING))
 
 
 def _member(value: Any) -> str | None:
     if type(value) is str:
         return value
-    if value is _MISSING or value is None or isinstance(value, dict | list):
+    if value is MISSING or value is None or isinstance(value, dict | list):
         return None
     return str(value)
 

@@ -19,9 +19,9 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from engine import periods
+from engine.conditions import lookup
 from engine.events import Event
 from engine.periods import Granularity
-from engine.planner import lookup
 from engine.program.program import EarnRuleDef, Program
 
 #: `expiringSoon` counts the points that lapse within this long.

@@ -26,9 +26,9 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.conditions import lookup
 from engine.engine import Recorded
 from engine.events import Event
-from engine.planner import lookup
 from engine.points import earnings
 from engine.program.program import Program
 from engine.tiers import level_for
