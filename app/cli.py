@@ -38,6 +38,7 @@ from engine.backfill import Backfilled
 from engine.errors import ConfigurationError, ProgramError, QuestlineError
 from engine.program.loader import load_program, program_json_schema
 from engine.program.program import Program
+from engine.urls import redacted
 from schema import SDL_PATH
 
 cli = typer.Typer(
@@ -156,7 +157,7 @@ def db_upgrade() -> None:
     settings = _settings()
     with _reported():
         upgrade_database(settings.database_url)
-    typer.echo(f"database is up to date: {settings.database_url.split('@')[-1]}")
+    typer.echo(f"database is up to date: {redacted(settings.database_url)}")
 
 
 @cli.command()

@@ -36,6 +36,7 @@ from engine.program.loader import load_program
 from engine.store import store_from_url
 from engine.store.base import Store
 from engine.unlocks import UnlockKind
+from engine.urls import redacted
 
 #: Events replayed per store call.
 REPLAY_BATCH = 500
@@ -101,8 +102,8 @@ class _ReplayClock:
 async def _require_empty(store: Store, url: str) -> None:
     async for _player in store.outbox_players():
         raise ConfigurationError(
-            f"the store {url} already holds unlocks; a rebuild replays the journal into an "
-            "empty store: empty it (FLUSHDB, or a new SQLite file) or point "
+            f"the store {redacted(url)} already holds unlocks; a rebuild replays the journal "
+            "into an empty store: empty it (FLUSHDB, or a new SQLite file) or point "
             "QUESTLINE_STORE_URL at a new one"
         )
 

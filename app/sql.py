@@ -42,6 +42,8 @@ from sqlalchemy.sql import Executable, Select
 from sqlmodel import Field, SQLModel
 
 from engine.errors import ConfigurationError, StoreError
+from engine.extras import extra
+from engine.urls import redacted
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -107,7 +109,8 @@ def table(model: type[SQLModel]) -> Table:
 def make_database(database_url: str, timeout: float | None = None) -> Database:
     """The history database's pool; nothing connects until first use.
 
-    `postgresql://` and `postgres://` are read as psycopg 3, the driver we ship.
+    `postgresql://` and `postgres://` are read as psycopg 3, the driver of the
+    `postgres` extra (`pip install 'questline[postgres]'`), imported only here.
     PostgreSQL's pool keeps 20 connections open: with SQLAlchemy's default of
     5, a burst of readers on worker threads opened and closed dozens of
     connections a second (overflow is closed when returned). `timeout`
@@ -119,7 +122,7 @@ def make_database(database_url: str, timeout: float | None = None) -> Database:
         url = make_url(database_url)
     except ArgumentError:
         raise ConfigurationError(
-            f"database URL {database_url!r} cannot be parsed; {_SUPPORTED}"
+            f"database URL {redacted(database_url)!r} cannot be parsed; {_SUPPORTED}"
         ) from None
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -129,14 +132,15 @@ def make_database(database_url: str, timeout: float | None = None) -> Database:
     if backend in ("postgresql", "postgres"):
         if url.drivername in ("postgresql", "postgres"):
             url = url.set(drivername="postgresql+psycopg")
-        pool = {"pool_pre_ping": True, "pool_size": 20, "max_overflow": 20}
-        if timeout is None:
+        pool: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 20, "max_overflow": 20}
+        if timeout is not None:
+            pool["pool_timeout"] = timeout
+            pool["connect_args"] = {
+                "connect_timeout": max(1, math.ceil(timeout)),
+                "options": f"-c statement_timeout={int(timeout * 1000)}",
+            }
+        with extra("postgres", ("psycopg",), f"the database {redacted(database_url)}"):
             return create_engine(url, **pool)
-        deadline = {
-            "connect_timeout": max(1, math.ceil(timeout)),
-            "options": f"-c statement_timeout={int(timeout * 1000)}",
-        }
-        return create_engine(url, **pool, pool_timeout=timeout, connect_args=deadline)
     raise ConfigurationError(f"database {backend!r} is not supported; {_SUPPORTED}")
 
 
@@ -202,7 +206,7 @@ def translated_errors(database: Database) -> Iterator[None]:
     try:
         yield
     except (DBAPIError, PoolTimeoutError) as error:
-        where = database.url.render_as_string(hide_password=True)
+        where = redacted(database.url.render_as_string(hide_password=False))
         original = getattr(error, "orig", None) or error
         if _is_missing_table(original):
             # Permanent until an operator acts: not STORE_UNAVAILABLE, which clients retry.

@@ -6,7 +6,7 @@
     sqlite://:memory:, sqlite:///:memory:                 SqliteStore in memory
 
 Backends are imported only when chosen, so the embedded default never loads
-redis-py.
+redis-py: it is the `redis` extra (`pip install 'questline[redis]'`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from __future__ import annotations
 import re
 
 from engine.errors import ConfigurationError, CursorError
+from engine.extras import extra
 from engine.store.base import Store
+from engine.urls import redacted
 
 REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
 SQLITE_SCHEME = "sqlite"
@@ -39,7 +41,8 @@ def store_from_url(url: str, *, announce: bool = True, timeout: float = DEFAULT_
     scheme, separator, _ = url.partition("://")
     scheme = scheme.lower()
     if separator and scheme in REDIS_SCHEMES:
-        from engine.store.redis import RedisStore
+        with extra("redis", ("redis", "hiredis"), f"the store {redacted(url)}"):
+            from engine.store.redis import RedisStore
 
         return RedisStore(url, announce=announce, timeout=timeout)
     if separator and scheme == SQLITE_SCHEME:
@@ -47,7 +50,7 @@ def store_from_url(url: str, *, announce: bool = True, timeout: float = DEFAULT_
         from engine.store.sqlite import SqliteStore
 
         return SqliteStore(path)
-    raise ConfigurationError(f"store URL {url!r} has no known scheme; use {ACCEPTED}")
+    raise ConfigurationError(f"store URL {redacted(url)!r} has no known scheme; use {ACCEPTED}")
 
 
 def sqlite_path(url: str) -> str:

@@ -34,7 +34,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, I
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import hiredis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
@@ -53,6 +52,7 @@ from engine.errors import QuestlineError, StoreError
 from engine.group_commit import GroupCommit
 from engine.store import cursor_position, keys
 from engine.store.base import Applied, Arg, OutboxEntry, Plan, Ranking, Read, Store
+from engine.urls import redacted
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class RedisStore(Store):
         its sockets (paused, overloaded, partitioned) fails calls with
         StoreError instead of hanging them. Pub/sub reads wait for messages
         without it (redis-py blocks them indefinitely on purpose)."""
-        self._where = _without_password(url)
+        self._where = redacted(url)
         # A rebuild replays history without announcing it again: no channel.
         self._channel = keys.UNLOCK_CHANNEL if announce else ""
         self._chunk_size = chunk_size
@@ -769,15 +769,3 @@ async def _quietly_close(pubsub: Any) -> None:
     """Close a pub/sub connection that may already be broken."""
     with contextlib.suppress(*_FAILURES):
         await pubsub.aclose()
-
-
-def _without_password(url: str) -> str:
-    """The URL as it may appear in messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
