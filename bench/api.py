@@ -73,7 +73,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import redis
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect

@@ -38,7 +38,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import uvloop
 
 from bench.api import (

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import pytest
 from itsdangerous import TimestampSigner
 from playwright.sync_api import BrowserContext, Page, expect

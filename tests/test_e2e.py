@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import pytest
 import redis
 from websockets.asyncio.client import ClientConnection, connect

@@ -8,7 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 
-import httpx
+import httpx2 as httpx
 import pytest
 
 from tests.servers import HOST, Server, production_env, running_servers

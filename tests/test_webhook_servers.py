@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 
 from tests.graphql_client import API_KEY, JWT_SECRET
 from tests.servers import Server, start_server
