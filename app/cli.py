@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +34,7 @@ from app.simulation_report import as_json as simulation_json
 from app.simulation_report import tables as simulation_tables
 from app.sql import Database, make_database
 from engine.backfill import Backfilled
+from engine.durations import is_duration, parse_duration
 from engine.errors import ConfigurationError, ProgramError, QuestlineError
 from engine.program.loader import load_program, program_json_schema
 from engine.program.program import Program
@@ -236,10 +236,8 @@ def _moment(text: str | None, option: str) -> datetime | None:
     or a duration before now such as `30d`, `12h` or `2w`."""
     if text is None:
         return None
-    found = _AGO.fullmatch(text)
-    if found:
-        amount, unit = int(found[1]), found[2]
-        return datetime.now(UTC) - amount * _UNITS[unit]
+    if is_duration(text):
+        return datetime.now(UTC) - parse_duration(text)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
@@ -250,10 +248,6 @@ def _moment(text: str | None, option: str) -> datetime | None:
         )
         raise typer.Exit(2) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-_AGO = re.compile(r"([0-9]+)([hdw])")
-_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
 @cli.command()

@@ -4,7 +4,7 @@ A positive whole number and a unit, no space: `500ms`, `45s`, `30m`, `12h`, `7d`
 `52w` (milliseconds, seconds, minutes, hours, days, weeks). Months and years
 are not durations (their length varies); the seed format has periods for
 those. Settings also take a bare number as seconds, the form they always
-accepted (`0` included).
+accepted (`0` included); the CLI's `--since 30d` means that long before now.
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ UNITS = {
 #: What to tell someone whose duration does not parse.
 EXAMPLES = "a positive whole number and a unit (ms, s, m, h, d or w), such as 500ms, 30m, 7d or 52w"
 _GRAMMAR = re.compile(PATTERN)
+
+
+def is_duration(text: str) -> bool:
+    """Whether `text` is written in this grammar, for inputs that may also be
+    something else (the CLI's `--since` takes a date too)."""
+    return _GRAMMAR.fullmatch(text.strip().lower()) is not None
 
 
 def parse_duration(text: str) -> timedelta:
