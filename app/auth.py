@@ -89,7 +89,7 @@ class Authenticator:
         self._leeway = settings.jwt_leeway.total_seconds()
         static_keys: dict[str, VerifyingKey] = {}
         if settings.jwt_secret is not None:
-            static_keys["HS256"] = settings.jwt_secret
+            static_keys["HS256"] = settings.jwt_secret.get_secret_value()
         if settings.jwt_public_key is not None:
             public_key = load_pem_public_key(settings.jwt_public_key.encode())
             if not isinstance(public_key, RSAPublicKey):
@@ -254,7 +254,7 @@ def issue_player_token(settings: Settings, player_id: str, ttl_seconds: int) -> 
         claims["aud"] = settings.jwt_audience
     if settings.jwt_issuer is not None:
         claims["iss"] = settings.jwt_issuer
-    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
 
 
 def generate_api_key() -> str:

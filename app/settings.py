@@ -1,13 +1,16 @@
 """Service settings: one typed object read from `QUESTLINE_*` environment variables.
 
-Every value is checked once, when the settings are read, so a bad variable stops
-`questline serve` with a message naming it instead of surfacing as a confusing
-failure on the first request. There is no module-level instance: the app factory
-receives a `Settings`, and tests build their own. `Settings()` holds the
-development defaults; `Settings.from_env()` is the only reader of the environment,
-and a command-line override goes through it too
-(`Settings.from_env({**os.environ, "QUESTLINE_PORT": "9000"})`) so it is validated
-the same way.
+`Settings` is a pydantic-settings model: each field is read from the variable
+named `QUESTLINE_` and the field's name in capitals, and checked by the
+validator its type carries, once, when the settings are read, so a bad
+variable stops `questline serve` with a message naming it instead of surfacing
+as a confusing failure on the first request. There is no module-level
+instance: the app factory receives a `Settings`, and tests build their own.
+`Settings()` holds the development defaults and never reads the environment;
+`Settings.from_env()` is the only reader of it, and a command-line override
+goes through it too (`Settings.from_env({**os.environ, "QUESTLINE_PORT": "9000"})`)
+so it is validated the same way. Durations follow `engine.durations` (a bare
+number is seconds).
 
 Database and store URLs are kept as given: their backends (`make_engine`,
 `store_from_url`) know which schemes they support and say so.
@@ -25,16 +28,30 @@ import ipaddress
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from engine.durations import EXAMPLES, parse_duration
 from engine.engine import EngineSettings
@@ -42,6 +59,7 @@ from engine.errors import ConfigurationError
 
 Environment = Literal["development", "production"]
 
+PREFIX = "QUESTLINE_"
 MIN_API_KEY_LENGTH = 16
 MIN_JWT_SECRET_LENGTH = 32
 _KEY_ADVICE = "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -72,6 +90,10 @@ _ISSUERS_EXAMPLE = (
     '"jwks_url": "https://example.eu.auth0.com/.well-known/jwks.json", '
     '"audience": "https://api.example.com", "player_claim": "sub"}]'
 )
+#: The variables not named after a field.
+_ENV = f"{PREFIX}ENV"
+_PUBLIC_KEY_FILE = f"{PREFIX}JWT_PUBLIC_KEY_FILE"
+_JWKS_URL = f"{PREFIX}JWT_JWKS_URL"
 
 
 @dataclass(frozen=True)
@@ -89,169 +111,324 @@ class TokenIssuer:
     player_claim: str = "sub"
 
 
-@dataclass(frozen=True)
-class Settings:
+# Validators of values read from variables. Each takes the text as written
+# (values given in Python pass through to pydantic's own checks, bounds aside)
+# and raises ValueError with the whole message, naming the variable.
+
+
+def _variable(info: ValidationInfo) -> str:
+    """The variable a value was read from: the field's, unless `from_env` says
+    it came from another one (`QUESTLINE_JWT_PUBLIC_KEY_FILE`)."""
+    field = info.field_name or ""
+    origins: Mapping[str, str] = info.context or {}
+    return origins.get(field, PREFIX + field.upper())
+
+
+def _environment(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if value.lower() not in ("development", "production"):
+        raise ValueError(f"{_ENV} must be 'development' or 'production', got {value.lower()!r}")
+    return value.lower()
+
+
+def _integer(maximum: int | None = None) -> BeforeValidator:
+    """A whole number from 1 (to `maximum`)."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        try:
+            number = int(value) if isinstance(value, str) else value
+        except ValueError:
+            number = None
+        if isinstance(number, int) and number >= 1 and (maximum is None or number <= maximum):
+            return number
+        accepted = (
+            f"an integer between 1 and {maximum}"
+            if maximum is not None
+            else "an integer of at least 1"
+        )
+        raise ValueError(f"{_variable(info)} must be {accepted}, got {value!r}")
+
+    return BeforeValidator(check)
+
+
+def _boolean(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, str):
+        return value
+    if value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise ValueError(
+        f"{_variable(info)} must be true or false (also accepted: 1/0, yes/no, on/off), "
+        f"got {value!r}"
+    )
+
+
+def _duration(maximum: timedelta | None = None) -> BeforeValidator:
+    """A duration in `engine.durations`' grammar, or a bare number of seconds."""
+
+    def check(value: Any, info: ValidationInfo) -> Any:
+        duration = value
+        if isinstance(value, str):
+            try:
+                duration = (
+                    timedelta(seconds=int(value)) if value.isdigit() else parse_duration(value)
+                )
+            except ValueError:
+                raise ValueError(
+                    f"{_variable(info)} must be {EXAMPLES} (a bare number is seconds), "
+                    f"got {value!r}"
+                ) from None
+        if maximum is not None and isinstance(duration, timedelta) and duration > maximum:
+            limit = int(maximum.total_seconds())
+            raise ValueError(f"{_variable(info)} must be at most {limit} seconds, got {value!r}")
+        return duration
+
+    return BeforeValidator(check)
+
+
+def _hosts(value: Any, info: ValidationInfo) -> Any:
+    """Comma-separated host names or IP addresses, compared without case."""
+    if not isinstance(value, str):
+        return value
+    hosts = tuple(host.strip().lower().strip("[]") for host in value.split(","))
+    for host in hosts:
+        if not host or any(c in host for c in "/@ ") or (":" in host and not _is_ip(host)):
+            raise ValueError(
+                f"{_variable(info)} must list host names or IP addresses separated by commas, "
+                f"such as hooks.internal,10.0.0.5 (no scheme, port or path), got {host!r}"
+            )
+    return hosts
+
+
+def _timezone(value: Any, info: ValidationInfo) -> Any:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(
+            f"{_variable(info)} must be an IANA time zone such as UTC or Europe/Paris, "
+            f"got {value!r}"
+        ) from None
+    return value
+
+
+def _api_keys(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, str):
+        return value
+    keys = tuple(key.strip() for key in value.split(",") if key.strip())
+    for position, key in enumerate(keys, start=1):
+        # The key itself never appears in the message: it is a secret.
+        if len(key) < MIN_API_KEY_LENGTH:
+            raise ValueError(
+                f"{_variable(info)}: key {position} of {len(keys)} has {len(key)} characters; "
+                f"every key must have at least {MIN_API_KEY_LENGTH}; {_KEY_ADVICE}"
+            )
+    return keys
+
+
+def _jwt_secret(value: Any, info: ValidationInfo) -> Any:
+    if not isinstance(value, str):
+        return value
+    name, lowered = _variable(info), value.lower()
+    if lowered in _PLACEHOLDERS or any(marker in lowered for marker in _PLACEHOLDER_MARKERS):
+        raise ValueError(
+            f"{name} is a placeholder value; set a random secret of at least "
+            f"{MIN_JWT_SECRET_LENGTH} characters; {_KEY_ADVICE}"
+        )
+    if len(value) < MIN_JWT_SECRET_LENGTH:
+        raise ValueError(
+            f"{name} has {len(value)} characters; an HS256 secret needs at least "
+            f"{MIN_JWT_SECRET_LENGTH}; {_KEY_ADVICE}"
+        )
+    if len(set(value)) < 8:
+        raise ValueError(
+            f"{name} repeats a handful of characters; use a random secret; {_KEY_ADVICE}"
+        )
+    return value
+
+
+def _public_key(value: Any, info: ValidationInfo) -> Any:
+    """An RS256 public key PEM, checked to load."""
+    if not isinstance(value, str):
+        return value
+    # .env files and container orchestrators often flatten newlines to "\n".
+    pem = value.replace("\\n", "\n")
+    try:
+        key = load_pem_public_key(pem.encode())
+    except (ValueError, UnsupportedAlgorithm):
+        key = None
+    if not isinstance(key, RSAPublicKey):
+        raise ValueError(
+            f"{_variable(info)} must be a PEM-encoded RSA public key "
+            "(a block starting with -----BEGIN PUBLIC KEY-----)"
+        )
+    return pem
+
+
+def _token_issuers(value: Any, info: ValidationInfo) -> Any:
+    """The providers of a JSON list of objects (see `_ISSUERS_EXAMPLE`), whose
+    player claim is QUESTLINE_JWT_PLAYER_CLAIM's unless they say."""
+    if not isinstance(value, str):
+        return value
+    name = _variable(info)
+    try:
+        entries = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{name} is not valid JSON ({error.msg} at character {error.pos}); "
+            f"write a list such as {_ISSUERS_EXAMPLE}"
+        ) from None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(
+            f"{name} must be a non-empty JSON list of providers, such as {_ISSUERS_EXAMPLE}"
+        )
+    default_claim = info.data.get("jwt_player_claim", "sub")
+    return tuple(
+        _token_issuer(f"{name} entry {number} of {len(entries)}", entry, default_claim)
+        for number, entry in enumerate(entries, start=1)
+    )
+
+
+Count = Annotated[int, _integer()]
+Duration = Annotated[timedelta, _duration()]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, enable_decoding=False)
+
     store_url: str = "sqlite:///./questline.db"
     database_url: str = "sqlite:///./questline-history.db"
     seed_path: Path = Path("./seed")
-    environment: Environment = "development"
+    environment: Annotated[Environment, BeforeValidator(_environment)] = Field(
+        default="development", validation_alias=AliasChoices("environment", _ENV)
+    )
     host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
+    port: Annotated[int, _integer(maximum=65535)] = 8000
+    workers: Count = 1
     # Secrets stay out of repr() so logging the settings never leaks them.
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    jwt_secret: str | None = field(default=None, repr=False)
-    jwt_public_key: str | None = None
+    api_keys: Annotated[tuple[str, ...], BeforeValidator(_api_keys)] = Field(default=(), repr=False)
+    jwt_secret: Annotated[SecretStr | None, BeforeValidator(_jwt_secret)] = None
+    jwt_public_key: Annotated[str | None, BeforeValidator(_public_key)] = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_player_claim: str = "sub"
-    jwt_leeway: timedelta = timedelta(seconds=30)
-    jwt_issuers: tuple[TokenIssuer, ...] = ()
-    default_timezone: str = "UTC"
-    late_event_tolerance: timedelta = timedelta(days=7)
-    future_event_tolerance: timedelta = timedelta(minutes=5)
+    jwt_leeway: Annotated[timedelta, _duration(maximum=MAX_JWT_LEEWAY)] = timedelta(seconds=30)
+    jwt_issuers: Annotated[tuple[TokenIssuer, ...], BeforeValidator(_token_issuers)] = ()
+    default_timezone: Annotated[str, BeforeValidator(_timezone)] = "UTC"
+    late_event_tolerance: Duration = timedelta(days=7)
+    future_event_tolerance: Duration = timedelta(minutes=5)
     #: How long accepted events stay in the journal (by when they occurred).
-    journal_retention: timedelta = timedelta(days=400)
-    max_batch: int = 1000
-    max_body_bytes: int = 1024 * 1024
+    journal_retention: Duration = timedelta(days=400)
+    max_batch: Count = 1000
+    max_body_bytes: Count = 1024 * 1024
     # The standard introspection query (GraphiQL, code generators) is 15 deep.
-    max_query_depth: int = 15
-    max_query_tokens: int = 2000
-    max_subscriptions_per_connection: int = 10
-    migrate_on_start: bool = True
-    console_session_ttl: timedelta = timedelta(hours=8)
+    max_query_depth: Count = 15
+    max_query_tokens: Count = 2000
+    max_subscriptions_per_connection: Count = 10
+    #: Read from the environment, defaults to on in development only (see `from_env`).
+    migrate_on_start: Annotated[bool, BeforeValidator(_boolean)] = True
+    console_session_ttl: Duration = timedelta(hours=8)
     #: Whether anyone may introspect the schema; otherwise only API keys (production).
-    open_introspection: bool = True
+    #: Read from the environment, defaults to on in development only (see `from_env`).
+    open_introspection: Annotated[bool, BeforeValidator(_boolean)] = True
     #: Deadline of each call to the counter store and to the history database.
-    store_timeout: timedelta = timedelta(seconds=2)
-    database_timeout: timedelta = timedelta(seconds=2)
+    store_timeout: Duration = timedelta(seconds=2)
+    database_timeout: Duration = timedelta(seconds=2)
     #: Unlocks a subscriber may fall behind before its socket is closed (4429).
-    subscriber_backlog: int = 1000
+    subscriber_backlog: Count = 1000
     #: Time a client has to send a request's headers before its connection is closed.
-    header_timeout: timedelta = timedelta(seconds=10)
+    header_timeout: Duration = timedelta(seconds=10)
     #: Journal events one `simulateProgram` call replays at most.
-    simulate_max_events: int = 100_000
+    simulate_max_events: Count = 100_000
     #: Hosts webhook URLs may name although they resolve to a loopback, link-local
     #: or private address (outside development every such URL is refused).
-    webhook_allow_hosts: tuple[str, ...] = ()
+    webhook_allow_hosts: Annotated[tuple[str, ...], BeforeValidator(_hosts)] = ()
     #: The longest one delivery attempt may take, connecting included.
-    webhook_timeout: timedelta = timedelta(seconds=10)
+    webhook_timeout: Duration = timedelta(seconds=10)
     #: Deliveries in flight at once to one endpoint, per process.
-    webhook_concurrency: int = 8
-    webhook_first_backoff: timedelta = timedelta(seconds=10)
-    webhook_max_backoff: timedelta = timedelta(hours=1)
+    webhook_concurrency: Count = 8
+    webhook_first_backoff: Duration = timedelta(seconds=10)
+    webhook_max_backoff: Duration = timedelta(hours=1)
     #: How long a delivery is retried before it is failed (a dead letter).
-    webhook_retry_for: timedelta = timedelta(hours=24)
+    webhook_retry_for: Duration = timedelta(hours=24)
     #: An endpoint whose every attempt failed for this long is disabled.
-    webhook_disable_after: timedelta = timedelta(hours=24)
+    webhook_disable_after: Duration = timedelta(hours=24)
     #: How long the old secret still signs after `rotateWebhookSecret`, unless it says.
-    webhook_secret_grace: timedelta = timedelta(hours=24)
+    webhook_secret_grace: Duration = timedelta(hours=24)
     #: How often an idle sender looks for due deliveries.
-    webhook_poll_interval: timedelta = timedelta(seconds=1)
+    webhook_poll_interval: Duration = timedelta(seconds=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`Settings(...)` is what it is given: only `from_env` reads variables,
+        so no test or tool picks up the shell's `QUESTLINE_*` by accident."""
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Settings:
-        """Read and validate every `QUESTLINE_*` variable; unset or empty means default."""
-        env = _Reader(environ)
-        environment = env.environment("QUESTLINE_ENV")
-        jwt_public_key = env.public_key("QUESTLINE_JWT_PUBLIC_KEY")
-        jwt_audience = env.text("QUESTLINE_JWT_AUDIENCE")
-        jwt_issuer = env.text("QUESTLINE_JWT_ISSUER")
-        jwt_player_claim = env.text("QUESTLINE_JWT_PLAYER_CLAIM") or cls.jwt_player_claim
-        jwt_issuers = env.token_issuers("QUESTLINE_JWT_ISSUERS", jwt_player_claim)
-        jwks_url = env.jwks_url("QUESTLINE_JWT_JWKS_URL")
+        """Read and validate every `QUESTLINE_*` variable; unset or blank means default."""
+        values = _Variables(cls, environ)()
+        origins: dict[str, str] = {}
+        key_file = _text(environ, _PUBLIC_KEY_FILE)
+        if key_file is not None:
+            if "jwt_public_key" in values:
+                raise ConfigurationError(
+                    f"set {PREFIX}JWT_PUBLIC_KEY or {_PUBLIC_KEY_FILE}, not both"
+                )
+            try:
+                values["jwt_public_key"] = Path(key_file).read_text()
+            except OSError as error:
+                raise ConfigurationError(
+                    f"{_PUBLIC_KEY_FILE} cannot be read: {error.strerror} ({key_file!r})"
+                ) from None
+            origins["jwt_public_key"] = _PUBLIC_KEY_FILE
+        # Migrating on start is a convenience for a laptop; in production the
+        # operator runs `questline db upgrade` once, before the workers start.
+        # The committed schema.graphql is what clients generate code from;
+        # introspection only helps an attacker map the API.
+        development = values.get("environment", "development").lower() == "development"
+        values.setdefault("migrate_on_start", development)
+        values.setdefault("open_introspection", development)
+        try:
+            settings = cls.model_validate(values, context=origins)
+        except ValidationError as error:
+            raise ConfigurationError(_first_message(error)) from None
+        jwks_url = _text(environ, _JWKS_URL)
         if jwks_url is not None:
-            if jwt_public_key is not None:
-                raise ConfigurationError(
-                    "set QUESTLINE_JWT_PUBLIC_KEY or QUESTLINE_JWT_JWKS_URL, not both: the JWKS "
-                    "URL already publishes the provider's public keys"
-                )
-            if jwt_issuer is None:
-                raise ConfigurationError(
-                    "QUESTLINE_JWT_JWKS_URL needs QUESTLINE_JWT_ISSUER, the provider's `iss` "
-                    "claim: a key set can sign tokens for other tenants too (Firebase's is "
-                    "shared by every project), and the issuer is what says a token is yours"
-                )
-            single = TokenIssuer(
-                issuer=jwt_issuer,
-                jwks_url=jwks_url,
-                audience=() if jwt_audience is None else (jwt_audience,),
-                player_claim=jwt_player_claim,
+            settings = settings.model_copy(
+                update={"jwt_issuers": (settings._single_provider(jwks_url), *settings.jwt_issuers)}
             )
-            jwt_issuers = (single, *jwt_issuers)
-        _check_distinct_issuers(jwt_issuers, jwt_issuer if jwt_public_key is not None else None)
-        return cls(
-            store_url=env.text("QUESTLINE_STORE_URL") or cls.store_url,
-            database_url=env.text("QUESTLINE_DATABASE_URL") or cls.database_url,
-            seed_path=Path(env.text("QUESTLINE_SEED_PATH") or cls.seed_path),
-            environment=environment,
-            host=env.text("QUESTLINE_HOST") or cls.host,
-            port=env.integer("QUESTLINE_PORT", cls.port, maximum=65535),
-            workers=env.integer("QUESTLINE_WORKERS", cls.workers),
-            api_keys=env.api_keys("QUESTLINE_API_KEYS"),
-            jwt_secret=env.jwt_secret("QUESTLINE_JWT_SECRET"),
-            jwt_public_key=jwt_public_key,
-            jwt_audience=jwt_audience,
-            jwt_issuer=jwt_issuer,
-            jwt_player_claim=jwt_player_claim,
-            jwt_leeway=env.duration("QUESTLINE_JWT_LEEWAY", cls.jwt_leeway, maximum=MAX_JWT_LEEWAY),
-            jwt_issuers=jwt_issuers,
-            default_timezone=env.timezone("QUESTLINE_DEFAULT_TIMEZONE", cls.default_timezone),
-            late_event_tolerance=env.duration(
-                "QUESTLINE_LATE_EVENT_TOLERANCE", cls.late_event_tolerance
-            ),
-            future_event_tolerance=env.duration(
-                "QUESTLINE_FUTURE_EVENT_TOLERANCE", cls.future_event_tolerance
-            ),
-            journal_retention=env.duration("QUESTLINE_JOURNAL_RETENTION", cls.journal_retention),
-            max_batch=env.integer("QUESTLINE_MAX_BATCH", cls.max_batch),
-            max_body_bytes=env.integer("QUESTLINE_MAX_BODY_BYTES", cls.max_body_bytes),
-            max_query_depth=env.integer("QUESTLINE_MAX_QUERY_DEPTH", cls.max_query_depth),
-            max_query_tokens=env.integer("QUESTLINE_MAX_QUERY_TOKENS", cls.max_query_tokens),
-            max_subscriptions_per_connection=env.integer(
-                "QUESTLINE_MAX_SUBSCRIPTIONS_PER_CONNECTION", cls.max_subscriptions_per_connection
-            ),
-            # Migrating on start is a convenience for a laptop; in production the
-            # operator runs `questline db upgrade` once, before the workers start.
-            migrate_on_start=env.boolean(
-                "QUESTLINE_MIGRATE_ON_START", environment == "development"
-            ),
-            console_session_ttl=env.duration(
-                "QUESTLINE_CONSOLE_SESSION_TTL", cls.console_session_ttl
-            ),
-            # The committed schema.graphql is what clients generate code from;
-            # introspection only helps an attacker map the API.
-            open_introspection=env.boolean(
-                "QUESTLINE_OPEN_INTROSPECTION", environment == "development"
-            ),
-            store_timeout=env.duration("QUESTLINE_STORE_TIMEOUT", cls.store_timeout),
-            database_timeout=env.duration("QUESTLINE_DATABASE_TIMEOUT", cls.database_timeout),
-            subscriber_backlog=env.integer("QUESTLINE_SUBSCRIBER_BACKLOG", cls.subscriber_backlog),
-            header_timeout=env.duration("QUESTLINE_HEADER_TIMEOUT", cls.header_timeout),
-            simulate_max_events=env.integer(
-                "QUESTLINE_SIMULATE_MAX_EVENTS", cls.simulate_max_events
-            ),
-            webhook_allow_hosts=env.hosts("QUESTLINE_WEBHOOK_ALLOW_HOSTS"),
-            webhook_timeout=env.duration("QUESTLINE_WEBHOOK_TIMEOUT", cls.webhook_timeout),
-            webhook_concurrency=env.integer(
-                "QUESTLINE_WEBHOOK_CONCURRENCY", cls.webhook_concurrency
-            ),
-            webhook_first_backoff=env.duration(
-                "QUESTLINE_WEBHOOK_FIRST_BACKOFF", cls.webhook_first_backoff
-            ),
-            webhook_max_backoff=env.duration(
-                "QUESTLINE_WEBHOOK_MAX_BACKOFF", cls.webhook_max_backoff
-            ),
-            webhook_retry_for=env.duration("QUESTLINE_WEBHOOK_RETRY_FOR", cls.webhook_retry_for),
-            webhook_disable_after=env.duration(
-                "QUESTLINE_WEBHOOK_DISABLE_AFTER", cls.webhook_disable_after
-            ),
-            webhook_secret_grace=env.duration(
-                "QUESTLINE_WEBHOOK_SECRET_GRACE", cls.webhook_secret_grace
-            ),
-            webhook_poll_interval=env.duration(
-                "QUESTLINE_WEBHOOK_POLL_INTERVAL", cls.webhook_poll_interval
-            ),
+        _check_distinct_issuers(
+            settings.jwt_issuers,
+            settings.jwt_issuer if settings.jwt_public_key is not None else None,
+        )
+        return settings
+
+    def _single_provider(self, jwks_url: str) -> TokenIssuer:
+        """The provider the single `QUESTLINE_JWT_*` variables describe with a JWKS URL."""
+        _check_jwks_url(_JWKS_URL, jwks_url)
+        if self.jwt_public_key is not None:
+            raise ConfigurationError(
+                f"set {PREFIX}JWT_PUBLIC_KEY or {_JWKS_URL}, not both: the JWKS "
+                "URL already publishes the provider's public keys"
+            )
+        if self.jwt_issuer is None:
+            raise ConfigurationError(
+                f"{_JWKS_URL} needs {PREFIX}JWT_ISSUER, the provider's `iss` "
+                "claim: a key set can sign tokens for other tenants too (Firebase's is "
+                "shared by every project), and the issuer is what says a token is yours"
+            )
+        return TokenIssuer(
+            issuer=self.jwt_issuer,
+            jwks_url=jwks_url,
+            audience=() if self.jwt_audience is None else (self.jwt_audience,),
+            player_claim=self.jwt_player_claim,
         )
 
     def engine_settings(self) -> EngineSettings:
@@ -277,6 +454,33 @@ class Settings:
         return (
             self.jwt_secret is not None or self.jwt_public_key is not None or bool(self.jwt_issuers)
         )
+
+
+class _Variables(EnvSettingsSource):
+    """The settings' variables in `environ` as text, blank ones counting as
+    unset: pydantic-settings' own source, on the mapping `from_env` is given
+    instead of `os.environ` (so overrides and tests never touch the process's)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            name.lower(): value.strip() for name, value in self._environ.items() if value.strip()
+        }
+
+
+def _text(environ: Mapping[str, str], name: str) -> str | None:
+    """A variable that is not a field of its own, read the way `_Variables` reads."""
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _first_message(error: ValidationError) -> str:
+    """The message of the validator that refused a value (they name the variable)."""
+    refusal = error.errors()[0].get("ctx", {}).get("error")
+    return str(refusal) if refusal is not None else str(error)
 
 
 def _is_loopback(host: str) -> bool:
@@ -335,187 +539,6 @@ def check_serving(settings: Settings) -> None:
             f"QUESTLINE_WORKERS={settings.workers} needs the Redis store: the embedded SQLite "
             f"store ({settings.store_url}) serves a single process. Set "
             "QUESTLINE_STORE_URL=redis://... or run one worker"
-        )
-
-
-class _Reader:
-    """Parses one variable at a time, raising errors that name the variable."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def text(self, name: str) -> str | None:
-        value = self._environ.get(name, "").strip()
-        return value or None
-
-    def environment(self, name: str) -> Environment:
-        value = (self.text(name) or "development").lower()
-        if value == "development":
-            return "development"
-        if value == "production":
-            return "production"
-        raise ConfigurationError(f"{name} must be 'development' or 'production', got {value!r}")
-
-    def integer(self, name: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
-        value = self.text(name)
-        if value is None:
-            return default
-        accepted = (
-            f"an integer between {minimum} and {maximum}"
-            if maximum is not None
-            else f"an integer of at least {minimum}"
-        )
-        try:
-            number = int(value)
-        except ValueError:
-            number = None
-        if number is None or number < minimum or (maximum is not None and number > maximum):
-            raise ConfigurationError(f"{name} must be {accepted}, got {value!r}")
-        return number
-
-    def boolean(self, name: str, default: bool) -> bool:
-        value = self.text(name)
-        if value is None:
-            return default
-        if value.lower() in _TRUE:
-            return True
-        if value.lower() in _FALSE:
-            return False
-        raise ConfigurationError(
-            f"{name} must be true or false (also accepted: 1/0, yes/no, on/off), got {value!r}"
-        )
-
-    def duration(
-        self, name: str, default: timedelta, maximum: timedelta | None = None
-    ) -> timedelta:
-        value = self.text(name)
-        if value is None:
-            return default
-        try:
-            duration = timedelta(seconds=int(value)) if value.isdigit() else parse_duration(value)
-        except ValueError:
-            raise ConfigurationError(
-                f"{name} must be {EXAMPLES} (a bare number is seconds), got {value!r}"
-            ) from None
-        if maximum is not None and duration > maximum:
-            limit = int(maximum.total_seconds())
-            raise ConfigurationError(f"{name} must be at most {limit} seconds, got {value!r}")
-        return duration
-
-    def hosts(self, name: str) -> tuple[str, ...]:
-        """Comma-separated host names or IP addresses, compared without case."""
-        value = self.text(name)
-        if value is None:
-            return ()
-        hosts = tuple(host.strip().lower().strip("[]") for host in value.split(","))
-        for host in hosts:
-            if not host or any(c in host for c in "/@ ") or (":" in host and not _is_ip(host)):
-                raise ConfigurationError(
-                    f"{name} must list host names or IP addresses separated by commas, such as "
-                    f"hooks.internal,10.0.0.5 (no scheme, port or path), got {host!r}"
-                )
-        return hosts
-
-    def timezone(self, name: str, default: str) -> str:
-        value = self.text(name)
-        if value is None:
-            return default
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigurationError(
-                f"{name} must be an IANA time zone such as UTC or Europe/Paris, got {value!r}"
-            ) from None
-        return value
-
-    def api_keys(self, name: str) -> tuple[str, ...]:
-        keys = tuple(key.strip() for key in (self.text(name) or "").split(",") if key.strip())
-        for position, key in enumerate(keys, start=1):
-            # The key itself never appears in the message: it is a secret.
-            if len(key) < MIN_API_KEY_LENGTH:
-                raise ConfigurationError(
-                    f"{name}: key {position} of {len(keys)} has {len(key)} characters; every "
-                    f"key must have at least {MIN_API_KEY_LENGTH}; {_KEY_ADVICE}"
-                )
-        return keys
-
-    def jwt_secret(self, name: str) -> str | None:
-        secret = self.text(name)
-        if secret is None:
-            return None
-        lowered = secret.lower()
-        if lowered in _PLACEHOLDERS or any(marker in lowered for marker in _PLACEHOLDER_MARKERS):
-            raise ConfigurationError(
-                f"{name} is a placeholder value; set a random secret of at least "
-                f"{MIN_JWT_SECRET_LENGTH} characters; {_KEY_ADVICE}"
-            )
-        if len(secret) < MIN_JWT_SECRET_LENGTH:
-            raise ConfigurationError(
-                f"{name} has {len(secret)} characters; an HS256 secret needs at least "
-                f"{MIN_JWT_SECRET_LENGTH}; {_KEY_ADVICE}"
-            )
-        if len(set(secret)) < 8:
-            raise ConfigurationError(
-                f"{name} repeats a handful of characters; use a random secret; {_KEY_ADVICE}"
-            )
-        return secret
-
-    def public_key(self, name: str) -> str | None:
-        """The RS256 public key PEM, given inline or as `<name>_FILE`, checked to load."""
-        file_name = f"{name}_FILE"
-        inline, path = self.text(name), self.text(file_name)
-        if inline is not None and path is not None:
-            raise ConfigurationError(f"set {name} or {file_name}, not both")
-        if path is not None:
-            try:
-                pem = Path(path).read_text()
-            except OSError as error:
-                raise ConfigurationError(
-                    f"{file_name} cannot be read: {error.strerror} ({path!r})"
-                ) from None
-            source = file_name
-        elif inline is not None:
-            # .env files and container orchestrators often flatten newlines to "\n".
-            pem = inline.replace("\\n", "\n")
-            source = name
-        else:
-            return None
-        try:
-            key = load_pem_public_key(pem.encode())
-        except (ValueError, UnsupportedAlgorithm):
-            key = None
-        if not isinstance(key, RSAPublicKey):
-            raise ConfigurationError(
-                f"{source} must be a PEM-encoded RSA public key "
-                "(a block starting with -----BEGIN PUBLIC KEY-----)"
-            )
-        return pem
-
-    def jwks_url(self, name: str) -> str | None:
-        url = self.text(name)
-        if url is not None:
-            _check_jwks_url(name, url)
-        return url
-
-    def token_issuers(self, name: str, default_claim: str) -> tuple[TokenIssuer, ...]:
-        """The providers of `name`, a JSON list of objects (see `_ISSUERS_EXAMPLE`)."""
-        value = self.text(name)
-        if value is None:
-            return ()
-        try:
-            entries = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise ConfigurationError(
-                f"{name} is not valid JSON ({error.msg} at character {error.pos}); "
-                f"write a list such as {_ISSUERS_EXAMPLE}"
-            ) from None
-        if not isinstance(entries, list) or not entries:
-            raise ConfigurationError(
-                f"{name} must be a non-empty JSON list of providers, such as {_ISSUERS_EXAMPLE}"
-            )
-        return tuple(
-            _token_issuer(f"{name} entry {number} of {len(entries)}", entry, default_claim)
-            for number, entry in enumerate(entries, start=1)
         )
 
 

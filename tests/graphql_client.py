@@ -36,7 +36,7 @@ def expired_token(settings: Settings, player_id: str) -> str:
     """A correctly signed token that expired an hour ago (beyond any leeway)."""
     claims = {"sub": player_id, "exp": datetime.now(UTC) - timedelta(hours=1)}
     assert settings.jwt_secret is not None
-    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
 
 
 @contextmanager

@@ -5,7 +5,6 @@ PostgreSQL with the Redis store."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,7 +79,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     seed = tmp_path / "analytics.yaml"
     seed.write_text(PROGRAM)
     if request.param == "sqlite":
-        return dataclasses.replace(settings_for(tmp_path), seed_path=seed)
+        return settings_for(tmp_path).model_copy(update={"seed_path": seed})
     database_url: str = request.getfixturevalue("postgres_url")
     upgrade_database(database_url)
     db = make_database(database_url)
@@ -90,8 +89,8 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         connection.execute(delete(ATTEMPTS))
     db.dispose()
     store_url: str = request.getfixturevalue("clean_redis_url")
-    return dataclasses.replace(
-        settings_for(tmp_path, store_url), seed_path=seed, database_url=database_url
+    return settings_for(tmp_path, store_url).model_copy(
+        update={"seed_path": seed, "database_url": database_url}
     )
 
 
@@ -99,7 +98,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 def sqlite_settings(tmp_path: Path) -> Settings:
     seed = tmp_path / "analytics.yaml"
     seed.write_text(PROGRAM)
-    return dataclasses.replace(settings_for(tmp_path), seed_path=seed)
+    return settings_for(tmp_path).model_copy(update={"seed_path": seed})
 
 
 def started(settings: Settings, clock: Clock) -> Iterator[TestClient]:
@@ -240,7 +239,7 @@ def test_a_streak_lives_in_its_players_timezone(tmp_path: Path, clock: Clock) ->
         "metrics: {reviews: {event: review}}\n"
         "streaks: {daily-review: {metric: reviews, per: day}}\n"
     )
-    settings = dataclasses.replace(settings_for(tmp_path), seed_path=seed)
+    settings = settings_for(tmp_path).model_copy(update={"seed_path": seed})
     with TestClient(create_app(settings, clock)) as client:
         update = 'mutation { updatePlayer(id: "kiri", timezone: "Pacific/Kiritimati") { id } }'
         assert "errors" not in gql(client, update)

@@ -3,7 +3,6 @@ reads them, and GraphQL serves them, on every store backend."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -194,7 +193,7 @@ RECORD = "mutation($events: [EventInput!]!) { recordEvents(events: $events) { ev
 
 @pytest.fixture
 def served(tmp_path: Path, store_url: str, clock: Clock) -> Iterator[tuple[TestClient, Settings]]:
-    settings = dataclasses.replace(settings_for(tmp_path, store_url), seed_path=PROGRAM)
+    settings = settings_for(tmp_path, store_url).model_copy(update={"seed_path": PROGRAM})
     with client_for(settings, clock) as client:
         yield client, settings
 

@@ -4,7 +4,6 @@ redemptions with their typed errors. Time is an injected clock."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +63,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return dataclasses.replace(settings_for(tmp_path), seed_path=LOYALTY)
+    return settings_for(tmp_path).model_copy(update={"seed_path": LOYALTY})
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -47,7 +46,7 @@ def seed_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "redis":
         store_url = request.getfixturevalue("clean_redis_url")
     settings = settings_for(tmp_path, store_url)
-    return dataclasses.replace(settings, seed_path=repo_root() / "seed")
+    return settings.model_copy(update={"seed_path": repo_root() / "seed"})
 
 
 def snapshot(client: TestClient, settings: Settings, clock: Clock) -> dict[str, Any]:

@@ -4,7 +4,6 @@ event that does not grow with a player's history."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,7 +68,7 @@ async def test_one_bad_item_fails_alone_and_the_others_of_its_burst_are_written(
 
 @pytest.fixture
 def seed_settings(tmp_path: Path) -> Settings:
-    return dataclasses.replace(settings_for(tmp_path), seed_path=repo_root() / "seed")
+    return settings_for(tmp_path).model_copy(update={"seed_path": repo_root() / "seed"})
 
 
 def purchase(event_id: str, player: str, at: datetime | None = None) -> dict[str, Any]:

@@ -11,7 +11,6 @@ and the per-player limit hold, and a shared key redeems once.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import multiprocessing
 from collections import Counter
 from datetime import timedelta
@@ -93,11 +92,12 @@ async def test_concurrent_redemptions_never_overspend_or_oversell(
     empty_economy(db)
     for player in PLAYERS:
         points.adjust(db, player, GRANTED, "start", "start", WEDNESDAY, timedelta(days=3650))
-    settings = dataclasses.replace(
-        settings_for(tmp_path, clean_redis_url),
-        database_url=database_url,
-        seed_path=LOYALTY,
-        migrate_on_start=False,  # done above, once
+    settings = settings_for(tmp_path, clean_redis_url).model_copy(
+        update={
+            "database_url": database_url,
+            "seed_path": LOYALTY,
+            "migrate_on_start": False,  # done above, once
+        }
     )
 
     spawn = multiprocessing.get_context("spawn")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import shutil
@@ -69,7 +68,7 @@ def eventually(check: Callable[[], bool], seconds: float = 10) -> None:
 
 
 def settings_with(tmp_path: Path, store_url: str | None, seed: Path) -> Settings:
-    return dataclasses.replace(settings_for(tmp_path, store_url), seed_path=seed)
+    return settings_for(tmp_path, store_url).model_copy(update={"seed_path": seed})
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from app.cli import cli
@@ -19,7 +20,7 @@ def test_development_on_loopback_generates_an_admin_key_and_a_demo_token() -> No
     lines: list[str] = []
     settings = development_credentials(Settings(), environ, lines.append)
     assert settings.api_keys == (environ["QUESTLINE_API_KEYS"],)
-    assert settings.jwt_secret == environ["QUESTLINE_JWT_SECRET"]
+    assert settings.jwt_secret == SecretStr(environ["QUESTLINE_JWT_SECRET"])
     assert any("demo player token" in line for line in lines)
 
 

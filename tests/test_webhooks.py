@@ -9,7 +9,6 @@ about a day of failures move an injected clock instead of waiting a day.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import re
 import subprocess
 import time
@@ -66,7 +65,7 @@ REAL_TIME = utc_now
 
 
 def settings(tmp_path: Path, **overrides: Any) -> Settings:
-    return dataclasses.replace(settings_for(tmp_path), seed_path=LOYALTY, **{**FAST, **overrides})
+    return settings_for(tmp_path).model_copy(update={"seed_path": LOYALTY, **FAST, **overrides})
 
 
 @pytest.fixture
