@@ -293,6 +293,9 @@ Duration = Annotated[timedelta, _duration()]
 
 
 class Settings(BaseSettings):
+    """Frozen, so the settings a worker started with are the ones it keeps;
+    derive others with `model_copy(update=...)`."""
+
     model_config = SettingsConfigDict(env_prefix=PREFIX, frozen=True, enable_decoding=False)
 
     store_url: str = "sqlite:///./questline.db"
