@@ -12,7 +12,7 @@ goes through it too (`Settings.from_env({**os.environ, "QUESTLINE_PORT": "9000"}
 so it is validated the same way. Durations follow `engine.durations` (a bare
 number is seconds).
 
-Database and store URLs are kept as given: their backends (`make_engine`,
+Database and store URLs are kept as given: their backends (`make_database`,
 `store_from_url`) know which schemes they support and say so.
 
 Player tokens come from identity providers. The `QUESTLINE_JWT_*` variables
