@@ -469,8 +469,12 @@ class _Variables(EnvSettingsSource):
         super().__init__(settings_cls)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Variables are named in capitals, as they always were: `questline_port`
+        # is somebody else's variable, not a second spelling of QUESTLINE_PORT.
         return {
-            name.lower(): value.strip() for name, value in self._environ.items() if value.strip()
+            name.lower(): value.strip()
+            for name, value in self._environ.items()
+            if name.isupper() and value.strip()
         }
 
 

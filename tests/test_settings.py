@@ -141,6 +141,11 @@ def test_empty_variables_count_as_unset() -> None:
     assert Settings.from_env({"QUESTLINE_PORT": "", "QUESTLINE_JWT_SECRET": "  "}) == Settings()
 
 
+def test_variables_are_named_in_capitals_only() -> None:
+    assert Settings.from_env({"questline_port": "9000"}).port == 8000
+    assert Settings.from_env({"QUESTLINE_PORT": "9000"}).port == 9000
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
