@@ -34,6 +34,7 @@ from engine.program.program import ALL_TIME, Program
 from engine.progress import PlayerProgress, player_progress
 from engine.store import keys
 from engine.store.base import Applied, OutboxEntry, Plan, Read, Store
+from engine.store.ops import Claim
 from engine.unlocks import Descriptions, Unlock, unlock_value
 
 Clock = Callable[[], datetime]
@@ -271,7 +272,7 @@ class Engine:
                 profile_version=profile.version,
                 dedupe_ttl=self._dedupe_ttl,
             )
-            plan.op("claim", key, [], [], unlock_value(self.clock()), [])
+            plan.op(Claim(key, unlock=unlock_value(self.clock())))
             applied = await self.store.apply(plan)
             if applied.status != "stale":
                 return [self.describe(player_id, entry) for entry in applied.entries]

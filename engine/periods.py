@@ -9,21 +9,33 @@ whose midnight does not exist (a DST gap at midnight, as in Santiago or
 Havana) starts at the first local instant that does.
 
 Everything here is cached: a program has a handful of timezones and the
-same few periods are asked for by every event of the day.
+same few periods are asked for by every event of the day. `MomentCache`
+does the same for what an instant means to a program (its periods and
+windows), for the planner and for analytics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import lru_cache
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from engine.caches import LRU
 from engine.errors import ConfigurationError
+
+T = TypeVar("T")
 
 #: Day 0 of the day index; weeks count from the first week start on or after it.
 EPOCH = date(1970, 1, 1)
+#: Moments are cached per quarter of an hour: UTC offsets in use are multiples
+#: of 15 minutes, so local midnights fall between quarters.
+QUARTER = 900
+#: Cached moments (timezone, quarter of an hour) kept per cache.
+MAX_MOMENTS = 16384
 
 
 class Granularity(StrEnum):
@@ -157,3 +169,37 @@ def _instant(value: date | datetime, tz: ZoneInfo) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=tz)
     return value.astimezone(UTC)
+
+
+class MomentCache(Generic[T]):
+    """What `compute` makes of an instant in a timezone, cached for its whole
+    quarter of an hour.
+
+    `compute(when, timezone)` returns its answer and the boundaries of the
+    periods and windows it was read from; a quarter that holds one of them
+    is not cached (the answer changes inside it). The cost of an instant is
+    then a dictionary look-up.
+    """
+
+    __slots__ = ("_compute", "_moments")
+
+    def __init__(
+        self,
+        compute: Callable[[datetime, ZoneInfo], tuple[T, Iterable[datetime]]],
+        capacity: int = MAX_MOMENTS,
+    ) -> None:
+        self._compute = compute
+        self._moments: LRU[tuple[ZoneInfo, int], T] = LRU(capacity)
+
+    def __call__(self, when: datetime, timezone: ZoneInfo) -> T:
+        quarter = int(when.timestamp() // QUARTER)
+        found = self._moments.get((timezone, quarter))
+        if found is None:
+            found, boundaries = self._compute(when, timezone)
+            start, end = quarter * QUARTER, (quarter + 1) * QUARTER
+            if not any(start < boundary.timestamp() < end for boundary in boundaries):
+                self._moments.put((timezone, quarter), found)
+        return found
+
+    def clear(self) -> None:
+        self._moments.clear()

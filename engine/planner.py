@@ -32,33 +32,47 @@ from zoneinfo import ZoneInfo
 from engine import periods
 from engine.conditions import MISSING, Predicate, lookup
 from engine.events import Event
-from engine.periods import Granularity, Period, Window
+from engine.periods import Granularity, MomentCache, Period, Window
 from engine.profiles import Profile
 from engine.program.models import Challenge, Milestone, Streak
 from engine.program.models import Window as WindowSpec
 from engine.program.program import ALL_TIME, MetricDef, Program
 from engine.store import keys
-from engine.store.base import Arg, Plan, Shape
+from engine.store.base import Plan, Shape
+from engine.store.ops import (
+    Add,
+    Arg,
+    Card,
+    Claim,
+    Condition,
+    Distinct,
+    Extra,
+    Get,
+    Max,
+    Number,
+    Op,
+    Rank,
+    Scalar,
+    Step,
+    Steps,
+    Text,
+)
+from engine.store.ops import Streak as ExtendStreak
 from engine.unlocks import granted_badge, unlock_value
 
 #: How long a finished window's counters stay readable for progress screens.
 WINDOW_RETENTION = timedelta(days=30)
-#: Moments are cached per quarter of an hour: UTC offsets in use are multiples
-#: of 15 minutes, so local midnights fall between quarters (a quarter that
-#: does hold a period or window boundary is not cached).
-QUARTER = 900
 #: Distinct plan shapes kept; a program has few, but periods roll over.
 MAX_SKELETONS = 4096
-#: Cached moments (timezone, quarter of an hour) kept.
-MAX_MOMENTS = 16384
 
 #: Plan.args[0] is the unlock time; the operand of the n-th metric fed is args[n + 1].
 UNLOCK = Arg(0)
 #: The kind of slot of an expiry.
 EXPIRE = "expire"
 
-Operand = int | str
-Reader = Callable[[Event], Operand | None]
+Reader = Callable[[Event], Scalar | None]
+#: The op that feeds a metric, built from (key, operand, expire_at).
+Feed = Callable[[int, Number, Number], Op]
 
 
 def scale_of(metric: MetricDef) -> int:
@@ -76,11 +90,11 @@ def window_bucket(challenge_id: str) -> str:
     return f"window:{challenge_id}"
 
 
-def operation_of(metric: MetricDef) -> str:
+def operation_of(metric: MetricDef) -> Feed:
     """The store operation that feeds a metric."""
     if metric.aggregate in ("count", "sum"):
-        return "add"
-    return "max" if metric.aggregate == "max" else "distinct"
+        return Add
+    return Max if metric.aggregate == "max" else Distinct
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +165,10 @@ class Planner:
             self._audiences[event_type] = [
                 (1 << n, predicate) for n, predicate in enumerate(audiences.values())
             ]
-        self._skeletons: dict[tuple[Any, ...], _Skeleton] = {}
-        self._shapes: dict[Any, Shape] = {}
-        self._moments: dict[tuple[ZoneInfo, int], _Moment] = {}
-        self._moment_numbers: dict[tuple[Any, ...], int] = {}
+        self._skeletons: dict[tuple[str, int, int, int], _Skeleton] = {}
+        self._shapes: dict[tuple[Op, ...], Shape] = {}
+        self._moment = MomentCache(self._new_moment)
+        self._moment_numbers: dict[tuple[object, ...], int] = {}
         self._now: datetime | None = None
         self._unlock = ""
         #: Seconds from engine time to the store's clock, added to expiries.
@@ -169,7 +183,7 @@ class Planner:
             self._use_now(now)
         if len(self._skeletons) >= MAX_SKELETONS:
             self._forget()
-        args: list[Any] = [self._unlock]
+        args: list[Scalar] = [self._unlock]
         fed = self._fed(event, args)
         if not fed:
             plan_keys += [tag + suffix for suffix in HEAD]
@@ -204,7 +218,7 @@ class Planner:
         """
         self._use_now(now)
         template = Plan(player_id=TEMPLATE_PLAYER, keys=[""] * 4)
-        draft = _Draft(template, self._moment(now, profile.timezone), profile)
+        draft = _Draft(template, self._moment(now, profile.timezone), profile, 1)
         rules = {metric_id for metric_id in self._milestones}
         rules.update(self._challenges)
         touched = sorted(rules)
@@ -215,20 +229,18 @@ class Planner:
                     self._register(draft, metric_id, window_bucket(challenge_id))
         self._claim_milestones(draft, touched)
         self._claim_challenges(draft, touched)
-        slots: dict[tuple[str, str], tuple[Arg, Any]] = {}
-        ops = _abstracted(template.ops, slots, 1)
         tag = keys.player_tag(player_id)
         prefix = len(keys.player_tag(TEMPLATE_PLAYER))
         plan_keys = [event_key, *(tag + suffix for suffix in HEAD)]
         plan_keys += [tag + key[prefix:] for key in template.keys[4:]]
-        args = [self._unlock, *(value for _, value in slots.values())]
-        return Plan(player_id, plan_keys, ops, profile.version, dedupe_ttl, args)
+        args = [self._unlock, *(value for _, value in draft.slots.values())]
+        return Plan(player_id, plan_keys, template.ops, profile.version, dedupe_ttl, args)
 
     def _forget(self) -> None:
         """Start the caches over; moment numbers go too, as signatures hold them."""
         self._skeletons.clear()
         self._shapes.clear()
-        self._moments.clear()
+        self._moment.clear()
         self._moment_numbers.clear()
 
     def _use_now(self, now: datetime) -> None:
@@ -241,7 +253,7 @@ class Planner:
         self._unlock = unlock_value(now)
         self._wall_offset = round(time.time() - now.timestamp())
 
-    def _fed(self, event: Event, args: list[Any]) -> int:
+    def _fed(self, event: Event, args: list[Scalar]) -> int:
         """The metrics this event feeds, as bits; their operands are appended to `args`."""
         fed = 0
         properties = event.properties
@@ -260,50 +272,33 @@ class Planner:
                 mask |= bit
         return mask
 
-    def _moment(self, when: datetime, timezone: ZoneInfo) -> _Moment:
-        quarter = int(when.timestamp() // QUARTER)
-        moment = self._moments.get((timezone, quarter))
-        if moment is None:
-            moment = self._new_moment(when, timezone, quarter)
-        return moment
-
-    def _new_moment(self, when: datetime, timezone: ZoneInfo, quarter: int) -> _Moment:
-        """Periods and windows of `when`, cached for its whole quarter of an hour
-        when no period or window starts or ends inside it."""
+    def _new_moment(self, when: datetime, timezone: ZoneInfo) -> tuple[_Moment, list[datetime]]:
+        """Periods and windows of `when`, and their boundaries (`MomentCache`)."""
         week_start = self.program.week_start
         found = {
             granularity: periods.period_of(when, granularity, timezone, week_start)
             for granularity in self._all_granularities
         }
         windows: dict[str, Window | None] = {}
+        boundaries = [p.starts_at for p in found.values()] + [p.ends_at for p in found.values()]
         for challenge_id, spec in self._all_windows.items():
             window = periods.window_of(spec.start, spec.end, timezone)
             windows[challenge_id] = window if window.contains(when) else None
+            boundaries += [window.starts_at, window.ends_at]
         description = (
             timezone.key,
             *(period.index for period in found.values()),
             *(window is not None for window in windows.values()),
         )
         number = self._moment_numbers.setdefault(description, len(self._moment_numbers))
-        start, end = quarter * QUARTER, (quarter + 1) * QUARTER
-        boundaries = [p.starts_at.timestamp() for p in found.values()]
-        boundaries += [p.ends_at.timestamp() for p in found.values()]
-        for spec in self._all_windows.values():
-            window = periods.window_of(spec.start, spec.end, timezone)
-            boundaries += [window.starts_at.timestamp(), window.ends_at.timestamp()]
-        moment = _Moment(number, found, windows)
-        if not any(start < boundary < end for boundary in boundaries):
-            if len(self._moments) >= MAX_MOMENTS:
-                self._moments.clear()
-            self._moments[(timezone, quarter)] = moment
-        return moment
+        return _Moment(number, found, windows), boundaries
 
     def _skeleton(self, event: Event, fed: int, moment: _Moment, profile: Profile) -> _Skeleton:
         """Plan an event of this signature with placeholders, the slow way, once."""
-        template = Plan(player_id=TEMPLATE_PLAYER, keys=[""] * 4)
-        draft = _Draft(template, moment, profile)
         metrics = self.program.metrics_by_event[event.type]
         fed_metrics = [metric for n, metric in enumerate(metrics) if fed >> n & 1]
+        template = Plan(player_id=TEMPLATE_PLAYER, keys=[""] * 4)
+        draft = _Draft(template, moment, profile, 1 + len(fed_metrics))
         self._feed_metrics(draft, fed_metrics)
         touched = list(draft.registers)
         self._claim_milestones(draft, touched)
@@ -315,45 +310,43 @@ class Planner:
         assert template.keys[len(own) + 4 :] == boards
         prefix = len(keys.player_tag(TEMPLATE_PLAYER))
         suffixes = [*HEAD, *(key[prefix:] for key in own)]
-        slots: dict[tuple[str, str], tuple[Arg, Any]] = {}
-        ops = _abstracted(template.ops, slots, 1 + len(fed_metrics))
-        frozen = _frozen(ops)
+        frozen = tuple(template.ops)
         shape = self._shapes.get(frozen)
         if shape is None:
-            shape = self._shapes[frozen] = Shape(ops)
-        values = [value for _, value in slots.values()]
-        expiries = [n for n, name in enumerate(slots) if name[0] == EXPIRE]
+            shape = self._shapes[frozen] = Shape(template.ops)
+        values = [value for _, value in draft.slots.values()]
+        expiries = [n for n, name in enumerate(draft.slots) if name[0] == EXPIRE]
         return _Skeleton(suffixes, shape, values, boards, expiries)
 
     def _feed_metrics(self, draft: _Draft, metrics: list[MetricDef]) -> None:
         """Update the lifetime value and every needed bucket of each metric the event feeds."""
         plan = draft.plan
         for n, metric in enumerate(metrics):
-            name, amount = operation_of(metric), Arg(n + 1)
+            feed, amount = operation_of(metric), Arg(n + 1)
             lifetime = plan.op(
-                name, plan.key_index(keys.metric(TEMPLATE_PLAYER, metric.id)), amount, 0
+                feed(plan.key_index(keys.metric(TEMPLATE_PLAYER, metric.id)), amount, 0)
             )
             touched: dict[str | None, int] = {None: lifetime}
             for granularity in self._granularities.get(metric.id, ()):
                 period = draft.moment.periods[granularity]
                 key = keys.metric(TEMPLATE_PLAYER, metric.id, period.key)
                 touched[period.key] = plan.op(
-                    name, plan.key_index(key), amount, self._period_expiry(draft, period)
+                    feed(plan.key_index(key), amount, self._period_expiry(draft, period))
                 )
             for challenge_id, _ in self._windows.get(metric.id, ()):
                 window = draft.moment.windows[challenge_id]
                 if window is not None:
                     bucket = window_bucket(challenge_id)
-                    expire = _Slot(
+                    expire = draft.slot(
                         (EXPIRE, bucket), draft.expiry(window.ends_at + WINDOW_RETENTION)
                     )
                     key = keys.metric(TEMPLATE_PLAYER, metric.id, bucket)
-                    touched[bucket] = plan.op(name, plan.key_index(key), amount, expire)
+                    touched[bucket] = plan.op(feed(plan.key_index(key), amount, expire))
             draft.registers[metric.id] = touched
 
-    def _period_expiry(self, draft: _Draft, period: Period) -> _Slot:
+    def _period_expiry(self, draft: _Draft, period: Period) -> Arg:
         """When a period's counters (and boards) go: once late events cannot reach them."""
-        return _Slot(
+        return draft.slot(
             (EXPIRE, period.granularity),
             draft.expiry(period.ends_at + self._late_tolerance + timedelta(days=1)),
         )
@@ -384,7 +377,7 @@ class Planner:
             if challenge.every is not None:
                 period = draft.moment.periods[Granularity(challenge.every)]
                 bucket = period.key
-                field: Any = _Slot(
+                field: Text = draft.slot(
                     ("challenge", challenge_id), keys.challenge_unlock(challenge_id, period.key)
                 )
             else:
@@ -393,10 +386,10 @@ class Planner:
                     continue  # the event fell outside the window
                 field = keys.challenge_unlock(challenge_id, None)
             conditions = [
-                [
+                Condition(
                     self._register(draft, goal.metric, bucket),
                     threshold(self.program.metrics[goal.metric], goal.target),
-                ]
+                )
                 for goal in goals
             ]
             draft.claim(
@@ -415,13 +408,14 @@ class Planner:
                 period = draft.moment.periods[Granularity(streak.per)]
                 freezes = streak.freezes
                 length = plan.op(
-                    "streak",
-                    plan.key_index(keys.streak(TEMPLATE_PLAYER, streak_id)),
-                    _Slot(("period", period.granularity), period.index),
-                    draft.registers[metric_id][period.key],
-                    threshold(metric, streak.min),
-                    freezes.max if freezes else 0,
-                    freezes.earn_every if freezes else 0,
+                    ExtendStreak(
+                        plan.key_index(keys.streak(TEMPLATE_PLAYER, streak_id)),
+                        draft.slot(("period", period.granularity), period.index),
+                        draft.registers[metric_id][period.key],
+                        threshold(metric, streak.min),
+                        freezes.max if freezes else 0,
+                        freezes.earn_every if freezes else 0,
+                    )
                 )
                 draft.steps(
                     length,
@@ -444,12 +438,12 @@ class Planner:
             for board_id, period in self._boards.get(metric_id, ()):
                 if period == ALL_TIME:
                     key = keys.leaderboard(board_id, None)
-                    plan.op("rank", plan.key_index(key), registers[None], 0)
+                    plan.op(Rank(plan.key_index(key), registers[None], 0))
                 else:
                     span = draft.moment.periods[Granularity(period)]
                     key = keys.leaderboard(board_id, span.key)
                     expiry = self._period_expiry(draft, span)
-                    plan.op("rank", plan.key_index(key), registers[span.key], expiry)
+                    plan.op(Rank(plan.key_index(key), registers[span.key], expiry))
                 boards.append(key)
         return boards
 
@@ -457,9 +451,9 @@ class Planner:
         """Register of a metric bucket, reading it when the event did not touch it."""
         by_bucket = draft.registers.setdefault(metric_id, {})
         if bucket not in by_bucket:
-            kind = "card" if self.program.metrics[metric_id].aggregate == "distinct" else "get"
+            read = Card if self.program.metrics[metric_id].aggregate == "distinct" else Get
             key = keys.metric(TEMPLATE_PLAYER, metric_id, bucket)
-            by_bucket[bucket] = draft.plan.op(kind, draft.plan.key_index(key))
+            by_bucket[bucket] = draft.plan.op(read(draft.plan.key_index(key)))
         return by_bucket[bucket]
 
     def _claimable_challenges(self, touched: list[str]) -> list[tuple[str, Challenge]]:
@@ -537,7 +531,7 @@ class _Skeleton:
         self,
         suffixes: list[str],
         shape: Shape,
-        values: list[Any],
+        values: list[Scalar],
         boards: list[str],
         expiries: list[int],
     ) -> None:
@@ -551,54 +545,38 @@ class _Skeleton:
         self._offset = 0
         self._shifted = values
 
-    def values_at(self, offset: int) -> list[Any]:
+    def values_at(self, offset: int) -> list[Scalar]:
         """The values with expiries `offset` seconds later (the store's clock);
         the last offset's are kept, as a live engine's offset does not change."""
         if offset != self._offset:
             shifted = list(self.values)
             for n in self.expiries:
-                shifted[n] += offset
+                shifted[n] = int(shifted[n]) + offset
             self._offset, self._shifted = offset, shifted
         return self._shifted
 
 
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    """A value that depends on the moment, named for what it is: it becomes
-    an `Arg` so that one shape serves every moment."""
-
-    name: tuple[str, str]
-    value: Any
-
-
-def _abstracted(value: Any, slots: dict[tuple[str, str], tuple[Arg, Any]], first: int) -> Any:
-    """`value` (ops) with each slot replaced by an Arg, numbered from `first`
-    in order of appearance; `slots` collects them with their values."""
-    if isinstance(value, _Slot):
-        if value.name not in slots:
-            slots[value.name] = (Arg(first + len(slots)), value.value)
-        return slots[value.name][0]
-    if isinstance(value, list):
-        return [_abstracted(item, slots, first) for item in value]
-    return value
-
-
-def _frozen(value: Any) -> Any:
-    """Ops as a hashable value, to find the shape they already have."""
-    if isinstance(value, list):
-        return tuple(_frozen(item) for item in value)
-    return value
-
-
 class _Draft:
-    """A shape in the making: its registers and the moment it plans for."""
+    """A shape in the making: its registers, the moment it plans for, and its
+    slots: values that depend on the moment, each named for what it is and
+    stood for by an `Arg`, so that one shape serves every moment."""
 
-    def __init__(self, plan: Plan, moment: _Moment, profile: Profile) -> None:
+    def __init__(self, plan: Plan, moment: _Moment, profile: Profile, first_arg: int) -> None:
         self.plan = plan
         self.moment = moment
         self.profile = profile
         #: metric id -> bucket (None: lifetime) -> register holding its value
         self.registers: dict[str, dict[str | None, int]] = {}
+        #: name -> (its Arg, its value at this moment), Args numbered from `first_arg`
+        self.slots: dict[tuple[str, str], tuple[Arg, Scalar]] = {}
+        self._first_arg = first_arg
+
+    def slot(self, name: tuple[str, str], value: Scalar) -> Arg:
+        """The Arg standing for the moment's value named `name`."""
+        found = self.slots.get(name)
+        if found is None:
+            found = self.slots[name] = (Arg(self._first_arg + len(self.slots)), value)
+        return found[0]
 
     @staticmethod
     def expiry(moment: datetime) -> int:
@@ -609,28 +587,33 @@ class _Draft:
     def steps(self, register: int, steps: list[tuple[int, str, str | None]]) -> None:
         """Claim each of rising thresholds on a register: (threshold, field, badge)."""
         self.plan.op(
-            "steps",
-            register,
-            [[at, field, UNLOCK, self._extras(badge, None)] for at, field, badge in steps],
+            Steps(
+                register,
+                tuple(
+                    Step(at, field, UNLOCK, self._extras(badge, None)) for at, field, badge in steps
+                ),
+            )
         )
 
     def claim(
         self,
-        field: Any,
-        conditions: list[list[int]],
+        field: Text,
+        conditions: list[Condition],
         badge: str | None,
         requires: list[str] | None = None,
         marker: str | None = None,
     ) -> None:
         self.plan.op(
-            "claim", field, conditions, requires or [], UNLOCK, self._extras(badge, marker)
+            Claim(
+                field, tuple(conditions), tuple(requires or ()), UNLOCK, self._extras(badge, marker)
+            )
         )
 
     @staticmethod
-    def _extras(badge: str | None, marker: str | None) -> list[list[Any]]:
-        extras: list[list[Any]] = []
+    def _extras(badge: str | None, marker: str | None) -> tuple[Extra, ...]:
+        extras: list[Extra] = []
         if badge is not None:
-            extras.append([keys.badge_unlock(badge), UNLOCK])
+            extras.append(Extra(keys.badge_unlock(badge), UNLOCK))
         if marker is not None:
-            extras.append([marker, None])
-        return extras
+            extras.append(Extra(marker, None))
+        return tuple(extras)

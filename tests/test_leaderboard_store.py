@@ -9,6 +9,7 @@ import pytest
 
 from engine.store import keys, store_from_url
 from engine.store.base import Plan, Ranking, Store
+from engine.store.ops import Max, Rank
 
 BOARD = keys.leaderboard("coffees", None)
 WEEK = keys.leaderboard("coffees", "week:1")
@@ -44,8 +45,8 @@ class Scorer:
             ],
         )
         # A fresh key per event, so `max` leaves exactly `value` in the register.
-        register = plan.op("max", plan.key_index(keys.metric(player, "score", event)), value, 0)
-        plan.op("rank", plan.key_index(board), register, expire_at)
+        register = plan.op(Max(plan.key_index(keys.metric(player, "score", event)), value, 0))
+        plan.op(Rank(plan.key_index(board), register, expire_at))
         applied = await self.store.apply(plan)
         return applied.status
 
@@ -181,7 +182,7 @@ async def test_a_repeated_event_does_not_move_the_board(store: Store, score: Sco
         "ada",
         [keys.event("ada", "e1"), keys.profile("ada"), keys.unlocks("ada"), keys.outbox("ada")],
     )
-    register = plan.op("max", plan.key_index(keys.metric("ada", "other")), 99, 0)
-    plan.op("rank", plan.key_index(BOARD), register, 0)
+    register = plan.op(Max(plan.key_index(keys.metric("ada", "other")), 99, 0))
+    plan.op(Rank(plan.key_index(BOARD), register, 0))
     assert (await store.apply(plan)).status == "duplicate"
     assert (await store.ranking(BOARD, 10, None, 2)).top == [("ada", 5)]

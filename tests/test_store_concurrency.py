@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.store import keys, store_from_url
 from engine.store.base import Plan, Read, cursor_order
+from engine.store.ops import Add, Claim, Condition, Extra
 
 WORKERS = 4
 PLANS_PER_WORKER = 300
@@ -44,18 +45,19 @@ def coffee_plan(player: str, event: str) -> Plan:
             keys.outbox(player),
         ],
     )
-    coffees = plan.op("add", plan.key_index(keys.metric(player, "coffees")), 1, 0)
+    coffees = plan.op(Add(plan.key_index(keys.metric(player, "coffees")), 1, 0))
     for tier in range(1, TIERS + 1):
-        badges = [[f"badge:{tier}", json.dumps({"badge": tier})]] if tier % 10 == 0 else []
+        badges = (Extra(f"badge:{tier}", json.dumps({"badge": tier})),) if tier % 10 == 0 else ()
         plan.op(
-            "claim",
-            keys.milestone_unlock("coffee", tier),
-            [[coffees, tier]],
-            [],
-            json.dumps({"tier": tier}),
-            badges,
+            Claim(
+                keys.milestone_unlock("coffee", tier),
+                (Condition(coffees, tier),),
+                (),
+                json.dumps({"tier": tier}),
+                badges,
+            )
         )
-    plan.op("claim", "challenge:regular", [[coffees, 15]], ["badge:10"], '{"c":1}', [])
+    plan.op(Claim("challenge:regular", (Condition(coffees, 15),), ("badge:10",), '{"c":1}', ()))
     return plan
 
 

@@ -17,8 +17,9 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import pytest
 import redis
@@ -27,12 +28,35 @@ import redis.asyncio
 from engine.errors import ConfigurationError, CursorError, StoreError
 from engine.store import keys, sqlite_path, store_from_url
 from engine.store import sqlite as sqlite_store
-from engine.store.base import Applied, Arg, Plan, Read, Shape, Store, cursor_order
+from engine.store.base import Applied, Plan, Read, Shape, Store, cursor_order
+from engine.store.encoder import APPLY_LUA
+from engine.store.ops import (
+    OPS,
+    Add,
+    Arg,
+    Card,
+    Claim,
+    Condition,
+    Distinct,
+    Extra,
+    Get,
+    Max,
+    Step,
+    Steps,
+    Streak,
+)
 from engine.store.sqlite import SqliteStore
 from tests.services import _wait_for_port as wait_for_port
 from tests.services import free_port, real_time_environ
 
 PLAYER = "ada"
+
+
+@dataclass(frozen=True)
+class Explode:
+    """An operation no store knows."""
+
+    name: ClassVar[str] = "explode"
 
 
 @pytest.fixture
@@ -63,7 +87,7 @@ def probe(plan: Plan, register: int, low: int = -5, high: int = 30) -> None:
     """Reveal `register` in the plan's outbox: see `probed`."""
     for threshold in range(low, high + 1):
         field = f"probe:{plan.keys[0]}:{register}:{threshold}"
-        plan.op("claim", field, [[register, threshold]], [], json.dumps(threshold), [])
+        plan.op(Claim(field, (Condition(register, threshold),), (), json.dumps(threshold), ()))
 
 
 def probed(applied: Applied, plan: Plan, register: int) -> int:
@@ -84,7 +108,7 @@ async def value(store: Store, key: str) -> int:
 
 async def add(store: Store, event: str, key: str, amount: int, expire_at: int = 0) -> int:
     plan = new_plan(event)
-    register = plan.op("add", plan.key_index(key), amount, expire_at)
+    register = plan.op(Add(plan.key_index(key), amount, expire_at))
     probe(plan, register)
     return probed(await store.apply(plan), plan, register)
 
@@ -121,7 +145,7 @@ async def test_max_keeps_the_larger_value(store: Store) -> None:
     results = []
     for index, candidate in enumerate([5, 3, 9, 9, -1]):
         plan = new_plan(f"e{index}")
-        register = plan.op("max", plan.key_index(metric("biggest")), candidate, 0)
+        register = plan.op(Max(plan.key_index(metric("biggest")), candidate, 0))
         probe(plan, register)
         results.append(probed(await store.apply(plan), plan, register))
     assert results == [5, 5, 9, 9, 9]
@@ -132,9 +156,9 @@ async def test_max_compares_with_its_key_as_earlier_ops_of_the_plan_left_it(
     store: Store,
 ) -> None:
     plan = new_plan("e1")
-    plan.op("add", plan.key_index(metric("peak")), 5, 0)
-    first = plan.op("max", plan.key_index(metric("peak")), 3, 0)
-    second = plan.op("max", plan.key_index(metric("peak")), 8, 0)
+    plan.op(Add(plan.key_index(metric("peak")), 5, 0))
+    first = plan.op(Max(plan.key_index(metric("peak")), 3, 0))
+    second = plan.op(Max(plan.key_index(metric("peak")), 8, 0))
     probe(plan, first)
     probe(plan, second)
     applied = await store.apply(plan)
@@ -143,7 +167,7 @@ async def test_max_compares_with_its_key_as_earlier_ops_of_the_plan_left_it(
 
 async def test_max_on_a_missing_key_takes_the_value_even_below_zero(store: Store) -> None:
     plan = new_plan("e1")
-    register = plan.op("max", plan.key_index(metric("coldest")), -3, 0)
+    register = plan.op(Max(plan.key_index(metric("coldest")), -3, 0))
     probe(plan, register)
     assert probed(await store.apply(plan), plan, register) == -3
     assert await value(store, metric("coldest")) == -3
@@ -153,7 +177,7 @@ async def test_distinct_counts_each_member_once(store: Store) -> None:
     results = []
     for index, member in enumerate(["paris", "lyon", "paris", "nice"]):
         plan = new_plan(f"e{index}")
-        register = plan.op("distinct", plan.key_index(metric("cities")), member, 0)
+        register = plan.op(Distinct(plan.key_index(metric("cities")), member, 0))
         probe(plan, register)
         results.append(probed(await store.apply(plan), plan, register))
     assert results == [1, 2, 2, 3]
@@ -163,9 +187,9 @@ async def test_distinct_counts_each_member_once(store: Store) -> None:
 async def test_get_and_card_read_inside_a_plan_and_missing_is_zero(store: Store) -> None:
     await add(store, "e1", metric("coffees"), 4)
     plan = new_plan("e2")
-    present = plan.op("get", plan.key_index(metric("coffees")))
-    missing = plan.op("get", plan.key_index(metric("teas")))
-    empty = plan.op("card", plan.key_index(metric("cities")))
+    present = plan.op(Get(plan.key_index(metric("coffees"))))
+    missing = plan.op(Get(plan.key_index(metric("teas"))))
+    empty = plan.op(Card(plan.key_index(metric("cities"))))
     for register in (present, missing, empty):
         probe(plan, register)
     applied = await store.apply(plan)
@@ -179,9 +203,9 @@ async def test_reading_missing_keys_gives_zero_and_empty(store: Store) -> None:
 
 async def test_read_returns_each_kind_in_order(store: Store) -> None:
     plan = new_plan("e1")
-    plan.op("add", plan.key_index(metric("coffees")), 2, 0)
-    plan.op("distinct", plan.key_index(metric("cities")), "paris", 0)
-    plan.op("claim", "badge:b", [], [], '{"b":1}', [])
+    plan.op(Add(plan.key_index(metric("coffees")), 2, 0))
+    plan.op(Distinct(plan.key_index(metric("cities")), "paris", 0))
+    plan.op(Claim("badge:b", (), (), '{"b":1}', ()))
     await store.apply(plan)
     reads = [
         Read("hash", keys.unlocks(PLAYER)),
@@ -205,9 +229,9 @@ async def test_sqlite_buckets_keep_the_expiry_they_started_with(tmp_path: Path) 
 async def test_get_reads_its_key_as_it_was_before_later_ops_of_the_plan(store: Store) -> None:
     await add(store, "e1", metric("coffees"), 4)
     plan = new_plan("e2")
-    before = plan.op("get", plan.key_index(metric("coffees")))
-    plan.op("add", plan.key_index(metric("coffees")), 10, 0)
-    after = plan.op("get", plan.key_index(metric("coffees")))
+    before = plan.op(Get(plan.key_index(metric("coffees"))))
+    plan.op(Add(plan.key_index(metric("coffees")), 10, 0))
+    after = plan.op(Get(plan.key_index(metric("coffees"))))
     probe(plan, before)
     probe(plan, after)
     applied = await store.apply(plan)
@@ -217,7 +241,7 @@ async def test_get_reads_its_key_as_it_was_before_later_ops_of_the_plan(store: S
 async def test_a_distinct_count_nobody_reads_is_still_kept(store: Store) -> None:
     for index, member in enumerate(["paris", "lyon", "paris"]):
         plan = new_plan(f"e{index}")
-        plan.op("distinct", plan.key_index(metric("cities")), member, 0)
+        plan.op(Distinct(plan.key_index(metric("cities")), member, 0))
         await store.apply(plan)
     assert await store.read([Read("card", metric("cities"))]) == [2]
 
@@ -231,8 +255,10 @@ def shaped_plans(players: list[str]) -> list[Plan]:
     coffees = metric("coffees", "")[len(keys.player_tag("")) :]
     shape = Shape(
         [
-            ["add", 4, Arg(1), 0],
-            ["claim", "milestone:coffee:2", [[0, 2]], [], Arg(0), [["badge:b", Arg(0)]]],
+            Add(4, Arg(1), 0),
+            Claim(
+                "milestone:coffee:2", (Condition(0, 2),), (), Arg(0), (Extra("badge:b", Arg(0)),)
+            ),
         ]
     )
     plans = []
@@ -259,7 +285,7 @@ async def test_plans_of_one_shape_each_use_their_own_keys_and_args(store: Store)
 async def test_a_plan_of_a_shape_cannot_add_ops(store: Store) -> None:
     [plan] = shaped_plans(["ada"])
     with pytest.raises(ValueError, match="shape"):
-        plan.op("get", 4)
+        plan.op(Get(4))
 
 
 # --- streaks --------------------------------------------------------------------
@@ -275,15 +301,16 @@ async def extend(
     earn_every: int = 3,
 ) -> int:
     plan = new_plan(event)
-    counted = plan.op("add", plan.key_index(metric(f"daily:{period}")), amount, 0)
+    counted = plan.op(Add(plan.key_index(metric(f"daily:{period}")), amount, 0))
     length = plan.op(
-        "streak",
-        plan.key_index(keys.streak(PLAYER, "daily")),
-        period,
-        counted,
-        minimum,
-        freeze_max,
-        earn_every,
+        Streak(
+            plan.key_index(keys.streak(PLAYER, "daily")),
+            period,
+            counted,
+            minimum,
+            freeze_max,
+            earn_every,
+        ),
     )
     probe(plan, length)
     return probed(await store.apply(plan), plan, length)
@@ -352,16 +379,20 @@ async def test_a_period_below_the_minimum_does_not_extend(store: Store) -> None:
 def coffee_plan(event: str) -> Plan:
     """One coffee; tier 1 at 1 coffee (with a badge and a marker), tier 2 at 2."""
     plan = new_plan(event)
-    coffees = plan.op("add", plan.key_index(metric("coffees")), 1, 0)
+    coffees = plan.op(Add(plan.key_index(metric("coffees")), 1, 0))
     plan.op(
-        "claim",
-        "milestone:coffee:1",
-        [[coffees, 1]],
-        [],
-        '{"tier":1}',
-        [["badge:first-sip", '{"badge":"first-sip"}'], ["done:milestone:coffee", None]],
+        Claim(
+            "milestone:coffee:1",
+            (Condition(coffees, 1),),
+            (),
+            '{"tier":1}',
+            (
+                Extra("badge:first-sip", '{"badge":"first-sip"}'),
+                Extra("done:milestone:coffee", None),
+            ),
+        ),
     )
-    plan.op("claim", "milestone:coffee:2", [[coffees, 2]], [], '{"tier":2}', [])
+    plan.op(Claim("milestone:coffee:2", (Condition(coffees, 2),), (), '{"tier":2}', ()))
     return plan
 
 
@@ -393,8 +424,8 @@ async def test_each_claim_is_granted_exactly_once_across_plans(store: Store) -> 
 
 async def test_an_unmet_condition_claims_nothing(store: Store) -> None:
     plan = new_plan("e1")
-    coffees = plan.op("add", plan.key_index(metric("coffees")), 1, 0)
-    claimed = plan.op("claim", "milestone:coffee:5", [[coffees, 5]], [], '{"tier":5}', [])
+    coffees = plan.op(Add(plan.key_index(metric("coffees")), 1, 0))
+    claimed = plan.op(Claim("milestone:coffee:5", (Condition(coffees, 5),), (), '{"tier":5}', ()))
     probe(plan, claimed, low=0, high=1)
     applied = await store.apply(plan)
     assert probed(applied, plan, claimed) == 0
@@ -404,8 +435,8 @@ async def test_an_unmet_condition_claims_nothing(store: Store) -> None:
 async def test_a_claim_waits_for_its_required_fields(store: Store) -> None:
     def plan_for(event: str) -> Plan:
         plan = new_plan(event)
-        plan.op("claim", "challenge:advanced", [], ["done:challenge:basic"], '{"c":2}', [])
-        plan.op("claim", "done:challenge:basic", [], [], None, [])
+        plan.op(Claim("challenge:advanced", (), ("done:challenge:basic",), '{"c":2}', ()))
+        plan.op(Claim("done:challenge:basic", (), (), None, ()))
         return plan
 
     first = await store.apply(plan_for("e1"))
@@ -416,17 +447,21 @@ async def test_a_claim_waits_for_its_required_fields(store: Store) -> None:
 
 async def test_a_claim_sees_fields_claimed_earlier_in_the_same_plan(store: Store) -> None:
     plan = new_plan("e1")
-    first = plan.op("claim", "done:challenge:basic", [], [], None, [])
-    plan.op("claim", "challenge:advanced", [[first, 1]], ["done:challenge:basic"], '{"c":2}', [])
+    first = plan.op(Claim("done:challenge:basic", (), (), None, ()))
+    plan.op(
+        Claim(
+            "challenge:advanced", (Condition(first, 1),), ("done:challenge:basic",), '{"c":2}', ()
+        )
+    )
     assert unlocks_of(await store.apply(plan)) == [("challenge:advanced", '{"c":2}')]
 
 
 async def test_extras_already_present_are_not_granted_again(store: Store) -> None:
     plan = new_plan("e1")
-    plan.op("claim", "badge:regular", [], [], '{"b":"regular"}', [])
+    plan.op(Claim("badge:regular", (), (), '{"b":"regular"}', ()))
     await store.apply(plan)
     plan = new_plan("e2")
-    plan.op("claim", "milestone:m:2", [], [], '{"t":2}', [["badge:regular", '{"b":"regular"}']])
+    plan.op(Claim("milestone:m:2", (), (), '{"t":2}', (Extra("badge:regular", '{"b":"regular"}'),)))
     assert unlocks_of(await store.apply(plan)) == [("milestone:m:2", '{"t":2}')]
 
 
@@ -435,7 +470,7 @@ async def test_outbox_ids_increase_in_claim_order(store: Store) -> None:
     for index in range(3):
         plan = new_plan(f"e{index}")
         for tier in range(3):
-            plan.op("claim", f"milestone:m:{index}:{tier}", [], [], f'{{"t":{tier}}}', [])
+            plan.op(Claim(f"milestone:m:{index}:{tier}", (), (), f'{{"t":{tier}}}', ()))
         entries.extend((await store.apply(plan)).entries)
     ids = [entry.id for entry in entries]
     assert len(set(ids)) == 9
@@ -445,15 +480,16 @@ async def test_outbox_ids_increase_in_claim_order(store: Store) -> None:
 async def test_steps_claim_each_threshold_reached_in_order(store: Store) -> None:
     def plan_for(event: str, coffees: int) -> tuple[Plan, int]:
         plan = new_plan(event)
-        total = plan.op("add", plan.key_index(metric("coffees")), coffees, 0)
+        total = plan.op(Add(plan.key_index(metric("coffees")), coffees, 0))
         claimed = plan.op(
-            "steps",
-            total,
-            [
-                [1, "milestone:m:1", '{"t":1}', [["badge:first", '{"b":1}']]],
-                [3, "milestone:m:2", '{"t":2}', []],
-                [5, "milestone:m:3", '{"t":3}', []],
-            ],
+            Steps(
+                total,
+                (
+                    Step(1, "milestone:m:1", '{"t":1}', (Extra("badge:first", '{"b":1}'),)),
+                    Step(3, "milestone:m:2", '{"t":2}', ()),
+                    Step(5, "milestone:m:3", '{"t":3}', ()),
+                ),
+            ),
         )
         probe(plan, claimed, low=0, high=3)
         return plan, claimed
@@ -473,12 +509,14 @@ async def test_steps_claim_each_threshold_reached_in_order(store: Store) -> None
 
 async def test_steps_grant_a_lower_step_added_after_higher_ones(store: Store) -> None:
     plan = new_plan("e1")
-    total = plan.op("add", plan.key_index(metric("coffees")), 5, 0)
-    plan.op("steps", total, [[5, "milestone:m:5", '{"t":5}', []]])
+    total = plan.op(Add(plan.key_index(metric("coffees")), 5, 0))
+    plan.op(Steps(total, (Step(5, "milestone:m:5", '{"t":5}', ()),)))
     await store.apply(plan)
     plan = new_plan("e2")
-    total = plan.op("add", plan.key_index(metric("coffees")), 1, 0)
-    plan.op("steps", total, [[2, "milestone:m:2", '{"t":2}', []], [5, "milestone:m:5", "x", []]])
+    total = plan.op(Add(plan.key_index(metric("coffees")), 1, 0))
+    plan.op(
+        Steps(total, (Step(2, "milestone:m:2", '{"t":2}', ()), Step(5, "milestone:m:5", "x", ())))
+    )
     assert unlocks_of(await store.apply(plan)) == [("milestone:m:2", '{"t":2}')]
 
 
@@ -487,13 +525,13 @@ async def test_every_value_of_an_op_may_come_from_the_args(store: Store) -> None
     plan = new_plan("e1")
     plan.args = [3, later, "milestone:a", '{"a":1}', 2, 10, 1, "done:x", "badge:b"]
     bucket = plan.key_index(metric("coffees", "ada") + ":day:1")
-    total = plan.op("add", bucket, Arg(0), Arg(1))
+    total = plan.op(Add(bucket, Arg(0), Arg(1)))
     length = plan.op(
-        "streak", plan.key_index(keys.streak(PLAYER, "s")), Arg(5), total, Arg(6), Arg(6), Arg(6)
+        Streak(plan.key_index(keys.streak(PLAYER, "s")), Arg(5), total, Arg(6), Arg(6), Arg(6))
     )
-    plan.op("claim", Arg(7), [], [], None, [])
-    plan.op("claim", Arg(2), [[total, Arg(4)]], [Arg(7)], Arg(3), [[Arg(8), Arg(3)]])
-    plan.op("steps", length, [[Arg(6), "streak:s:1", Arg(3), []]])
+    plan.op(Claim(Arg(7), (), (), None, ()))
+    plan.op(Claim(Arg(2), (Condition(total, Arg(4)),), (Arg(7),), Arg(3), (Extra(Arg(8), Arg(3)),)))
+    plan.op(Steps(length, (Step(Arg(6), "streak:s:1", Arg(3), ()),)))
     assert unlocks_of(await store.apply(plan)) == [
         ("milestone:a", '{"a":1}'),
         ("badge:b", '{"a":1}'),
@@ -521,7 +559,7 @@ async def test_a_repeated_event_id_returns_the_original_entries_and_changes_noth
 
 async def test_a_repeated_event_without_unlocks_is_still_a_duplicate(store: Store) -> None:
     plan = new_plan("e1")
-    plan.op("add", plan.key_index(metric("coffees")), 1, 0)
+    plan.op(Add(plan.key_index(metric("coffees")), 1, 0))
     assert await store.apply(plan) == Applied("ok", [])
     assert await store.apply(plan) == Applied("duplicate", [])
     assert await value(store, metric("coffees")) == 1
@@ -554,7 +592,7 @@ async def test_set_profile_refuses_to_overwrite_the_version(store: Store) -> Non
 
 async def test_an_unknown_operation_is_refused_as_a_store_error(store: Store) -> None:
     plan = new_plan("e1")
-    plan.op("explode", 4)
+    plan.op(Explode())  # type: ignore[arg-type]
     with pytest.raises(StoreError, match="explode"):
         await store.apply(plan)
     assert await store.outbox(PLAYER, None, 10) == []
@@ -562,10 +600,18 @@ async def test_an_unknown_operation_is_refused_as_a_store_error(store: Store) ->
 
 async def test_a_malformed_operation_is_refused_as_a_store_error(store: Store) -> None:
     plan = new_plan("e1")
-    plan.op("add", plan.key_index(metric("coffees")), None, 0)
+    plan.op(Add(plan.key_index(metric("coffees")), None, 0))  # type: ignore[arg-type]
     with pytest.raises(StoreError):
         await store.apply(plan)
     assert await value(store, metric("coffees")) == 0
+
+
+def test_the_lua_script_numbers_ops_as_ops_py_does() -> None:
+    """lua/apply.lua names each op number once, as `Operation.code` defines it."""
+    [line] = [line for line in APPLY_LUA.splitlines() if line.startswith("local ADD,")]
+    names, _, numbers = line.removeprefix("local ").partition(" = ")
+    in_lua = dict(zip(names.split(", "), map(int, numbers.split(", ")), strict=True))
+    assert in_lua == {op.name.upper(): op.code for op in OPS}
 
 
 # --- batches --------------------------------------------------------------------
@@ -581,23 +627,22 @@ def random_plans(seed: int, count: int, players: list[str]) -> list[Plan]:
         event = f"e{rng.randrange(count)}" if rng.random() < 0.2 else f"e{index}"
         plan = new_plan(event, player)
         counter = keys.metric(player, "coffees", f"day:{rng.randrange(3)}")
-        added = plan.op("add", plan.key_index(counter), rng.randint(1, 3), later)
-        peak = plan.op("max", plan.key_index(keys.metric(player, "peak")), rng.randint(0, 50), 0)
+        added = plan.op(Add(plan.key_index(counter), rng.randint(1, 3), later))
+        peak = plan.op(Max(plan.key_index(keys.metric(player, "peak")), rng.randint(0, 50), 0))
         cities = keys.metric(player, "cities")
-        seen = plan.op("distinct", plan.key_index(cities), rng.choice("abcdef"), 0)
-        plan.op(
-            "streak", plan.key_index(keys.streak(player, "s")), rng.randrange(30), added, 2, 2, 3
-        )
+        seen = plan.op(Distinct(plan.key_index(cities), rng.choice("abcdef"), 0))
+        plan.op(Streak(plan.key_index(keys.streak(player, "s")), rng.randrange(30), added, 2, 2, 3))
         threshold = rng.randint(1, 12)
         plan.op(
-            "claim",
-            f"milestone:c:{threshold}",
-            [[added, threshold], [seen, rng.randint(1, 4)]],
-            [],
-            json.dumps({"t": threshold}),
-            [[f"badge:{threshold % 3}", json.dumps({"b": threshold % 3})]],
+            Claim(
+                f"milestone:c:{threshold}",
+                (Condition(added, threshold), Condition(seen, rng.randint(1, 4))),
+                (),
+                json.dumps({"t": threshold}),
+                (Extra(f"badge:{threshold % 3}", json.dumps({"b": threshold % 3})),),
+            ),
         )
-        plan.op("claim", "badge:peak", [[peak, 45]], ["badge:0"], '{"peak":true}', [])
+        plan.op(Claim("badge:peak", (Condition(peak, 45),), ("badge:0",), '{"peak":true}', ()))
         plans.append(plan)
     return plans
 
@@ -633,7 +678,7 @@ async def test_apply_many_with_nothing_returns_nothing(store: Store) -> None:
 
 async def test_a_failing_plan_in_a_batch_leaves_the_others_applied(store: Store) -> None:
     bad = new_plan("bad")
-    bad.op("explode", 4)
+    bad.op(Explode())  # type: ignore[arg-type]
     with pytest.raises(StoreError, match="plan 1 of the batch"):
         await store.apply_many([coffee_plan("e1"), bad, coffee_plan("e2")])
     retried = await store.apply_many([coffee_plan("e1"), coffee_plan("e2")])
@@ -647,7 +692,7 @@ async def test_a_failing_plan_in_a_batch_leaves_the_others_applied(store: Store)
 async def test_the_outbox_pages_after_a_cursor(store: Store) -> None:
     plan = new_plan("e1")
     for tier in range(5):
-        plan.op("claim", f"milestone:m:{tier}", [], [], f'{{"t":{tier}}}', [])
+        plan.op(Claim(f"milestone:m:{tier}", (), (), f'{{"t":{tier}}}', ()))
     entries = (await store.apply(plan)).entries
     assert await store.outbox(PLAYER, None, 100) == entries
     assert await store.outbox(PLAYER, None, 2) == entries[:2]
@@ -690,7 +735,7 @@ async def test_a_listener_receives_what_apply_commits(store: Store) -> None:
     first = await store.apply(coffee_plan("e1"))
     await store.apply(coffee_plan("e1"))  # a duplicate publishes nothing
     other = new_plan("e9", player="bob")
-    other.op("claim", "badge:b", [], [], '{"b":1}', [])
+    other.op(Claim("badge:b", (), (), '{"b":1}', ()))
     second = await store.apply(other)
     assert await asyncio.wait_for(listening, 5) == [
         (PLAYER, first.entries),
@@ -729,10 +774,10 @@ async def test_outbox_players_names_each_player_with_an_unlock(store: Store) -> 
     assert [player async for player in store.outbox_players()] == []
     for player in ("ada", "team:7/bob", "carol"):
         plan = new_plan("e1", player=player)
-        plan.op("claim", "badge:b", [], [], '{"b":1}', [])
+        plan.op(Claim("badge:b", (), (), '{"b":1}', ()))
         await store.apply(plan)
     quiet = new_plan("e1", player="dave")  # counts, but never unlocked anything
-    quiet.op("add", quiet.key_index(metric("coffees", "dave")), 1, 0)
+    quiet.op(Add(quiet.key_index(metric("coffees", "dave")), 1, 0))
     await store.apply(quiet)
     await store.set_profile("erin", {"timezone": "UTC"})
     named = [player async for player in store.outbox_players()]
@@ -795,11 +840,17 @@ async def test_redis_buckets_keep_the_expiry_they_started_with(
 ) -> None:
     now, _ = await raw_redis.time()  # Redis's clock, real even under libfaketime
     soon, later = now + 600, now + 3600
-    for kind, member in (("add", 1), ("max", 5), ("distinct", "paris")):
+    feeds: tuple[tuple[type[Add | Max | Distinct], int | str], ...] = (
+        (Add, 1),
+        (Max, 5),
+        (Distinct, "paris"),
+    )
+    for feed, member in feeds:
+        kind = feed.name
         bucket = keys.metric(PLAYER, kind, "day:1")
         for index, expire_at in enumerate((soon, later)):
             plan = new_plan(f"{kind}{index}")
-            plan.op(kind, plan.key_index(bucket), member if index == 0 else 7, expire_at)
+            plan.op(feed(plan.key_index(bucket), member if index == 0 else 7, expire_at))
             await redis_store.apply(plan)
         assert 590 < await raw_redis.ttl(bucket) <= 600, kind
 
@@ -809,7 +860,7 @@ async def test_redis_a_plan_failing_on_a_key_of_the_wrong_type_fails_alone(
 ) -> None:
     await raw_redis.hset(metric("coffees", "bob"), "not", "a counter")
     wrong = new_plan("e1", player="bob")
-    wrong.op("add", wrong.key_index(metric("coffees", "bob")), 1, 0)
+    wrong.op(Add(wrong.key_index(metric("coffees", "bob")), 1, 0))
     with pytest.raises(StoreError, match=r"plan 1 of the batch \(player 'bob'\).*WRONGTYPE"):
         await redis_store.apply_many([coffee_plan("e1"), wrong, coffee_plan("e2")])
     assert await value(redis_store, metric("coffees")) == 2
@@ -970,7 +1021,7 @@ async def test_sqlite_purges_expired_sets_with_their_members(tmp_path: Path) -> 
     store = SqliteStore(str(tmp_path / "store.db"), clock=lambda: now[0])
     cities = keys.metric(PLAYER, "cities", "day:1")
     plan = new_plan("e1")
-    plan.op("distinct", plan.key_index(cities), "paris", 1_000_010)
+    plan.op(Distinct(plan.key_index(cities), "paris", 1_000_010))
     await store.apply(plan)
     now[0] += 20
     for index in range(sqlite_store.PURGE_EVERY):
@@ -1030,7 +1081,7 @@ async def test_sqlite_listeners_end_when_the_store_closes(tmp_path: Path) -> Non
 async def test_sqlite_rolls_back_a_plan_that_fails_half_way(tmp_path: Path) -> None:
     store = store_from_url(f"sqlite:///{tmp_path / 'store.db'}")
     plan = coffee_plan("e1")
-    plan.op("explode")
+    plan.op(Explode())  # type: ignore[arg-type]
     with pytest.raises(StoreError, match="unknown plan operation: explode"):
         await store.apply(plan)
     assert await value(store, metric("coffees")) == 0

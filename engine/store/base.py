@@ -6,56 +6,10 @@ executes atomically (a Lua script on Redis, one transaction on SQLite). The
 rules therefore live once, in Python, and every backend only has to agree on
 what these few operations mean.
 
-Operations (lists; `k` indexes `Plan.keys`; op *i* leaves its result in
-register R[i] for later ops):
-
-    ["add", k, amount, expire_at]      INCRBY; result: new value
-    ["max", k, value, expire_at]       keep the larger integer; result: new value
-    ["distinct", k, member, expire_at] add to a set; result: set size
-    ["get", k]                         integer value, 0 when missing
-    ["card", k]                        set size, 0 when missing
-    ["streak", k, period, reg, min, freeze_max, earn_every]
-                                       extend streak hash k for period index `period`
-                                       when R[reg] >= min; result: current length
-    ["claim", field, conds, requires, unlock, extras]
-                                       when R[reg] >= threshold for every [reg, threshold]
-                                       in conds and every field in `requires` is present,
-                                       set `field` in the unlocks hash if absent; on a
-                                       new claim also set each [field, unlock|null] in
-                                       extras if absent. Every newly set field with an
-                                       unlock JSON is appended to the outbox and published.
-                                       result: 1 when newly claimed, else 0
-    ["steps", reg, [[threshold, field, unlock, extras], ...]]
-                                       milestone tiers: for each step in turn, stopping at
-                                       the first with R[reg] < threshold, what a claim with
-                                       conds [[reg, threshold]] and no requires does; list
-                                       steps by rising threshold. result: steps newly claimed
-    ["rank", k, reg, expire_at]        put the plan's player on board k (a sorted set) with
-                                       score R[reg], replacing their score there; result: 1
-                                       when they joined the board, else 0
-
-`expire_at` is a Unix time in seconds (0: never) that a key gets when it
-starts: `max` and `distinct` set it when they create the key, `add` when the
-new value equals the amount (a new key, or one that was at zero), `rank`
-when a player joins the board. Otherwise the key keeps its expiry, so a
-bucket's lifetime is fixed by its first event.
-
-Boards order players by score, highest first, and equal scores by player id
-in byte order (both stores keep the score negated and sort ascending, as
-ZRANGE does). Scores are integers below 2**53 (Redis keeps them as doubles).
-
-Streak state is a hash with `last` (period index), `current`, `longest`,
-`freezes`: the same period again changes nothing, an older period changes
-nothing, the next period extends, a gap of g periods is bridged when
-g <= freezes (consuming g), else the streak restarts at 1; a freeze is earned
-whenever current is a multiple of `earn_every`, up to `freeze_max`.
-
-Any value of an op but its name, key indexes, registers and lists may be an
-`Arg`: the value at that index of `Plan.args`. Plans of one shape share one
-`Shape` (their ops, never changed once built) and differ only in keys and
-args, which lets a store translate the ops once for many plans. Registers
-that no later op reads need not be computed, and reads (`get`, `card`) may be
-deferred until a condition needs them: nothing observable depends on it.
+The operations, and what each one means, are defined in engine/store/ops.py.
+Plans of one shape share one `Shape` (their ops, never changed once built)
+and differ only in keys and `Plan.args`, which lets a store translate the ops
+once for many plans.
 
 Before any operation the store checks the event key (`Plan.keys[0]`): an
 event seen before returns its original result and changes nothing. It also
@@ -71,15 +25,10 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from engine.store.ops import Arg, Op, Scalar
+
 #: Fixed positions in Plan.keys.
 EVENT_KEY, PROFILE_KEY, UNLOCKS_KEY, OUTBOX_KEY = 0, 1, 2, 3
-
-
-@dataclass(frozen=True, slots=True)
-class Arg:
-    """Stands for `Plan.args[index]` as a value in an op."""
-
-    index: int
 
 
 class Shape:
@@ -91,9 +40,9 @@ class Shape:
 
     __slots__ = ("compiled", "ops")
 
-    def __init__(self, ops: list[list[Any]]) -> None:
+    def __init__(self, ops: list[Op]) -> None:
         self.ops = ops
-        self.compiled: dict[str, Any] = {}
+        self.compiled: dict[str, object] = {}
 
 
 @dataclass(slots=True)
@@ -105,10 +54,10 @@ class Plan:
 
     player_id: str
     keys: list[str]
-    ops: list[list[Any]] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
     profile_version: int = 0
     dedupe_ttl: int = 8 * 24 * 3600
-    args: list[Any] = field(default_factory=list)
+    args: list[Scalar] = field(default_factory=list)
     shape: Shape | None = None
 
     def key_index(self, key: str) -> int:
@@ -119,14 +68,14 @@ class Plan:
             self.keys.append(key)
             return len(self.keys) - 1
 
-    def op(self, *operation: Any) -> int:
+    def op(self, operation: Op) -> int:
         """Append an operation; return its register number."""
         if self.shape is not None:
             raise ValueError("a plan of a shape shares its ops; build the shape instead")
-        self.ops.append(list(operation))
+        self.ops.append(operation)
         return len(self.ops) - 1
 
-    def value(self, written: Any) -> Any:
+    def value(self, written: Scalar | Arg | None) -> Scalar | None:
         """A value as written in an op, with an `Arg` looked up."""
         return self.args[written.index] if isinstance(written, Arg) else written
 
@@ -136,8 +85,9 @@ class OutboxEntry:
     """One unlock as it sits in a player's outbox.
 
     `id` is an opaque, increasing cursor (`<ms>-<seq>`) used by subscriptions
-    to replay what a client missed; `unlock` is the unlock JSON built by the
-    engine.
+    to replay what a client missed; `unlock` is the unlock value the engine
+    stored (engine.unlocks.unlock_value: epoch milliseconds, maybe flagged as
+    backfilled).
     """
 
     id: str
@@ -180,8 +130,6 @@ def cursor_order(cursor: str) -> tuple[int, int]:
 class Store(abc.ABC):
     """A counter store: Redis in production, SQLite embedded."""
 
-    #: Whether several processes can share this store.
-    shared: bool = False
     #: Why this store cannot keep leaderboards in the atomic step of an event,
     #: and what to do about it; None when it can.
     leaderboards_unsupported: str | None = None

@@ -4,9 +4,10 @@ Plans run in a Lua script (lua/apply.lua) through EVALSHA: one event costs
 one round trip and is atomic, and a batch runs in chunks of many plans per
 call, each chunk atomic as a whole (stronger than each plan alone). Ops travel
 as flat arguments rather than JSON, each plan shape once per chunk (see
-`_Chunk`). Chunks are streamed on one connection, each written before the
+`Chunk`). Chunks are streamed on one connection, each written before the
 replies of the previous one are read, so Redis and Python work at the same
-time. New unlocks are appended to the player's outbox stream and published on
+time (engine/store/encoder.py turns plans into the script's arguments). New
+unlocks are appended to the player's outbox stream and published on
 `keys.UNLOCK_CHANNEL` by the script itself, so a listener in any process sees
 every unlock as soon as it is committed.
 
@@ -28,14 +29,11 @@ import itertools
 import json
 import logging
 import math
-import struct
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any, cast
 
-import hiredis
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
@@ -51,7 +49,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from engine.errors import QuestlineError, StoreError
 from engine.group_commit import GroupCommit
 from engine.store import cursor_position, keys
-from engine.store.base import Applied, Arg, OutboxEntry, Plan, Ranking, Read, Store
+from engine.store.base import Applied, OutboxEntry, Plan, Ranking, Read, Store
+from engine.store.encoder import APPLY_LUA, Chunk
 from engine.urls import redacted
 
 log = logging.getLogger(__name__)
@@ -61,19 +60,13 @@ CHUNKS_IN_FLIGHT = 2
 #: Plans per chunk: one EVALSHA runs them all, so this also bounds how long a
 #: batch holds the server at once.
 CHUNK_SIZE = 100
-#: The key of this store's form of a shape in `Shape.compiled`.
-COMPILED = "redis"
 #: Seconds between attempts to resubscribe, doubling up to the maximum.
 RECONNECT_DELAY, MAX_RECONNECT_DELAY = 0.1, 2.0
 
-APPLY_LUA = resources.files("engine.store").joinpath("lua/apply.lua").read_text("utf-8")
 RANKING_LUA = resources.files("engine.store").joinpath("lua/ranking.lua").read_text("utf-8")
 CLUSTER_SCHEME = "redis+cluster://"
 #: What the one pub/sub connection of a process follows.
 CHANNELS = (keys.UNLOCK_CHANNEL, keys.BROADCAST_CHANNEL)
-
-#: hiredis packs commands in C; its stub wrongly types the argument as a 1-tuple.
-_pack_command = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 
 #: Library failures we translate; OSError covers socket errors redis-py lets through.
 _FAILURES = (RedisError, RedisClusterException, OSError)
@@ -206,7 +199,7 @@ class RedisStore(Store):
             raise QuestlineError(f"a plan has an operation Redis cannot take: {error}") from error
         return replies
 
-    async def _stream(self, plans: Iterator[Plan], batch: list[Plan]) -> list[Any]:
+    async def _stream(self, plans: Iterator[Plan], batch: list[Plan]) -> list[Applied | Exception]:
         """Run the plans in chunks on one connection, one EVALSHA per chunk.
 
         `plans` is consumed a chunk at a time (each added to `batch`), and a
@@ -222,11 +215,11 @@ class RedisStore(Store):
             # Connecting includes a handshake read, without the pool's socket timeout.
             async with asyncio.timeout(self._deadline):
                 connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        replies: list[Any] = []
-        unread: deque[_Chunk] = deque()
+        replies: list[Applied | Exception] = []
+        unread: deque[Chunk] = deque()
 
-        async def read(chunk: _Chunk) -> None:
-            answer: Any = None
+        async def read(chunk: Chunk) -> None:
+            answer: list[str] | Exception | None = None
             if chunk.sent:
                 async with asyncio.timeout(self._deadline):
                     try:
@@ -241,7 +234,7 @@ class RedisStore(Store):
             while chunk_plans := list(itertools.islice(plans, size)):
                 size = self._chunk_size
                 batch += chunk_plans
-                chunk = _Chunk(chunk_plans, self._channel)
+                chunk = Chunk(chunk_plans, self._channel)
                 if chunk.sent:
                     async with asyncio.timeout(self._deadline):
                         await connection.send_packed_command(chunk.packed(self._sha))
@@ -258,12 +251,14 @@ class RedisStore(Store):
         self._idle.append(connection)
         return replies
 
-    async def _pipeline(self, plans: Iterator[Plan], batch: list[Plan]) -> list[Any]:
+    async def _pipeline(
+        self, plans: Iterator[Plan], batch: list[Plan]
+    ) -> list[Applied | Exception]:
         """One EVALSHA per plan through a cluster pipeline, which routes by slot."""
-        replies: list[Any] = []
+        replies: list[Applied | Exception] = []
         while chunk_plans := list(itertools.islice(plans, self._chunk_size)):
             batch += chunk_plans
-            chunks = [_Chunk([plan], self._channel) for plan in chunk_plans]
+            chunks = [Chunk([plan], self._channel) for plan in chunk_plans]
             pipe = self._client.pipeline(transaction=False)
             for chunk in chunks:
                 if chunk.sent:
@@ -494,263 +489,9 @@ class RedisStore(Store):
         return StoreError(f"{context}: {message}" if context else message)
 
 
-#: Op numbers in lua/apply.lua.
-_OPS = {
-    "add": 1,
-    "max": 2,
-    "distinct": 3,
-    "get": 4,
-    "card": 5,
-    "streak": 6,
-    "claim": 7,
-    "steps": 8,
-    "rank": 9,
-}
-
-
-class _Refused(Exception):
-    """A plan lua/apply.lua cannot take; it is not sent, and fails alone."""
-
-
-class _Chunk:
-    """Plans as one EVALSHA of lua/apply.lua, and each plan's share of its reply.
-
-    Each shape travels once per chunk, however many of its plans the chunk
-    holds; a plan without a shape gets one of its own. A shape's arguments
-    are flattened and packed once (`Shape.compiled`) and reused by every
-    chunk after.
-    """
-
-    def __init__(self, plans: list[Plan], channel: str) -> None:
-        self.channel = channel
-        self.refused: dict[int, str] = {}
-        self.keys: list[str] = []
-        self.shapes: list[_Compiled] = []
-        self.tail: list[Any] = []
-        self.count = len(plans)
-        numbers: dict[int, int] = {}  # id of a Shape -> its number; the plans hold them
-        for index, plan in enumerate(plans):
-            shape = plan.shape
-            try:
-                if shape is None:
-                    self.shapes.append(_compile(plan.ops))
-                    number = len(self.shapes)
-                elif (number := numbers.get(id(shape), 0)) == 0:
-                    compiled = shape.compiled.get(COMPILED)
-                    if compiled is None:
-                        compiled = shape.compiled[COMPILED] = _compile(shape.ops)
-                    self.shapes.append(compiled)
-                    number = numbers[id(shape)] = len(self.shapes)
-            except _Refused as error:
-                self.refused[index] = str(error)
-                continue
-            self.keys += plan.keys
-            self.tail += (
-                number,
-                len(plan.keys),
-                plan.player_id,
-                plan.profile_version,
-                plan.dedupe_ttl,
-                len(plan.args),
-            )
-            self.tail += plan.args
-        self.sent = bool(self.tail)
-
-    def arguments(self, sha: str) -> tuple[Any, ...]:
-        """The EVALSHA command as arguments (for redis-py, which routes them by key)."""
-        flat = [argument for shape in self.shapes for argument in shape.arguments]
-        return (*self._head(sha), *flat, *self.tail)
-
-    def packed(self, sha: str) -> bytes:
-        """The EVALSHA command in RESP, splicing in the shapes packed beforehand."""
-        head, tail = self._head(sha), tuple(self.tail)
-        count = len(head) + sum(len(shape.arguments) for shape in self.shapes) + len(tail)
-        return b"".join(
-            [
-                b"*%d\r\n" % count,
-                _unframed(_pack_command(head)),
-                *(shape.packed for shape in self.shapes),
-                _unframed(_pack_command(tail)),
-            ]
-        )
-
-    def replies(self, answer: Any) -> list[Applied | Exception]:
-        """Each plan's outcome from the script's flat answer, or its error: its
-        own, or the one that refused the whole call."""
-        pairs = iter(answer) if isinstance(answer, list) else None
-        replies: list[Applied | Exception] = []
-        for index in range(self.count):
-            if index in self.refused:
-                replies.append(ResponseError(self.refused[index]))
-            elif pairs is None:
-                replies.append(answer)
-            else:
-                status, payload = next(pairs), next(pairs)
-                if status == "error":
-                    replies.append(ResponseError(payload))
-                else:
-                    replies.append(_applied(status, payload))
-        return replies
-
-    def _head(self, sha: str) -> tuple[Any, ...]:
-        return ("EVALSHA", sha, len(self.keys), *self.keys, self.channel, len(self.shapes))
-
-
-@dataclass(frozen=True, slots=True)
-class _Compiled:
-    """A shape as lua/apply.lua reads it: arguments and their RESP encoding."""
-
-    arguments: tuple[Any, ...]
-    packed: bytes
-
-
-def _compile(ops: list[list[Any]]) -> _Compiled:
-    """A shape as lua/apply.lua reads it: the count of its constants, its ops as
-    words in one string (see the script's header), then the constants.
-
-    Lua takes all the words of a shape from one `string.byte` call and reads
-    them in place, far cheaper than converting an argument per number. What
-    Lua would have to work out per plan is worked out here, once: which
-    registers a later op reads, when each read is due, and whether claims
-    can wait for the end of the plan.
-    """
-    needed = _needed_registers(ops)
-    body: list[Any] = []  # words, and ("arg", i) / ("constant", j) for values
-    constants: list[Any] = []
-    numbered: dict[tuple[type, Any], int] = {}
-
-    def value(given: Any) -> None:
-        if isinstance(given, Arg):
-            body.append(("arg", given.index))
-        elif given is None:
-            body.append(0)
-        else:
-            key = (type(given), given)
-            if key not in numbered:
-                numbered[key] = len(constants)
-                constants.append(given)
-            body.append(("constant", numbered[key]))
-
-    def number(given: Any) -> None:
-        if given is None:
-            raise _Refused("a number is missing")
-        value(given)
-
-    def extras(pairs: list[list[Any]]) -> None:
-        body.append(len(pairs))
-        for field, unlock in pairs:
-            value(field)
-            value(unlock)
-
-    for index, op in enumerate(ops):
-        name = op[0]
-        if name not in _OPS:
-            raise _Refused(f"unknown plan operation: {name}")
-        start = len(body)
-        body += (_OPS[name], 0)
-        try:
-            if name in ("add", "max", "distinct"):
-                _, key, operand, expire_at = op
-                body.append(key)
-                number(operand)
-                number(expire_at)
-                if name == "distinct":
-                    body.append(int(index in needed))
-            elif name in ("get", "card"):
-                _, key = op
-                body += (key, _read_mode(ops, index, needed))
-            elif name == "streak":
-                _, key, period, register, minimum, freeze_max, earn_every = op
-                body.append(key)
-                number(period)
-                body.append(register)
-                for given in (minimum, freeze_max, earn_every):
-                    number(given)
-            elif name == "claim":
-                _, field, conds, requires, unlock, pairs = op
-                value(field)
-                body.append(len(conds))
-                for register, threshold in conds:
-                    body.append(register)
-                    number(threshold)
-                body.append(len(requires))
-                for required in requires:
-                    value(required)
-                value(unlock)
-                extras(pairs)
-            elif name == "rank":
-                _, key, register, expire_at = op
-                body += (key, register)
-                number(expire_at)
-            else:
-                _, register, steps = op
-                body += (register, len(steps))
-                for threshold, field, unlock, pairs in steps:
-                    number(threshold)
-                    value(field)
-                    value(unlock)
-                    extras(pairs)
-        except (TypeError, ValueError) as error:
-            raise _Refused(f"malformed plan operation {op!r}: {error}") from None
-        body[start + 1] = len(body) - start - 2
-    named = 1 + max((item[1] for item in body if _is_arg(item)), default=-1)
-    # Claims may wait for the end of the plan unless an op reads their results.
-    claims = {index for index, op in enumerate(ops) if op[0] in ("claim", "steps")}
-    words = [named, int(not claims & needed)] + [
-        item if isinstance(item, int) else item[1] + (1 if item[0] == "arg" else named + 1)
-        for item in body
-    ]
-    try:
-        width = 1 if max(words) < 256 and min(words) >= 0 else 2
-        blob = bytes([width]) + struct.pack(f">{len(words)}{'BH'[width - 1]}", *words)
-    except struct.error as error:
-        raise _Refused(f"a plan too large for Redis: {error}") from None
-    arguments = (len(constants), blob, *constants)
-    return _Compiled(arguments, _unframed(_pack_command(arguments)))
-
-
-def _needed_registers(ops: list[list[Any]]) -> set[int]:
-    """Registers some op reads: conditions of claims and steps, streak counters, scores."""
-    needed: set[int] = set()
-    for op in ops:
-        if op[0] == "claim":
-            needed.update(register for register, _ in op[2])
-        elif op[0] == "steps":
-            needed.add(op[1])
-        elif op[0] == "streak":
-            needed.add(op[3])
-        elif op[0] == "rank":
-            needed.add(op[2])
-    return needed
-
-
-def _read_mode(ops: list[list[Any]], index: int, needed: set[int]) -> int:
-    """When lua/apply.lua reads a get or card op: 0 never (nothing needs it), 1 when
-    first needed, 2 at once (a later op writes its key, so later is too late)."""
-    if index not in needed:
-        return 0
-    key = ops[index][1]
-    writes = any(op[0] in ("add", "max", "distinct") and op[1] == key for op in ops[index + 1 :])
-    return 2 if writes else 1
-
-
-def _is_arg(item: Any) -> bool:
-    return isinstance(item, tuple) and item[0] == "arg"
-
-
-def _unframed(packed: bytes) -> bytes:
-    """A packed command without its leading `*<count>` line: its arguments alone."""
-    return packed[packed.index(b"\r\n") + 2 :]
-
-
 def _ranked(flat: list[str]) -> list[tuple[str, int]]:
     """(player, score) pairs from ZRANGE WITHSCORES, scores un-negated."""
     return [(flat[i], -int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
-
-
-def _applied(status: str, payload: str) -> Applied:
-    entries = [OutboxEntry(*entry) for entry in json.loads(payload)] if len(payload) > 2 else []
-    return Applied(cast(Any, status), entries)
 
 
 def _context(batch: Sequence[Plan], index: int) -> str:

@@ -36,7 +36,33 @@ from typing import Any, TypeVar
 from engine.errors import StoreError
 from engine.group_commit import GroupCommit
 from engine.store import cursor_position, keys
-from engine.store.base import Applied, OutboxEntry, Plan, Ranking, Read, Store
+from engine.store.base import (
+    OUTBOX_KEY,
+    UNLOCKS_KEY,
+    Applied,
+    OutboxEntry,
+    Plan,
+    Ranking,
+    Read,
+    Store,
+)
+from engine.store.ops import (
+    Add,
+    Card,
+    Claim,
+    Distinct,
+    Extra,
+    Get,
+    Max,
+    Number,
+    Op,
+    Rank,
+    Scalar,
+    Steps,
+    Streak,
+    Text,
+    name_of,
+)
 
 T = TypeVar("T")
 Published = tuple[str, list[OutboxEntry]]
@@ -95,8 +121,6 @@ class PlanError(Exception):
 
 class SqliteStore(Store):
     """Counters, unlocks and outboxes in one SQLite file (or in memory)."""
-
-    shared = False
 
     def __init__(
         self,
@@ -321,59 +345,62 @@ class SqliteStore(Store):
         self,
         db: sqlite3.Connection,
         plan: Plan,
-        op: list[Any],
+        op: Op,
         registers: list[int],
         entries: list[OutboxEntry],
         now: float,
     ) -> int:
-        name = op[0]
-        plan_keys, value = plan.keys, plan.value
-        if name == "add":
-            key, amount, expire_at = plan_keys[op[1]], _integer(value(op[2])), value(op[3])
+        if isinstance(op, Add):
+            key, amount = plan.keys[op.key], _number(plan, op.amount)
             row = self._live(db, key, now)
             result = (row[0] if row else 0) + amount
-            self._put(db, key, result, expire_at if result == amount else 0, row)
-        elif name == "max":
-            key, expire_at = plan_keys[op[1]], value(op[3])
+            expire_at = _number(plan, op.expire_at) if result == amount else 0
+            self._put(db, key, result, expire_at, row)
+        elif isinstance(op, Max):
+            key, result = plan.keys[op.key], _number(plan, op.value)
             row = self._live(db, key, now)
-            result = _integer(value(op[2]))
             if row is not None and row[0] >= result:
                 result = row[0]
-            self._put(db, key, result, expire_at if row is None else 0, row)
-        elif name == "distinct":
-            key, expire_at = plan_keys[op[1]], value(op[3])
+            self._put(db, key, result, _number(plan, op.expire_at) if row is None else 0, row)
+        elif isinstance(op, Distinct):
+            key = plan.keys[op.key]
             row = self._live(db, key, now)
             added = db.execute(
                 "INSERT OR IGNORE INTO members (key, member) VALUES (?, ?)",
-                (key, _member(value(op[2]))),
+                (key, _member(plan.value(op.member))),
             ).rowcount
             result = (row[0] if row else 0) + added
-            self._put(db, key, result, expire_at if added and result == 1 else 0, row)
-        elif name in ("get", "card"):
-            row = self._live(db, plan_keys[op[1]], now)
+            expire_at = _number(plan, op.expire_at) if added and result == 1 else 0
+            self._put(db, key, result, expire_at, row)
+        elif isinstance(op, Get | Card):
+            row = self._live(db, plan.keys[op.key], now)
             result = row[0] if row else 0
-        elif name == "streak":
-            _, key, period, register, minimum, freeze_max, earn_every = map(value, op)
-            reached = registers[register] >= minimum
-            result = self._streak(db, plan_keys[key], period, reached, freeze_max, earn_every)
-        elif name == "claim":
-            _, field, conds, requires, unlock, extras = op
-            if any(registers[register] < value(at) for register, at in conds):
+        elif isinstance(op, Streak):
+            result = self._streak(
+                db,
+                plan.keys[op.key],
+                _number(plan, op.period),
+                registers[op.register] >= _number(plan, op.minimum),
+                _number(plan, op.freeze_max),
+                _number(plan, op.earn_every),
+            )
+        elif isinstance(op, Claim):
+            if any(registers[c.register] < _number(plan, c.threshold) for c in op.conditions):
                 result = 0
             else:
-                result = self._claim(db, plan, field, requires, unlock, extras, entries)
-        elif name == "steps":
-            _, register, steps = op
+                result = self._claim(db, plan, op.field, op.requires, op.unlock, op.extras, entries)
+        elif isinstance(op, Steps):
             result = 0
-            for at, field, unlock, extras in steps:
-                if registers[register] < value(at):
+            for step in op.steps:
+                if registers[op.register] < _number(plan, step.threshold):
                     break
-                result += self._claim(db, plan, field, [], unlock, extras, entries)
-        elif name == "rank":
-            key, score, expire_at = plan_keys[op[1]], -registers[op[2]], value(op[3])
+                result += self._claim(db, plan, step.field, (), step.unlock, step.extras, entries)
+        elif isinstance(op, Rank):
+            key, score = plan.keys[op.key], -registers[op.register]
+            expire_at = _number(plan, op.expire_at)
             result = self._rank(db, key, plan.player_id, score, expire_at, now)
         else:
-            raise PlanError(f"unknown plan operation: {name}")
+            raise PlanError(f"unknown plan operation: {name_of(op)}")
         return int(result)
 
     def _live(self, db: sqlite3.Connection, key: str, now: float) -> tuple[Any, float] | None:
@@ -436,23 +463,24 @@ class SqliteStore(Store):
         self,
         db: sqlite3.Connection,
         plan: Plan,
-        field: Any,
-        requires: list[Any],
-        unlock: Any,
-        extras: list[list[Any]],
+        field: Text,
+        requires: tuple[Text, ...],
+        unlock: Text | None,
+        extras: tuple[Extra, ...],
         entries: list[OutboxEntry],
     ) -> int:
         """A claim whose conditions are met: 1 when `field` is newly granted."""
-        unlocks, outbox, value = plan.keys[2], plan.keys[3], plan.value
+        unlocks, outbox = plan.keys[UNLOCKS_KEY], plan.keys[OUTBOX_KEY]
         for required in requires:
             if not db.execute(
-                "SELECT 1 FROM fields WHERE key = ? AND field = ?", (unlocks, value(required))
+                "SELECT 1 FROM fields WHERE key = ? AND field = ?", (unlocks, _text(plan, required))
             ).fetchone():
                 return 0
-        if not self._grant(db, unlocks, outbox, value(field), value(unlock), entries):
+        if not self._grant(db, unlocks, outbox, _text(plan, field), _unlock(plan, unlock), entries):
             return 0
-        for extra_field, extra_unlock in extras:
-            self._grant(db, unlocks, outbox, value(extra_field), value(extra_unlock), entries)
+        for extra in extras:
+            granted = _text(plan, extra.field), _unlock(plan, extra.unlock)
+            self._grant(db, unlocks, outbox, *granted, entries)
         return 1
 
     def _grant(
@@ -630,13 +658,33 @@ def _entries(payload: str) -> list[OutboxEntry]:
     return [OutboxEntry(*entry) for entry in json.loads(payload)]
 
 
-def _integer(number: Any) -> int:
+def _number(plan: Plan, written: Number) -> int:
+    """An integer value of an op."""
+    return _integer(plan.value(written))
+
+
+def _text(plan: Plan, written: Text) -> str:
+    """A string value of an op (an unlock field), as SQLite's TEXT column keeps it."""
+    found = plan.value(written)
+    if found is None:
+        raise ValueError("a field is missing")
+    return found if isinstance(found, str) else str(found)
+
+
+def _unlock(plan: Plan, written: Text | None) -> str | None:
+    """The unlock value of an op; None for a marker."""
+    return None if written is None else _text(plan, written)
+
+
+def _integer(number: Scalar | None) -> int:
     """An op's amount as INCRBY takes it: an integer, or a float with an integer value."""
     if isinstance(number, int) or (isinstance(number, float) and number.is_integer()):
         return int(number)
     raise ValueError(f"{number!r} is not an integer")
 
 
-def _member(member: Any) -> str:
+def _member(member: Scalar | None) -> str:
     """A set member as Redis stores it: numbers are written with 17 significant digits."""
+    if member is None:
+        raise ValueError("a member is missing")
     return member if isinstance(member, str) else format(float(member), ".17g")
