@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from engine.caches import LRU
 from engine.errors import (
     BatchTooLargeError,
     ConfigurationError,
@@ -29,9 +30,9 @@ from engine.events import Event, check_identifier, checked
 from engine.leaderboards import Standings, standings
 from engine.periods import resolve_timezone
 from engine.planner import Planner
-from engine.profiles import Profile, ProfileCache
+from engine.profiles import PROFILES_KEPT, Profile
 from engine.program.program import ALL_TIME, Program
-from engine.progress import PlayerProgress, player_progress
+from engine.progress import PlayerProgress, StreakState, player_progress, streak_states
 from engine.store import keys
 from engine.store.base import Applied, OutboxEntry, Plan, Read, Store
 from engine.store.ops import Claim
@@ -88,7 +89,7 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.clock = clock
         self._default_timezone = self._timezone_of(program)
-        self._profiles = ProfileCache()
+        self._profiles: LRU[str, Profile] = LRU(PROFILES_KEPT)
         # Events may be retried as long as they could still be accepted.
         self._dedupe_ttl = (
             int((self.settings.late_tolerance + self.settings.future_tolerance).total_seconds())
@@ -220,6 +221,16 @@ class Engine:
         check_identifier("playerId", player_id)
         profile = await self.profile(player_id)
         return await player_progress(self.program, self.store, player_id, profile, self.clock())
+
+    async def streak_states(self, player_ids: Sequence[str]) -> dict[str, dict[str, StreakState]]:
+        """Every streak of each player as it stands now (player id -> streak id ->
+        state), as their progress shows it: for reports over many players, in
+        one store round trip, so pass them a few hundred at a time."""
+        for player_id in player_ids:
+            check_identifier("playerId", player_id)
+        return await streak_states(
+            self.program, self.store, player_ids, self._default_timezone, self.clock()
+        )
 
     async def unlocks(
         self, player_id: str, after: str | None = None, limit: int = 100

@@ -9,7 +9,6 @@ process is re-read instead of silently ignored.
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,24 +34,5 @@ class Profile:
         )
 
 
-class ProfileCache:
-    """The most recently used profiles of this process, bounded."""
-
-    def __init__(self, capacity: int = 100_000) -> None:
-        self._capacity = capacity
-        self._profiles: OrderedDict[str, Profile] = OrderedDict()
-
-    def get(self, player_id: str) -> Profile | None:
-        profile = self._profiles.get(player_id)
-        if profile is not None:
-            self._profiles.move_to_end(player_id)
-        return profile
-
-    def put(self, player_id: str, profile: Profile) -> None:
-        self._profiles[player_id] = profile
-        self._profiles.move_to_end(player_id)
-        if len(self._profiles) > self._capacity:
-            self._profiles.popitem(last=False)
-
-    def clear(self) -> None:
-        self._profiles.clear()
+#: Profiles an engine keeps in memory (`Engine.profile`), the most recently used.
+PROFILES_KEPT = 100_000

@@ -7,11 +7,12 @@ values, streak state and the unlocks hash. Nothing here writes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from engine import periods
 from engine.periods import Granularity
@@ -62,6 +63,19 @@ class MilestoneProgress:
     tiers_reached: int
     next_tier: MilestoneTier | None
     progress: Progress
+
+
+@dataclass(frozen=True, slots=True)
+class StreakState:
+    """Where a streak stands now, as its stored state and the clock say."""
+
+    #: 0 once a gap its freezes cannot bridge has broken it.
+    current: int
+    longest: int
+    #: Freezes left once the gap so far is bridged.
+    freezes: int
+    #: Alive, but this period is not extended yet or a freeze covers a gap.
+    at_risk: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,22 +231,11 @@ async def player_progress(
     return PlayerProgress(player_id, challenges, milestones, streaks, badges)
 
 
-def streak_progress(
-    streak_id: str,
-    streak: Streak,
-    state: dict[str, str],
-    program: Program,
-    tz: Any,
-    now: datetime,
-    unlocked: Mapping[str, str] = MappingProxyType({}),
-) -> StreakProgress:
-    """A streak as it stands now: alive, at risk (a gap freezes can still
-    bridge, or this period not yet extended) or broken.
-
-    Progress is toward the next streak milestone the player has not unlocked
-    yet (from `unlocked`, the player's unlocks hash): after a break, a
-    milestone already earned is no goal any more, the next one is.
-    """
+def streak_state(
+    streak: Streak, state: Mapping[str, str], program: Program, tz: ZoneInfo, now: datetime
+) -> StreakState:
+    """A streak as it stands now, from its stored state: alive, at risk (a gap
+    freezes can still bridge, or this period not yet extended) or broken."""
     current, longest, freezes = (
         int(state.get(name, 0)) for name in ("current", "longest", "freezes")
     )
@@ -246,6 +249,25 @@ def streak_progress(
                 freezes -= missed
             else:
                 current = 0
+    return StreakState(current, longest, freezes, at_risk)
+
+
+def streak_progress(
+    streak_id: str,
+    streak: Streak,
+    state: Mapping[str, str],
+    program: Program,
+    tz: ZoneInfo,
+    now: datetime,
+    unlocked: Mapping[str, str] = MappingProxyType({}),
+) -> StreakProgress:
+    """A streak as it stands now (`streak_state`), with progress toward the
+    next streak milestone the player has not unlocked yet (from `unlocked`,
+    the player's unlocks hash): after a break, a milestone already earned is
+    no goal any more, the next one is.
+    """
+    alive = streak_state(streak, state, program, tz, now)
+    current = alive.current
     lengths = [milestone.at for milestone in streak.milestones]
     upcoming = [
         length
@@ -258,8 +280,36 @@ def streak_progress(
         streak_id,
         streak,
         current,
-        longest,
-        at_risk,
-        freezes,
+        alive.longest,
+        alive.at_risk,
+        alive.freezes,
         Progress.of(current, target, completed),
     )
+
+
+async def streak_states(
+    program: Program,
+    store: Store,
+    player_ids: Sequence[str],
+    default_timezone: ZoneInfo,
+    now: datetime,
+) -> dict[str, dict[str, StreakState]]:
+    """Every streak of each player as it stands now (`streak_state`), in each
+    player's timezone: their profiles and streaks read in one store round trip."""
+    streaks = list(program.streaks.items())
+    reads = [Read("hash", keys.profile(player_id)) for player_id in player_ids]
+    reads += [
+        Read("hash", keys.streak(player_id, streak_id))
+        for player_id in player_ids
+        for streak_id, _ in streaks
+    ]
+    values = await store.read(reads)
+    stored = iter(values[len(player_ids) :])
+    found: dict[str, dict[str, StreakState]] = {}
+    for player_id, fields in zip(player_ids, values[: len(player_ids)], strict=True):
+        timezone = Profile.from_fields(fields, default_timezone).timezone
+        found[player_id] = {
+            streak_id: streak_state(streak, next(stored), program, timezone, now)
+            for streak_id, streak in streaks
+        }
+    return found

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 
+from engine.caches import LRU
 from engine.program.models import Reward
 from engine.program.program import Program
 from engine.store.base import OutboxEntry
@@ -142,10 +143,6 @@ def unlock_time(unlock: str) -> datetime:
     return datetime.fromtimestamp(int(unlock.removesuffix(BACKFILLED)) / 1000, UTC)
 
 
-def unlock_from_entry(program: Program, player_id: str, entry: OutboxEntry) -> Unlock:
-    return _unlock(describe(program, entry.key), player_id, entry)
-
-
 class Descriptions:
     """The unlocks of one program, each key described once: recording events
     describes the same few keys over and over."""
@@ -155,27 +152,22 @@ class Descriptions:
 
     def __init__(self, program: Program) -> None:
         self.program = program
-        self._described: dict[str, Description] = {}
+        self._described: LRU[str, Description] = LRU(self.capacity)
 
     def unlock(self, player_id: str, entry: OutboxEntry) -> Unlock:
-        """An outbox entry as an unlock, as `unlock_from_entry` describes it."""
+        """An outbox entry as an unlock, described by `describe`."""
         described = self._described.get(entry.key)
         if described is None:
-            if len(self._described) >= self.capacity:
-                self._described.clear()
-            described = self._described[entry.key] = describe(self.program, entry.key)
-        return _unlock(described, player_id, entry)
-
-
-def _unlock(described: Description, player_id: str, entry: OutboxEntry) -> Unlock:
-    return Unlock(
-        entry.id,
-        entry.key,
-        described.kind,
-        player_id,
-        described.title,
-        described.badge,
-        described.points,
-        unlock_time(entry.unlock),
-        entry.unlock.endswith(BACKFILLED),
-    )
+            described = describe(self.program, entry.key)
+            self._described.put(entry.key, described)
+        return Unlock(
+            entry.id,
+            entry.key,
+            described.kind,
+            player_id,
+            described.title,
+            described.badge,
+            described.points,
+            unlock_time(entry.unlock),
+            entry.unlock.endswith(BACKFILLED),
+        )

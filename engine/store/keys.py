@@ -7,8 +7,8 @@ the very same names in its tables, which keeps the two backends comparable.
     {p:<id>}:event:<event id>          string  result of a recorded event (dedupe), TTL
     {p:<id>}:grant:<unlock key>        string  result of a granted unlock (Engine.grant), TTL
     {p:<id>}:profile                   hash    version, timezone, attributes (JSON)
-    {p:<id>}:unlocks                   hash    unlock key -> unlock JSON; also markers
-    {p:<id>}:outbox                    stream  one entry per unlock: key, unlock JSON
+    {p:<id>}:unlocks                   hash    unlock key -> unlock value; also markers ("")
+    {p:<id>}:outbox                    stream  one entry per unlock: key, unlock value
     {p:<id>}:m:<metric>                int|set lifetime value of a metric
     {p:<id>}:m:<metric>:<period key>   int|set value in one period, TTL past its end
     {p:<id>}:m:<metric>:window:<ch>    int|set value inside a challenge's fixed window
@@ -29,6 +29,10 @@ first and equal values in player id order, the documented tie rule.
 Period keys are `day:2026-11-25`, `week:2026-11-23` (the local date the week
 starts) and `month:2026-11`. Counter values are integers: counts as they
 are, sums and maxima scaled by `SCALE` so that both backends agree exactly.
+
+An unlock value is what engine.unlocks.unlock_value makes of the moment it
+was claimed: epoch milliseconds as a string, `+backfill` appended when a
+backfill claimed it.
 
 Unlock keys (the fields of the unlocks hash) are granted once, ever:
 

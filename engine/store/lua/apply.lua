@@ -14,11 +14,12 @@
 -- A shape's string starts with one byte: 1 when its words are bytes, 2 when they are
 -- 16-bit big-endian; then the number of arguments its values name (a), 1 when its
 -- claims may wait for the end of the plan (no op reads their results), then its ops
--- (engine/store/redis.py `_compile`). k is a key index in the plan (from 0, as in
+-- (engine/store/encoder.py `compile_shape`). k is a key index in the plan (from 0, as in
 -- Python), r a register (op number from 0), n a count, and v a value: the empty
 -- string (a marker's unlock) when 0, the plan's argument v up to a, the shape's
--- constant v - a after that. Each op starts with its number and the count of words
--- that follow:
+-- constant v - a after that. Each op starts with its number (`Operation.code` in
+-- engine/store/ops.py, where each op's meaning is defined; a test checks the numbers
+-- below against it) and the count of words that follow:
 --   1 _ k v(amount) v(expire_at)             add
 --   2 _ k v(value) v(expire_at)              max
 --   3 _ k v(member) v(expire_at) needed      distinct (needed: 1 when its count is read)
