@@ -37,27 +37,8 @@ from engine.profiles import Profile
 from engine.program.models import Challenge, Milestone, Streak
 from engine.program.models import Window as WindowSpec
 from engine.program.program import ALL_TIME, MetricDef, Program
-from engine.store import keys
+from engine.store import keys, ops
 from engine.store.base import Plan, Shape
-from engine.store.ops import (
-    Add,
-    Arg,
-    Card,
-    Claim,
-    Condition,
-    Distinct,
-    Extra,
-    Get,
-    Max,
-    Number,
-    Op,
-    Rank,
-    Scalar,
-    Step,
-    Steps,
-    Text,
-)
-from engine.store.ops import Streak as ExtendStreak
 from engine.unlocks import granted_badge, unlock_value
 
 #: How long a finished window's counters stay readable for progress screens.
@@ -66,13 +47,13 @@ WINDOW_RETENTION = timedelta(days=30)
 MAX_SKELETONS = 4096
 
 #: Plan.args[0] is the unlock time; the operand of the n-th metric fed is args[n + 1].
-UNLOCK = Arg(0)
+UNLOCK = ops.Arg(0)
 #: The kind of slot of an expiry.
 EXPIRE = "expire"
 
-Reader = Callable[[Event], Scalar | None]
+Reader = Callable[[Event], ops.Scalar | None]
 #: The op that feeds a metric, built from (key, operand, expire_at).
-Feed = Callable[[int, Number, Number], Op]
+Feed = Callable[[int, ops.Number, ops.Number], ops.Op]
 
 
 def scale_of(metric: MetricDef) -> int:
@@ -93,8 +74,8 @@ def window_bucket(challenge_id: str) -> str:
 def operation_of(metric: MetricDef) -> Feed:
     """The store operation that feeds a metric."""
     if metric.aggregate in ("count", "sum"):
-        return Add
-    return Max if metric.aggregate == "max" else Distinct
+        return ops.Add
+    return ops.Max if metric.aggregate == "max" else ops.Distinct
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +147,7 @@ class Planner:
                 (1 << n, predicate) for n, predicate in enumerate(audiences.values())
             ]
         self._skeletons: dict[tuple[str, int, int, int], _Skeleton] = {}
-        self._shapes: dict[tuple[Op, ...], Shape] = {}
+        self._shapes: dict[tuple[ops.Op, ...], Shape] = {}
         self._moment = MomentCache(self._new_moment)
         self._moment_numbers: dict[tuple[object, ...], int] = {}
         self._now: datetime | None = None
@@ -183,7 +164,7 @@ class Planner:
             self._use_now(now)
         if len(self._skeletons) >= MAX_SKELETONS:
             self._forget()
-        args: list[Scalar] = [self._unlock]
+        args: list[ops.Scalar] = [self._unlock]
         fed = self._fed(event, args)
         if not fed:
             plan_keys += [tag + suffix for suffix in HEAD]
@@ -253,7 +234,7 @@ class Planner:
         self._unlock = unlock_value(now)
         self._wall_offset = round(time.time() - now.timestamp())
 
-    def _fed(self, event: Event, args: list[Scalar]) -> int:
+    def _fed(self, event: Event, args: list[ops.Scalar]) -> int:
         """The metrics this event feeds, as bits; their operands are appended to `args`."""
         fed = 0
         properties = event.properties
@@ -322,7 +303,7 @@ class Planner:
         """Update the lifetime value and every needed bucket of each metric the event feeds."""
         plan = draft.plan
         for n, metric in enumerate(metrics):
-            feed, amount = operation_of(metric), Arg(n + 1)
+            feed, amount = operation_of(metric), ops.Arg(n + 1)
             lifetime = plan.op(
                 feed(plan.key_index(keys.metric(TEMPLATE_PLAYER, metric.id)), amount, 0)
             )
@@ -344,7 +325,7 @@ class Planner:
                     touched[bucket] = plan.op(feed(plan.key_index(key), amount, expire))
             draft.registers[metric.id] = touched
 
-    def _period_expiry(self, draft: _Draft, period: Period) -> Arg:
+    def _period_expiry(self, draft: _Draft, period: Period) -> ops.Arg:
         """When a period's counters (and boards) go: once late events cannot reach them."""
         return draft.slot(
             (EXPIRE, period.granularity),
@@ -377,7 +358,7 @@ class Planner:
             if challenge.every is not None:
                 period = draft.moment.periods[Granularity(challenge.every)]
                 bucket = period.key
-                field: Text = draft.slot(
+                field: ops.Text = draft.slot(
                     ("challenge", challenge_id), keys.challenge_unlock(challenge_id, period.key)
                 )
             else:
@@ -386,7 +367,7 @@ class Planner:
                     continue  # the event fell outside the window
                 field = keys.challenge_unlock(challenge_id, None)
             conditions = [
-                Condition(
+                ops.Condition(
                     self._register(draft, goal.metric, bucket),
                     threshold(self.program.metrics[goal.metric], goal.target),
                 )
@@ -408,7 +389,7 @@ class Planner:
                 period = draft.moment.periods[Granularity(streak.per)]
                 freezes = streak.freezes
                 length = plan.op(
-                    ExtendStreak(
+                    ops.Streak(
                         plan.key_index(keys.streak(TEMPLATE_PLAYER, streak_id)),
                         draft.slot(("period", period.granularity), period.index),
                         draft.registers[metric_id][period.key],
@@ -438,12 +419,12 @@ class Planner:
             for board_id, period in self._boards.get(metric_id, ()):
                 if period == ALL_TIME:
                     key = keys.leaderboard(board_id, None)
-                    plan.op(Rank(plan.key_index(key), registers[None], 0))
+                    plan.op(ops.Rank(plan.key_index(key), registers[None], 0))
                 else:
                     span = draft.moment.periods[Granularity(period)]
                     key = keys.leaderboard(board_id, span.key)
                     expiry = self._period_expiry(draft, span)
-                    plan.op(Rank(plan.key_index(key), registers[span.key], expiry))
+                    plan.op(ops.Rank(plan.key_index(key), registers[span.key], expiry))
                 boards.append(key)
         return boards
 
@@ -451,7 +432,7 @@ class Planner:
         """Register of a metric bucket, reading it when the event did not touch it."""
         by_bucket = draft.registers.setdefault(metric_id, {})
         if bucket not in by_bucket:
-            read = Card if self.program.metrics[metric_id].aggregate == "distinct" else Get
+            read = ops.Card if self.program.metrics[metric_id].aggregate == "distinct" else ops.Get
             key = keys.metric(TEMPLATE_PLAYER, metric_id, bucket)
             by_bucket[bucket] = draft.plan.op(read(draft.plan.key_index(key)))
         return by_bucket[bucket]
@@ -531,7 +512,7 @@ class _Skeleton:
         self,
         suffixes: list[str],
         shape: Shape,
-        values: list[Scalar],
+        values: list[ops.Scalar],
         boards: list[str],
         expiries: list[int],
     ) -> None:
@@ -545,7 +526,7 @@ class _Skeleton:
         self._offset = 0
         self._shifted = values
 
-    def values_at(self, offset: int) -> list[Scalar]:
+    def values_at(self, offset: int) -> list[ops.Scalar]:
         """The values with expiries `offset` seconds later (the store's clock);
         the last offset's are kept, as a live engine's offset does not change."""
         if offset != self._offset:
@@ -568,14 +549,14 @@ class _Draft:
         #: metric id -> bucket (None: lifetime) -> register holding its value
         self.registers: dict[str, dict[str | None, int]] = {}
         #: name -> (its Arg, its value at this moment), Args numbered from `first_arg`
-        self.slots: dict[tuple[str, str], tuple[Arg, Scalar]] = {}
+        self.slots: dict[tuple[str, str], tuple[ops.Arg, ops.Scalar]] = {}
         self._first_arg = first_arg
 
-    def slot(self, name: tuple[str, str], value: Scalar) -> Arg:
+    def slot(self, name: tuple[str, str], value: ops.Scalar) -> ops.Arg:
         """The Arg standing for the moment's value named `name`."""
         found = self.slots.get(name)
         if found is None:
-            found = self.slots[name] = (Arg(self._first_arg + len(self.slots)), value)
+            found = self.slots[name] = (ops.Arg(self._first_arg + len(self.slots)), value)
         return found[0]
 
     @staticmethod
@@ -587,33 +568,34 @@ class _Draft:
     def steps(self, register: int, steps: list[tuple[int, str, str | None]]) -> None:
         """Claim each of rising thresholds on a register: (threshold, field, badge)."""
         self.plan.op(
-            Steps(
+            ops.Steps(
                 register,
                 tuple(
-                    Step(at, field, UNLOCK, self._extras(badge, None)) for at, field, badge in steps
+                    ops.Step(at, field, UNLOCK, self._extras(badge, None))
+                    for at, field, badge in steps
                 ),
             )
         )
 
     def claim(
         self,
-        field: Text,
-        conditions: list[Condition],
+        field: ops.Text,
+        conditions: list[ops.Condition],
         badge: str | None,
         requires: list[str] | None = None,
         marker: str | None = None,
     ) -> None:
         self.plan.op(
-            Claim(
+            ops.Claim(
                 field, tuple(conditions), tuple(requires or ()), UNLOCK, self._extras(badge, marker)
             )
         )
 
     @staticmethod
-    def _extras(badge: str | None, marker: str | None) -> tuple[Extra, ...]:
-        extras: list[Extra] = []
+    def _extras(badge: str | None, marker: str | None) -> tuple[ops.Extra, ...]:
+        extras: list[ops.Extra] = []
         if badge is not None:
-            extras.append(Extra(keys.badge_unlock(badge), UNLOCK))
+            extras.append(ops.Extra(keys.badge_unlock(badge), UNLOCK))
         if marker is not None:
-            extras.append(Extra(marker, None))
+            extras.append(ops.Extra(marker, None))
         return tuple(extras)

@@ -39,8 +39,8 @@ descriptions say the same):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from zoneinfo import ZoneInfo
+from collections.abc import Sequence
+from functools import cached_property
 
 from app.analytics.observer import (
     ACTIVITY,
@@ -52,23 +52,16 @@ from app.analytics.observer import (
     save_activity,
 )
 from app.analytics.reports import Reports
-from app.sql import Database
-from engine.engine import Clock, Engine, Recorded
+from engine.engine import Recorded
 
 
 class Analytics(Reports):
     """The reports, and the observer that writes what they read as events are
     recorded (the service calls `activity` and `written` from its group commit)."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        database: Database,
-        clock: Clock,
-        timezone: Callable[[], ZoneInfo],
-    ) -> None:
-        super().__init__(engine, database, clock, timezone)
-        self._observer = ActivityObserver(engine, timezone)
+    @cached_property
+    def _observer(self) -> ActivityObserver:
+        return ActivityObserver(self.engine, self.timezone)
 
     async def activity(self, recorded: Sequence[Recorded]) -> Activity:
         """See `ActivityObserver.activity`."""

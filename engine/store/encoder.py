@@ -21,35 +21,15 @@ from typing import Literal, cast
 import hiredis
 from redis.exceptions import ResponseError
 
+from engine.store import ops
 from engine.store.base import Applied, OutboxEntry, Plan
-from engine.store.ops import (
-    OPS,
-    Add,
-    Arg,
-    Card,
-    Claim,
-    Distinct,
-    Extra,
-    Get,
-    Max,
-    Number,
-    Op,
-    Rank,
-    Scalar,
-    Steps,
-    Streak,
-    claims_may_wait,
-    name_of,
-    needed_registers,
-    read_timing,
-)
 
 APPLY_LUA = resources.files("engine.store").joinpath("lua/apply.lua").read_text("utf-8")
 #: The key of this encoding of a shape in `Shape.compiled`.
 COMPILED = "redis"
 
 #: An argument of a Redis command.
-Argument = Scalar | bytes
+Argument = ops.Scalar | bytes
 #: hiredis packs commands in C; its stub wrongly types the argument as a 1-tuple.
 _pack_command = cast(Callable[[tuple[Argument, ...]], bytes], hiredis.pack_command)
 #: What the script answers a plan with.
@@ -82,7 +62,7 @@ class Chunk:
         self.refused: dict[int, str] = {}
         self.keys: list[str] = []
         self.shapes: list[Compiled] = []
-        self.tail: list[Scalar] = []
+        self.tail: list[ops.Scalar] = []
         self.count = len(plans)
         numbers: dict[int, int] = {}  # id of a Shape -> its number; the plans hold them
         for index, plan in enumerate(plans):
@@ -159,19 +139,19 @@ class Chunk:
 _Word = int | tuple[Literal["arg", "constant"], int]
 
 
-def compile_shape(ops: Sequence[Op]) -> Compiled:
+def compile_shape(operations: Sequence[ops.Op]) -> Compiled:
     """A shape as lua/apply.lua reads it: the count of its constants, its ops as
     words in one string (see the script's header), then the constants."""
-    for op in ops:
-        if not isinstance(op, OPS):
-            raise Refused(f"unknown plan operation: {name_of(op)}")
-    needed = needed_registers(ops)
+    for op in operations:
+        if not isinstance(op, ops.OPS):
+            raise Refused(f"unknown plan operation: {ops.name_of(op)}")
+    needed = ops.needed_registers(operations)
     body: list[_Word] = []
-    constants: list[Scalar] = []
-    numbered: dict[tuple[type, Scalar], int] = {}
+    constants: list[ops.Scalar] = []
+    numbered: dict[tuple[type, ops.Scalar], int] = {}
 
-    def value(given: Scalar | Arg | None) -> None:
-        if isinstance(given, Arg):
+    def value(given: ops.Scalar | ops.Arg | None) -> None:
+        if isinstance(given, ops.Arg):
             body.append(("arg", given.index))
         elif given is None:
             body.append(0)
@@ -182,40 +162,40 @@ def compile_shape(ops: Sequence[Op]) -> Compiled:
                 constants.append(given)
             body.append(("constant", numbered[key]))
 
-    def required(given: Scalar | Arg | None) -> None:
+    def required(given: ops.Scalar | ops.Arg | None) -> None:
         if given is None:
             raise Refused("a number is missing")
         value(given)
 
-    def extras(pairs: tuple[Extra, ...]) -> None:
+    def extras(pairs: tuple[ops.Extra, ...]) -> None:
         body.append(len(pairs))
         for extra in pairs:
             value(extra.field)
             value(extra.unlock)
 
-    for index, op in enumerate(ops):
+    for index, op in enumerate(operations):
         start = len(body)
         body += (op.code, 0)
         try:
-            if isinstance(op, Add | Max):
-                amount: Number = op.amount if isinstance(op, Add) else op.value
+            if isinstance(op, ops.Add | ops.Max):
+                amount: ops.Number = op.amount if isinstance(op, ops.Add) else op.value
                 body.append(op.key)
                 required(amount)
                 required(op.expire_at)
-            elif isinstance(op, Distinct):
+            elif isinstance(op, ops.Distinct):
                 body.append(op.key)
                 required(op.member)
                 required(op.expire_at)
                 body.append(int(index in needed))
-            elif isinstance(op, Get | Card):
-                body += (op.key, read_timing(ops, index, needed))
-            elif isinstance(op, Streak):
+            elif isinstance(op, ops.Get | ops.Card):
+                body += (op.key, ops.read_timing(operations, index, needed))
+            elif isinstance(op, ops.Streak):
                 body.append(op.key)
                 required(op.period)
                 body.append(op.register)
                 for given in (op.minimum, op.freeze_max, op.earn_every):
                     required(given)
-            elif isinstance(op, Claim):
+            elif isinstance(op, ops.Claim):
                 value(op.field)
                 body.append(len(op.conditions))
                 for condition in op.conditions:
@@ -226,11 +206,11 @@ def compile_shape(ops: Sequence[Op]) -> Compiled:
                     value(field)
                 value(op.unlock)
                 extras(op.extras)
-            elif isinstance(op, Rank):
+            elif isinstance(op, ops.Rank):
                 body += (op.key, op.register)
                 required(op.expire_at)
             else:
-                assert isinstance(op, Steps)
+                assert isinstance(op, ops.Steps)
                 body += (op.register, len(op.steps))
                 for step in op.steps:
                     required(step.threshold)
@@ -243,7 +223,7 @@ def compile_shape(ops: Sequence[Op]) -> Compiled:
     named = 1 + max(
         (item[1] for item in body if isinstance(item, tuple) and item[0] == "arg"), default=-1
     )
-    words = [named, int(claims_may_wait(ops, needed))] + [
+    words = [named, int(ops.claims_may_wait(operations, needed))] + [
         item if isinstance(item, int) else item[1] + (1 if item[0] == "arg" else named + 1)
         for item in body
     ]

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from engine.errors import StoreError
 from engine.group_commit import GroupCommit
-from engine.store import cursor_position, keys
+from engine.store import cursor_position, keys, ops
 from engine.store.base import (
     OUTBOX_KEY,
     UNLOCKS_KEY,
@@ -45,23 +45,6 @@ from engine.store.base import (
     Ranking,
     Read,
     Store,
-)
-from engine.store.ops import (
-    Add,
-    Card,
-    Claim,
-    Distinct,
-    Extra,
-    Get,
-    Max,
-    Number,
-    Op,
-    Rank,
-    Scalar,
-    Steps,
-    Streak,
-    Text,
-    name_of,
 )
 
 T = TypeVar("T")
@@ -345,24 +328,24 @@ class SqliteStore(Store):
         self,
         db: sqlite3.Connection,
         plan: Plan,
-        op: Op,
+        op: ops.Op,
         registers: list[int],
         entries: list[OutboxEntry],
         now: float,
     ) -> int:
-        if isinstance(op, Add):
+        if isinstance(op, ops.Add):
             key, amount = plan.keys[op.key], _number(plan, op.amount)
             row = self._live(db, key, now)
             result = (row[0] if row else 0) + amount
             expire_at = _number(plan, op.expire_at) if result == amount else 0
             self._put(db, key, result, expire_at, row)
-        elif isinstance(op, Max):
+        elif isinstance(op, ops.Max):
             key, result = plan.keys[op.key], _number(plan, op.value)
             row = self._live(db, key, now)
             if row is not None and row[0] >= result:
                 result = row[0]
             self._put(db, key, result, _number(plan, op.expire_at) if row is None else 0, row)
-        elif isinstance(op, Distinct):
+        elif isinstance(op, ops.Distinct):
             key = plan.keys[op.key]
             row = self._live(db, key, now)
             added = db.execute(
@@ -372,10 +355,10 @@ class SqliteStore(Store):
             result = (row[0] if row else 0) + added
             expire_at = _number(plan, op.expire_at) if added and result == 1 else 0
             self._put(db, key, result, expire_at, row)
-        elif isinstance(op, Get | Card):
+        elif isinstance(op, ops.Get | ops.Card):
             row = self._live(db, plan.keys[op.key], now)
             result = row[0] if row else 0
-        elif isinstance(op, Streak):
+        elif isinstance(op, ops.Streak):
             result = self._streak(
                 db,
                 plan.keys[op.key],
@@ -384,23 +367,23 @@ class SqliteStore(Store):
                 _number(plan, op.freeze_max),
                 _number(plan, op.earn_every),
             )
-        elif isinstance(op, Claim):
+        elif isinstance(op, ops.Claim):
             if any(registers[c.register] < _number(plan, c.threshold) for c in op.conditions):
                 result = 0
             else:
                 result = self._claim(db, plan, op.field, op.requires, op.unlock, op.extras, entries)
-        elif isinstance(op, Steps):
+        elif isinstance(op, ops.Steps):
             result = 0
             for step in op.steps:
                 if registers[op.register] < _number(plan, step.threshold):
                     break
                 result += self._claim(db, plan, step.field, (), step.unlock, step.extras, entries)
-        elif isinstance(op, Rank):
+        elif isinstance(op, ops.Rank):
             key, score = plan.keys[op.key], -registers[op.register]
             expire_at = _number(plan, op.expire_at)
             result = self._rank(db, key, plan.player_id, score, expire_at, now)
         else:
-            raise PlanError(f"unknown plan operation: {name_of(op)}")
+            raise PlanError(f"unknown plan operation: {ops.name_of(op)}")
         return int(result)
 
     def _live(self, db: sqlite3.Connection, key: str, now: float) -> tuple[Any, float] | None:
@@ -463,10 +446,10 @@ class SqliteStore(Store):
         self,
         db: sqlite3.Connection,
         plan: Plan,
-        field: Text,
-        requires: tuple[Text, ...],
-        unlock: Text | None,
-        extras: tuple[Extra, ...],
+        field: ops.Text,
+        requires: tuple[ops.Text, ...],
+        unlock: ops.Text | None,
+        extras: tuple[ops.Extra, ...],
         entries: list[OutboxEntry],
     ) -> int:
         """A claim whose conditions are met: 1 when `field` is newly granted."""
@@ -658,12 +641,12 @@ def _entries(payload: str) -> list[OutboxEntry]:
     return [OutboxEntry(*entry) for entry in json.loads(payload)]
 
 
-def _number(plan: Plan, written: Number) -> int:
+def _number(plan: Plan, written: ops.Number) -> int:
     """An integer value of an op."""
     return _integer(plan.value(written))
 
 
-def _text(plan: Plan, written: Text) -> str:
+def _text(plan: Plan, written: ops.Text) -> str:
     """A string value of an op (an unlock field), as SQLite's TEXT column keeps it."""
     found = plan.value(written)
     if found is None:
@@ -671,19 +654,19 @@ def _text(plan: Plan, written: Text) -> str:
     return found if isinstance(found, str) else str(found)
 
 
-def _unlock(plan: Plan, written: Text | None) -> str | None:
+def _unlock(plan: Plan, written: ops.Text | None) -> str | None:
     """The unlock value of an op; None for a marker."""
     return None if written is None else _text(plan, written)
 
 
-def _integer(number: Scalar | None) -> int:
+def _integer(number: ops.Scalar | None) -> int:
     """An op's amount as INCRBY takes it: an integer, or a float with an integer value."""
     if isinstance(number, int) or (isinstance(number, float) and number.is_integer()):
         return int(number)
     raise ValueError(f"{number!r} is not an integer")
 
 
-def _member(member: Scalar | None) -> str:
+def _member(member: ops.Scalar | None) -> str:
     """A set member as Redis stores it: numbers are written with 17 significant digits."""
     if member is None:
         raise ValueError("a member is missing")
