@@ -117,7 +117,7 @@ class Economy:
         """Claim tier changes as unlocks (pushed to subscribers, kept in history)."""
         granted = []
         for announcement in announcements:
-            unlocks = await self.engine.grant(announcement.player_id, announcement.key)
+            unlocks = await self.engine.claim(announcement.player_id, announcement.key)
             if unlocks:
                 await to_thread.run_sync(self._save_unlocks, unlocks)
             await to_thread.run_sync(tiers.announced, self.database, announcement)

@@ -145,7 +145,7 @@ async def _restore_tier_changes(
     ):
         for record in page:
             moment.now = record.unlocked_at
-            rebuilt.restored_unlocks += len(await engine.grant(record.player_id, record.key))
+            rebuilt.restored_unlocks += len(await engine.claim(record.player_id, record.key))
         assert page[-1].id is not None
         after = page[-1].id
 

@@ -154,7 +154,7 @@ class Engine:
             profile = await self.profile(player_id)
             now = self.clock()
             plan = self._planner.settle(
-                player_id, profile, now, keys.grant(player_id, run), self._dedupe_ttl
+                player_id, profile, now, keys.claim(player_id, run), self._dedupe_ttl
             )
             plan.args[0] = unlock_value(now, backfilled=True)
             applied = await self.store.apply(plan)
@@ -262,11 +262,11 @@ class Engine:
             self._default_timezone,
         )
 
-    async def grant(self, player_id: str, key: str) -> list[Unlock]:
+    async def claim(self, player_id: str, key: str) -> list[Unlock]:
         """Claim an unlock that no counter decides (a tier reached): once, ever,
         into the outbox and the live feed like any other unlock.
 
-        Returns the unlock; granting the same key again returns it again (for
+        Returns the unlock; claiming the same key again returns it again (for
         as long as an event result is kept), or nothing once that has lapsed.
         """
         check_identifier("playerId", player_id)
@@ -275,7 +275,7 @@ class Engine:
             plan = Plan(
                 player_id=player_id,
                 keys=[
-                    keys.grant(player_id, key),
+                    keys.claim(player_id, key),
                     keys.profile(player_id),
                     keys.unlocks(player_id),
                     keys.outbox(player_id),
@@ -288,7 +288,7 @@ class Engine:
             if applied.status != "stale":
                 return [self.describe(player_id, entry) for entry in applied.entries]
             await self.profile(player_id, refresh=True)
-        raise ConflictError("the player's profile keeps changing; retry the grant")
+        raise ConflictError("the player's profile keeps changing; retry the claim")
 
     def plan(self, event: Event) -> Plan:
         """The store operations an event would cause, without applying them

@@ -2,7 +2,7 @@
 
 Each part is its own resolver, so a dashboard pays only for what it asks:
 active streaks read the counter store, the rest are SQL aggregates. The
-definitions are in app/analytics.py and repeated in the descriptions here,
+definitions are in app/analytics/ and repeated in the descriptions here,
 which is where client developers read them.
 """
 

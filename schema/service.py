@@ -137,7 +137,7 @@ class RetentionStats:
 
 
 class Analytics(Protocol):
-    """Program analytics for the loyalty manager (definitions in app/analytics.py)."""
+    """Program analytics for the loyalty manager (definitions in app/analytics/)."""
 
     async def challenges(self) -> dict[str, Participation]:
         """By challenge id; a challenge nobody started is missing."""

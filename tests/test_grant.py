@@ -1,4 +1,4 @@
-"""Engine.grant: unlocks no counter decides (tiers), on every store backend."""
+"""Engine.claim: unlocks no counter decides (tiers), on every store backend."""
 
 from __future__ import annotations
 
@@ -25,39 +25,39 @@ async def engine(store_url: str) -> AsyncIterator[Engine]:
     await store.close()
 
 
-async def test_a_granted_unlock_lands_in_the_outbox_described_by_the_program(
+async def test_a_claimed_unlock_lands_in_the_outbox_described_by_the_program(
     engine: Engine,
 ) -> None:
-    [unlock] = await engine.grant("ada", "tier:gold:2026-11-25")
+    [unlock] = await engine.claim("ada", "tier:gold:2026-11-25")
     assert (unlock.kind, unlock.title, unlock.unlocked_at) == (UnlockKind.TIER, "Gold", NOON)
     assert [u.key for u in await engine.unlocks("ada")] == ["tier:gold:2026-11-25"]
 
 
-async def test_granting_a_key_again_grants_it_once(engine: Engine) -> None:
-    first = await engine.grant("ada", "tier:gold:2026-11-25")
-    again = await engine.grant("ada", "tier:gold:2026-11-25")
+async def test_claiming_a_key_again_claims_it_once(engine: Engine) -> None:
+    first = await engine.claim("ada", "tier:gold:2026-11-25")
+    again = await engine.claim("ada", "tier:gold:2026-11-25")
     assert again == first
     assert len(await engine.unlocks("ada")) == 1
 
 
-async def test_a_granted_key_is_pushed_to_listeners(engine: Engine) -> None:
+async def test_a_claimed_key_is_pushed_to_listeners(engine: Engine) -> None:
     ready = asyncio.Event()
     listener = engine.store.listen(ready.set)
     received = asyncio.ensure_future(anext(listener))
     await ready.wait()
-    await engine.grant("ada", "tier:platinum:2026-11-25")
+    await engine.claim("ada", "tier:platinum:2026-11-25")
     player, entries = await asyncio.wait_for(received, 5)
     assert (player, [e.key for e in entries]) == ("ada", ["tier:platinum:2026-11-25"])
     await listener.aclose()  # type: ignore[attr-defined]
 
 
-async def test_a_grant_after_the_profile_changed_elsewhere_is_replanned(
+async def test_a_claim_after_the_profile_changed_elsewhere_is_replanned(
     engine: Engine, store_url: str
 ) -> None:
     await engine.profile("ada")  # cached at version 0
     other = store_from_url(store_url)
     await other.set_profile("ada", {"timezone": "Asia/Tokyo"})
     await other.close()
-    assert [u.key for u in await engine.grant("ada", "tier:gold:2026-11-25")] == [
+    assert [u.key for u in await engine.claim("ada", "tier:gold:2026-11-25")] == [
         "tier:gold:2026-11-25"
     ]

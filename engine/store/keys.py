@@ -5,7 +5,7 @@ step of one event touches a single Redis Cluster slot. The SQLite store uses
 the very same names in its tables, which keeps the two backends comparable.
 
     {p:<id>}:event:<event id>          string  result of a recorded event (dedupe), TTL
-    {p:<id>}:grant:<unlock key>        string  result of a granted unlock (Engine.grant), TTL
+    {p:<id>}:claim:<unlock key>        string  result of a claim no event made (Engine.claim), TTL
     {p:<id>}:profile                   hash    version, timezone, attributes (JSON)
     {p:<id>}:unlocks                   hash    unlock key -> unlock value; also markers ("")
     {p:<id>}:outbox                    stream  one entry per unlock: key, unlock value
@@ -73,8 +73,9 @@ def event(player_id: str, event_id: str) -> str:
     return f"{player_tag(player_id)}:event:{event_id}"
 
 
-def grant(player_id: str, unlock_key: str) -> str:
-    return f"{player_tag(player_id)}:grant:{unlock_key}"
+def claim(player_id: str, name: str) -> str:
+    """The duplicate check of a claim that no event made (a tier reached, a backfill run)."""
+    return f"{player_tag(player_id)}:claim:{name}"
 
 
 def profile(player_id: str) -> str:
