@@ -58,6 +58,13 @@ def granted_badge(badge: str | None, reward: Reward | None) -> str | None:
     return reward.badge if reward is not None else None
 
 
+def _rewarding(
+    kind: UnlockKind, title: str, badge: str | None, reward: Reward | None
+) -> Description:
+    """A rule's unlock, with the badge and points its reward grants."""
+    return Description(kind, title, granted_badge(badge, reward), _points(reward))
+
+
 def _points(reward: Reward | None) -> int | None:
     return reward.points if reward is not None and reward.points else None
 
@@ -80,22 +87,14 @@ def describe(program: Program, key: str) -> Description:
             tier = milestone.tiers[int(tier_text) - 1]
             name = milestone.name or milestone_id
             title = tier.name or f"{name}: tier {tier_text}"
-            return Description(
-                UnlockKind.MILESTONE,
-                title,
-                granted_badge(tier.badge, tier.reward),
-                _points(tier.reward),
-            )
+            return _rewarding(UnlockKind.MILESTONE, title, tier.badge, tier.reward)
         return Description(UnlockKind.MILESTONE, key)
     if kind == "challenge":
         challenge_id = rest.split(":", 1)[0]
         challenge = program.challenges.get(challenge_id)
         if challenge is not None:
-            return Description(
-                UnlockKind.CHALLENGE,
-                challenge.name or challenge_id,
-                granted_badge(None, challenge.reward),
-                _points(challenge.reward),
+            return _rewarding(
+                UnlockKind.CHALLENGE, challenge.name or challenge_id, None, challenge.reward
             )
         return Description(UnlockKind.CHALLENGE, key)
     if kind == "streak":
@@ -105,12 +104,7 @@ def describe(program: Program, key: str) -> Description:
             for step in streak.milestones:
                 if str(step.at) == length:
                     title = step.name or f"{streak.name or streak_id}: {length} {streak.per}s"
-                    return Description(
-                        UnlockKind.STREAK,
-                        title,
-                        granted_badge(step.badge, step.reward),
-                        _points(step.reward),
-                    )
+                    return _rewarding(UnlockKind.STREAK, title, step.badge, step.reward)
         return Description(UnlockKind.STREAK, key)
     if kind == "badge":
         badge = program.badges.get(rest)
