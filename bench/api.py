@@ -80,14 +80,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
+from app import launch
 from app.auth import issue_player_token
+from app.launch import HOST, Server, redis_server
 from app.settings import Settings
 from bench.engine import BATCH, SEED, event_mix
 from bench.plain_app import PLAIN_PATH
 from engine.events import Event
-from tests import servers
-from tests.servers import HOST, Server
-from tests.services import redis_server, repo_root
 
 RECORD = """mutation($event: EventInput!) {
   recordEvent(event: $event) { eventId duplicate unlocks { id key kind title } } }"""
@@ -693,7 +692,7 @@ async def watch(socket: ClientConnection, arrivals: list[float], failures: list[
 def start_server(env: Mapping[str, str], log_path: Path) -> Server:
     """`bench.plain_app` under uvicorn on a free loopback port, without access
     logs (they would be measured too)."""
-    return servers.start_server(
+    return launch.start_server(
         env,
         log_path,
         ["--no-access-log", "--log-level", "warning"],
@@ -756,7 +755,7 @@ def report(results: Mapping[str, float], at_least: Mapping[str, float]) -> None:
 def revision() -> str:
     """The commit measured, marked dirty when the working tree has changes."""
     found = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], cwd=repo_root(), capture_output=True, text=True
+        ["git", "describe", "--always", "--dirty"], cwd=SEED.parent, capture_output=True, text=True
     )
     return found.stdout.strip() or "unknown (not a git checkout)"
 

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from app.launch import redis_server
 from engine.engine import Engine
 from engine.events import Event
 from engine.program.loader import load_program
 from engine.store import store_from_url
-from tests.services import redis_server
 
 SEED = Path(__file__).resolve().parent.parent / "seed"
 BATCH = 500

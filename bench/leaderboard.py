@@ -36,6 +36,7 @@ import redis
 import uvloop
 
 from app.auth import issue_player_token
+from app.launch import redis_server
 from app.settings import Settings
 from bench.api import (
     BenchFailed,
@@ -53,7 +54,6 @@ from bench.engine import SEED
 from engine.leaderboards import board_key
 from engine.periods import resolve_timezone
 from engine.program.loader import load_program
-from tests.services import redis_server
 
 BOARD = "coffee-champions"
 QUERY = """query($id: ID!, $period: String) {

@@ -41,6 +41,7 @@ from typing import Any
 import httpx2 as httpx
 import uvloop
 
+from app.launch import HOST, Server, free_port
 from bench.api import (
     RECORD,
     RECORD_MANY,
@@ -57,8 +58,6 @@ from bench.api import (
     start_server,
 )
 from bench.engine import BATCH, SEED, event_mix
-from tests.servers import HOST, Server
-from tests.services import free_port
 
 CREATE = """mutation($url: String!) { createWebhook(url: $url, events: [UNLOCK_CHALLENGE,
   UNLOCK_MILESTONE, UNLOCK_STREAK, UNLOCK_BADGE, TIER_CHANGE, REDEMPTION, REFERRAL_REWARD]) {

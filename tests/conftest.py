@@ -7,22 +7,20 @@ import pytest
 from playwright.sync_api import BrowserContext
 from starlette.testclient import TestClient
 
+from app.launch import Server, redis_server, running_servers
 from app.settings import Settings
-from tests import browser as browsers
-from tests import services
-from tests.clock import WEDNESDAY, Clock
-from tests.graphql_client import API_KEY, JWT_SECRET, client_for, settings_for
-from tests.servers import Server, running_servers
+from tests.support import browser as browsers
+from tests.support.clock import WEDNESDAY, Clock
+from tests.support.graphql_client import API_KEY, JWT_SECRET, client_for, settings_for
+from tests.support.programs import SEED
+from tests.support.services import postgres_database, required, store_time
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A private redis-server for the whole run; failing, not skipping, when absent."""
-    try:
-        with services.redis_server() as url:
-            yield url
-    except services.ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
+    with required(redis_server()) as url:
+        yield url
 
 
 @pytest.fixture
@@ -48,16 +46,25 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def store_now(store_url: str) -> int:
     """Now, in Unix seconds, by the store's own clock: the one its expiries follow."""
-    return services.store_time(store_url)
+    return store_time(store_url)
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    try:
-        with services.postgres_database() as url:
-            yield url
-    except services.ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
+    """A private PostgreSQL database for the whole run; failing, not skipping, when absent."""
+    with required(postgres_database()) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The history database on each backend in turn: a SQLite file of the test's
+    own, or the run's PostgreSQL database, shared, where tests use players of
+    their own or empty the tables they count."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'history.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture
@@ -102,7 +109,7 @@ def seed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {
         "QUESTLINE_STORE_URL": f"sqlite:///{folder / 'store.db'}",
         "QUESTLINE_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
-        "QUESTLINE_SEED_PATH": str(services.repo_root() / "seed"),
+        "QUESTLINE_SEED_PATH": str(SEED),
         "QUESTLINE_API_KEYS": API_KEY,
         "QUESTLINE_JWT_SECRET": JWT_SECRET,
     }

@@ -22,9 +22,9 @@ from app.migrations import alembic_config, upgrade_database
 from app.records import UnlockRecord
 from app.settings import Settings
 from app.sql import make_database
-from tests.clock import Clock
-from tests.graphql_client import codes, gql, settings_for
-from tests.test_ledger import empty_economy
+from tests.support.clock import Clock
+from tests.support.graphql_client import codes, gql, settings_for
+from tests.support.loyalty import empty_economy
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday; 10:00 in Paris
 

@@ -13,7 +13,7 @@ from app.auth import Authenticator, generate_api_key, issue_player_token
 from app.settings import Settings
 from engine.errors import AuthError, ConfigurationError, ForbiddenError
 from schema.permissions import Principal
-from tests.identity_provider import hand_made_token
+from tests.support.identity_provider import hand_made_token
 
 API_KEY = "server-key-0123456789abcdef"
 OTHER_API_KEY = "second-server-key-fedcba9876"

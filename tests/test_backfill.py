@@ -25,6 +25,7 @@ from websockets.typing import Subprotocol
 from app import journal, program_metrics
 from app.auth import issue_player_token
 from app.backfill import backfill
+from app.launch import Server, running_servers
 from app.migrations import upgrade_database
 from app.settings import Settings
 from app.sql import make_database, writing
@@ -33,8 +34,8 @@ from engine.events import Event
 from engine.program.loader import load_program
 from engine.store import store_from_url
 from engine.unlocks import Unlock
-from tests.graphql_client import API_KEY, JWT_SECRET
-from tests.histories import (
+from tests.support.graphql_client import API_KEY, JWT_SECRET
+from tests.support.histories import (
     coffees_per_week,
     history,
     player_id,
@@ -43,12 +44,11 @@ from tests.histories import (
     timezone_of,
     utc_now,
 )
-from tests.servers import Server, running_servers
-from tests.services import repo_root
+from tests.support.programs import SEED
 
 PLAYERS = 30
 EVENTS = 500
-SEED = repo_root() / "seed"
+
 #: What the reload adds: a metric, a milestone and a weekly challenge on it, and
 #: a milestone on a metric players have counted all along.
 LATTES = """  lattes:

@@ -13,9 +13,8 @@ from typer.testing import CliRunner
 
 from app.cli import cli
 from engine.program.loader import load_program
-from tests.test_loader import SEED, SeedCopy
+from tests.support.programs import REPO, SEED, SeedCopy
 
-ROOT = SEED.parent
 SUMMARY = re.compile(
     r"seed: valid, (\d+) metrics, (\d+) milestones, (\d+) challenges, (\d+) streaks, "
     r"(\d+) badges, (\d+) earn rules, (\d+) tiers, (\d+) rewards, (\d+) leaderboards "
@@ -37,7 +36,7 @@ def seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SeedCopy:
 def test_validate_prints_a_one_line_summary_of_a_valid_program(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT)
+    monkeypatch.chdir(REPO)
     result = runner.invoke(cli, ["validate", "seed"])
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
@@ -134,7 +133,7 @@ def test_the_installed_console_script_validates_the_seed() -> None:
     script = Path(sys.executable).parent / "questline"
     result = subprocess.run(
         [str(script), "validate", "seed"],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=60,

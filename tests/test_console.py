@@ -28,10 +28,11 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.auth import issue_player_token
 from app.console.sessions import COOKIE, CSRF_FIELD, Sessions
+from app.launch import Server
 from app.settings import Settings
-from tests.browser import NARROW, WIDE
-from tests.graphql_client import API_KEY, JWT_SECRET
-from tests.servers import Server
+from tests.support.browser import NARROW, WIDE
+from tests.support.graphql_client import API_KEY, JWT_SECRET
+from tests.support.programs import SEED
 
 RECORD = """mutation($event: EventInput!) {
     recordEvent(event: $event) { duplicate unlocks { key title } } }"""
@@ -393,7 +394,7 @@ def test_a_pasted_valid_program_shows_its_comparison_on_history(
 ) -> None:
     for _ in range(3):  # three this week under the program in use, not under the candidate
         coffee(api, seed_server, player)
-    served = (Path(__file__).parents[1] / "seed" / "challenges.yaml").read_text()
+    served = (SEED / "challenges.yaml").read_text()
     three = "    metric: coffees\n    target: 3\n"
     assert served.count(three) == 1
     candidate = served.replace(three, "    metric: coffees\n    target: 6\n")

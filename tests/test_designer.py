@@ -18,9 +18,10 @@ from typer.testing import CliRunner
 
 from app.auth import issue_player_token
 from app.cli import cli
+from app.launch import Server, running_servers
 from app.settings import Settings
-from tests.graphql_client import API_KEY, JWT_SECRET
-from tests.histories import (
+from tests.support.graphql_client import API_KEY, JWT_SECRET
+from tests.support.histories import (
     UPDATE,
     coffees_per_week,
     history,
@@ -30,12 +31,11 @@ from tests.histories import (
     timezone_of,
     utc_now,
 )
-from tests.servers import Server, running_servers
-from tests.services import repo_root
+from tests.support.programs import SEED
 
 PLAYERS = 40
 EVENTS = 900
-SEED = repo_root() / "seed"
+
 #: The goal of `three-this-week` in the example program.
 THREE = "    metric: coffees\n    target: 3\n"
 SIMULATE = """query($files: [SeedFileInput!]!, $since: DateTime) {

@@ -22,13 +22,14 @@ import pytest
 from sqlalchemy import func, select
 
 from app.journal import JOURNAL
+from app.launch import Server, redis_server, start_server
 from app.points import ACCOUNTS, ENTRIES
 from app.records import UNLOCKS
 from app.sql import make_database
 from engine.points import LedgerReason
-from tests.graphql_client import API_KEY, JWT_SECRET
-from tests.servers import Server, start_server
-from tests.services import postgres_database, redis_server, repo_root
+from tests.support.graphql_client import API_KEY, JWT_SECRET
+from tests.support.programs import SEED
+from tests.support.services import postgres_database
 
 RECORD = """mutation($event: EventInput!) {
   recordEvent(event: $event) { eventId duplicate unlocks { key } } }"""
@@ -101,7 +102,7 @@ def server_env(store_url: str, database_url: str) -> dict[str, str]:
     return {
         "QUESTLINE_STORE_URL": store_url,
         "QUESTLINE_DATABASE_URL": database_url,
-        "QUESTLINE_SEED_PATH": str(repo_root() / "seed"),
+        "QUESTLINE_SEED_PATH": str(SEED),
         "QUESTLINE_API_KEYS": API_KEY,
         "QUESTLINE_JWT_SECRET": JWT_SECRET,
         "QUESTLINE_ENV": "production",

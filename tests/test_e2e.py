@@ -36,9 +36,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from app.auth import issue_player_token
+from app.launch import Server, running_servers
 from app.settings import Settings
-from tests.graphql_client import API_KEY, JWT_SECRET, PROGRAM, expired_token
-from tests.servers import Server, running_servers
+from tests.support.graphql_client import API_KEY, JWT_SECRET, expired_token
+from tests.support.programs import CAFE
 
 UNLOCKS = """subscription($player: ID, $since: String) {
     unlocks(playerId: $player, since: $since) { id key } }"""
@@ -76,7 +77,7 @@ def servers(
     env = {
         "QUESTLINE_STORE_URL": store_url,
         "QUESTLINE_DATABASE_URL": postgres_url,
-        "QUESTLINE_SEED_PATH": str(PROGRAM.resolve()),
+        "QUESTLINE_SEED_PATH": str(CAFE.resolve()),
         "QUESTLINE_API_KEYS": API_KEY,
         "QUESTLINE_JWT_SECRET": JWT_SECRET,
         "QUESTLINE_DEFAULT_TIMEZONE": "Europe/Paris",
@@ -258,7 +259,7 @@ def kill(ws: ClientConnection, reset: bool) -> None:
 async def test_the_servers_keep_the_tests_time(
     http: httpx.AsyncClient, server_a: Server, server_b: Server
 ) -> None:
-    """Under libfaketime too (see tests.servers.start_server): the token and
+    """Under libfaketime too (see app.launch.start_server): the token and
     event times a test makes are as fresh for the servers as for the test."""
     for server in (server_a, server_b):
         response = await http.get(f"{server.url}/healthz")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,44 +25,15 @@ from engine.program.models import Streak
 from engine.progress import streak_progress
 from engine.store import keys, store_from_url
 from engine.store.base import Applied, Plan
-from tests.clock import MONDAY, TODAY, WEDNESDAY, Clock, paris
-from tests.engines import engine_on
-
-PROGRAM = Path(__file__).parent / "programs" / "cafe.yaml"
+from tests.support.clock import MONDAY, TODAY, WEDNESDAY, Clock, paris
+from tests.support.engines import Sender, engine_on
+from tests.support.programs import CAFE
 
 
 @pytest.fixture
 async def engine(store_url: str, clock: Clock) -> AsyncIterator[Engine]:
-    async with engine_on(PROGRAM, store_url, clock) as engine:
+    async with engine_on(CAFE, store_url, clock) as engine:
         yield engine
-
-
-class Sender:
-    """Numbers event ids so tests read as a sequence of purchases."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.count = 0
-
-    async def __call__(
-        self,
-        player: str = "ada",
-        type: str = "purchase",
-        at: datetime | None = None,
-        event_id: str | None = None,
-        **properties: Any,
-    ) -> list[str]:
-        self.count += 1
-        result = await self.engine.record(
-            Event(
-                id=event_id or f"e{self.count}",
-                player_id=player,
-                type=type,
-                occurred_at=at,
-                properties=properties,
-            )
-        )
-        return [unlock.key for unlock in result.unlocks]
 
 
 @pytest.fixture
@@ -331,7 +301,7 @@ async def test_players_without_a_timezone_live_in_the_programs(
     store_url: str, clock: Clock
 ) -> None:
     store = store_from_url(store_url)
-    engine = Engine(load_program(PROGRAM), store, EngineSettings(default_timezone="UTC"), clock)
+    engine = Engine(load_program(CAFE), store, EngineSettings(default_timezone="UTC"), clock)
     at = paris(TODAY, 0, 30)  # still the day before in UTC
     keys = []
     for n in range(2):
@@ -452,7 +422,7 @@ async def test_unlocks_are_described_by_the_program_in_use(
     [entry, *_] = await engine.store.outbox("ada", None, 10)
     assert engine.describe("ada", entry).title == "First sip"
     renamed = tmp_path / "cafe.yaml"
-    renamed.write_text(PROGRAM.read_text().replace("name: First sip", "name: First cup"))
+    renamed.write_text(CAFE.read_text().replace("name: First sip", "name: First cup"))
     engine.use_program(load_program(renamed))
     assert engine.describe("ada", entry).title == "First cup"
     assert [u.title for u in await engine.unlocks("ada", limit=1)] == ["First cup"]
@@ -474,7 +444,7 @@ async def test_an_event_whose_profile_keeps_changing_is_refused_after_a_few_repl
 
 
 def test_a_broken_streak_aims_at_the_next_milestone_not_yet_unlocked(clock: Clock) -> None:
-    program = load_program(PROGRAM)
+    program = load_program(CAFE)
     streak = Streak.model_validate(
         {"metric": "coffees", "per": "day", "milestones": [{"at": 2}, {"at": 7}]}
     )

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.graphql_client import API_KEY
-from tests.servers import Server, production_env, running_servers
+from app.launch import Server, running_servers
+from tests.support.graphql_client import API_KEY, production_env
 
 #: Examples per test: enough to find the classic crashes, a few seconds each.
 EXAMPLES = 150

@@ -12,8 +12,8 @@ from engine.engine import Engine, EngineSettings
 from engine.program.loader import load_program
 from engine.store import store_from_url
 from engine.unlocks import UnlockKind
-from tests.clock import Clock
-from tests.test_points import LOYALTY
+from tests.support.clock import Clock
+from tests.support.programs import LOYALTY
 
 NOON = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ from playwright.sync_api import BrowserContext, Request, expect
 from starlette.testclient import TestClient
 
 from app.graphiql import STATIC_PATH
-from tests.graphql_client import API_KEY
-from tests.servers import Server
+from app.launch import Server
+from tests.support.graphql_client import API_KEY
 
 
 def test_the_ide_page_names_no_other_host(client: TestClient) -> None:

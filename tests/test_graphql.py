@@ -10,8 +10,8 @@ from starlette.testclient import TestClient
 
 from app.auth import issue_player_token
 from app.settings import Settings
-from tests.clock import WEDNESDAY, Clock
-from tests.graphql_client import client_for, codes, expired_token, gql, settings_for
+from tests.support.clock import WEDNESDAY, Clock
+from tests.support.graphql_client import client_for, codes, expired_token, gql, settings_for
 
 RECORD = """
 mutation($event: EventInput!) {

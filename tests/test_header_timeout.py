@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import httpx2 as httpx
 import pytest
 
-from tests.servers import HOST, Server, production_env, running_servers
+from app.launch import HOST, Server, running_servers
+from tests.support.graphql_client import production_env
 
 TIMEOUT = 2.0
 SLOW_CLIENTS = 200

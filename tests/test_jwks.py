@@ -1,6 +1,6 @@
 """Player tokens from identity providers, verified against their published keys.
 
-Every test runs a real JWKS endpoint on loopback (tests/identity_provider.py)
+Every test runs a real JWKS endpoint on loopback (tests/support/identity_provider.py)
 and asks the app who the token's player is: `{ me { id } }` over HTTP, or a
 WebSocket's `connection_init`. The app's clock is injected, so the key cache
 ages when a test moves it; token expiry times are relative to now.
@@ -24,12 +24,13 @@ from websockets.asyncio.client import connect
 from websockets.typing import Subprotocol
 
 from app.jwks import COOLDOWN, MAX_AGE
+from app.launch import running_servers
 from app.main import create_app
 from app.settings import Settings
-from tests.clock import Clock
-from tests.graphql_client import API_KEY, JWT_SECRET, PROGRAM, codes, gql, settings_for
-from tests.identity_provider import IdentityProvider, SigningKey, hand_made_token
-from tests.servers import running_servers
+from tests.support.clock import Clock
+from tests.support.graphql_client import API_KEY, JWT_SECRET, codes, gql, settings_for
+from tests.support.identity_provider import IdentityProvider, SigningKey, hand_made_token
+from tests.support.programs import CAFE
 
 ME = "{ me { id } }"
 PROTOCOL = "graphql-transport-ws"
@@ -348,7 +349,7 @@ def served(tmp_path: Path, provider: IdentityProvider) -> Iterator[str]:
     env = {
         "QUESTLINE_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
         "QUESTLINE_DATABASE_URL": f"sqlite:///{tmp_path / 'history.db'}",
-        "QUESTLINE_SEED_PATH": str(PROGRAM.resolve()),
+        "QUESTLINE_SEED_PATH": str(CAFE.resolve()),
         "QUESTLINE_API_KEYS": API_KEY,
         "QUESTLINE_JWT_SECRET": JWT_SECRET,
         "QUESTLINE_JWT_ISSUERS": json.dumps(issuers),

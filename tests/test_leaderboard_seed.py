@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.program.loader import load_program
-from tests.test_loader import SEED, issues
+from tests.support.programs import SEED, issues
 
 METRICS = "metrics:\n  coffees: {event: purchase}\n"
 

@@ -3,7 +3,7 @@ reads them, and GraphQL serves them, on every store backend."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,17 +15,16 @@ from app.auth import issue_player_token
 from app.settings import Settings
 from engine.engine import Engine
 from engine.errors import ConfigurationError, LeaderboardError, UnknownLeaderboardError
-from engine.events import Event
 from engine.leaderboards import MAX_FIRST, Ranked
 from engine.program.loader import load_program
 from engine.store.redis import RedisStore
 from schema.build import sdl
-from tests.clock import MONDAY, Clock, paris
-from tests.engines import engine_on
-from tests.graphql_client import client_for, codes, gql, settings_for
+from tests.support.clock import MONDAY, Clock, paris
+from tests.support.engines import Sender, engine_on
+from tests.support.graphql_client import client_for, codes, gql, settings_for
+from tests.support.programs import CAFE, PROGRAMS
 
-PROGRAM = Path(__file__).parent / "programs" / "leaderboards.yaml"
-CAFE = Path(__file__).parent / "programs" / "cafe.yaml"
+PROGRAM = PROGRAMS / "leaderboards.yaml"
 
 
 @pytest.fixture
@@ -34,34 +33,13 @@ async def engine(store_url: str, clock: Clock) -> AsyncIterator[Engine]:
         yield engine
 
 
-class Buyer:
-    """Records purchases with numbered event ids."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.count = 0
-
-    async def __call__(
-        self, player: str, times: int = 1, at: datetime | None = None, **properties: Any
-    ) -> None:
-        events = []
-        for _ in range(times):
-            self.count += 1
-            events.append(
-                Event(
-                    id=f"e{self.count}",
-                    player_id=player,
-                    type="purchase",
-                    occurred_at=at,
-                    properties={"category": "coffee", **properties},
-                )
-            )
-        await self.engine.record_many(events)
+#: Records `times` coffees of a player in one batch, at `at` if given.
+Buyer = Callable[..., Awaitable[None]]
 
 
 @pytest.fixture
 def buy(engine: Engine) -> Buyer:
-    return Buyer(engine)
+    return Sender(engine, category="coffee").many
 
 
 def table(entries: list[Ranked]) -> list[tuple[int, str, float]]:
@@ -149,10 +127,9 @@ async def test_around_a_player_gives_their_position_and_neighbours(
     assert absent.position is None and absent.around == []
 
 
-async def test_a_repeated_event_does_not_count_twice_on_a_board(engine: Engine, buy: Buyer) -> None:
-    await buy("ada", 2)
-    buy.count = 0  # the same event ids again
-    await buy("ada", 2)
+async def test_a_repeated_event_does_not_count_twice_on_a_board(engine: Engine) -> None:
+    for _ in range(2):  # a new sender numbers the same event ids again
+        await Sender(engine, category="coffee").many("ada", 2)
     assert table((await engine.leaderboard("coffees")).entries) == [(1, "ada", 2.0)]
 
 

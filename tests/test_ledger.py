@@ -6,28 +6,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, func, select
 
 from app import points, tiers
 from app.grants import Grant, fixed, grant_now
 from app.migrations import upgrade_database
-from app.points import ACCOUNTS, ENTRIES, USAGE
-from app.rewards import REDEMPTIONS, STOCK
+from app.points import ACCOUNTS, ENTRIES
 from app.sql import make_database
 from engine.errors import InsufficientPointsError, PointsError
 from engine.events import Event
 from engine.points import LedgerReason, earnings
 from engine.program.loader import load_program
 from engine.program.program import Program, TierLadder
-from tests.test_points import LOYALTY
+from tests.support.loyalty import START, empty_economy
+from tests.support.programs import LOYALTY
 
 PARIS = ZoneInfo("Europe/Paris")
-START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -41,24 +39,13 @@ def ladder(program: Program) -> TierLadder:
     return program.tiers
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'history.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    upgrade_database(url)
-    engine = make_database(url)
+@pytest.fixture
+def db(database_url: str) -> Iterator[Engine]:
+    upgrade_database(database_url)
+    engine = make_database(database_url)
     empty_economy(engine)
     yield engine
     engine.dispose()
-
-
-def empty_economy(engine: Engine) -> None:
-    """Forget every account: some operations (expiry, reviews) touch all players."""
-    with engine.begin() as connection:
-        for table in (ENTRIES, ACCOUNTS, USAGE, REDEMPTIONS, STOCK):
-            connection.execute(delete(table))
 
 
 @pytest.fixture

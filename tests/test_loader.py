@@ -3,46 +3,13 @@ can make is reported at once, each as `file:line path: message`."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from engine.conditions import OPERATORS
-from engine.errors import ProgramError
 from engine.program.loader import load_program, program_json_schema
-
-SEED = Path(__file__).resolve().parent.parent / "seed"
-
-
-class SeedCopy:
-    """A copy of the example program in `seed/` under a temporary folder,
-    broken the way a designer would break it."""
-
-    def __init__(self, root: Path) -> None:
-        self.folder = root / "seed"
-        shutil.copytree(SEED, self.folder)
-
-    def replace(self, file: str, old: str, new: str) -> None:
-        """Replace a snippet that occurs exactly once in `file`."""
-        path = self.folder / file
-        text = path.read_text(encoding="utf-8")
-        assert text.count(old) == 1, f"{old!r} is not unique in {file}"
-        path.write_text(text.replace(old, new), encoding="utf-8")
-
-    def write(self, file: str, text: str) -> None:
-        (self.folder / file).write_text(text, encoding="utf-8")
-
-    def line_of(self, file: str, needle: str) -> int:
-        """1-based line of the only line of `file` that holds `needle`."""
-        lines = (self.folder / file).read_text(encoding="utf-8").splitlines()
-        found = [n for n, line in enumerate(lines, start=1) if needle in line]
-        assert len(found) == 1, f"{needle!r} is on lines {found} of {file}"
-        return found[0]
-
-    def at(self, file: str, needle: str) -> str:
-        """`seed/<file>:<line>` for the line holding `needle`, as issues spell it."""
-        return f"seed/{file}:{self.line_of(file, needle)}"
+from tests.support.programs import SEED, SeedCopy, issues
 
 
 @pytest.fixture
@@ -50,12 +17,6 @@ def seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SeedCopy:
     """A copy of the example in `./seed`, so issues name `seed/<file>` as in the docs."""
     monkeypatch.chdir(tmp_path)
     return SeedCopy(tmp_path)
-
-
-def issues(path: str | Path = "seed") -> list[str]:
-    with pytest.raises(ProgramError) as caught:
-        load_program(path)
-    return [str(issue) for issue in caught.value.issues]
 
 
 def test_the_example_program_loads() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,8 +22,8 @@ from engine.program.loader import load_program
 from engine.program.program import Program, TierLadder
 from engine.rewards import Standing, check_redemption
 from engine.tiers import level_for, next_level, review_start, status
+from tests.support.programs import LOYALTY
 
-LOYALTY = Path(__file__).parent / "programs" / "loyalty.yaml"
 PARIS = ZoneInfo("Europe/Paris")
 NOON = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
 

@@ -19,11 +19,11 @@ from app.rebuild import rebuild
 from app.settings import Settings
 from app.sql import make_database
 from engine.store import keys
-from tests.clock import Clock
-from tests.graphql_client import gql, settings_for
-from tests.histories import ELSEWHERE, history, player_id
-from tests.services import repo_root
-from tests.store_engine import store_unlock_keys
+from tests.support.clock import Clock
+from tests.support.graphql_client import gql, settings_for
+from tests.support.histories import ELSEWHERE, history, player_id
+from tests.support.programs import SEED
+from tests.support.store_engine import store_unlock_keys
 
 RECORD_MANY = """mutation($events: [EventInput!]!) {
   recordEvents(events: $events) { eventId duplicate unlocks { key } } }"""
@@ -46,7 +46,7 @@ def seed_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if request.param == "redis":
         store_url = request.getfixturevalue("clean_redis_url")
     settings = settings_for(tmp_path, store_url)
-    return settings.model_copy(update={"seed_path": repo_root() / "seed"})
+    return settings.model_copy(update={"seed_path": SEED})
 
 
 def snapshot(client: TestClient, settings: Settings, clock: Clock) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from engine.engine import Engine, EngineSettings
 from engine.events import Event
 from engine.program.loader import load_program
 from engine.store import store_from_url
-from tests.clock import Clock
-from tests.graphql_client import PROGRAM, client_for, gql, settings_for
+from tests.support.clock import Clock
+from tests.support.graphql_client import client_for, gql, settings_for
+from tests.support.programs import CAFE
 
 HISTORY = """query($id: ID!) {
     player(id: $id) { unlocks(first: 100) { edges { node { id key kind title points } } } } }"""
@@ -51,7 +52,7 @@ def crash_after_claiming(settings: Settings, clock: Clock, events: list[Event]) 
     async def record() -> list[str]:
         store = store_from_url(settings.store_url)
         engine = Engine(
-            load_program(PROGRAM),
+            load_program(CAFE),
             store,
             EngineSettings(default_timezone=settings.default_timezone),
             clock,

@@ -20,9 +20,9 @@ from app.settings import Settings
 from app.sql import make_database
 from engine.group_commit import GroupCommit
 from engine.points import LedgerReason
-from tests.clock import Clock
-from tests.graphql_client import codes, gql, settings_for
-from tests.services import repo_root
+from tests.support.clock import Clock
+from tests.support.graphql_client import codes, gql, settings_for
+from tests.support.programs import SEED
 
 RECORD = """mutation($event: EventInput!) {
   recordEvent(event: $event) { eventId duplicate unlocks { key } } }"""
@@ -68,7 +68,7 @@ async def test_one_bad_item_fails_alone_and_the_others_of_its_burst_are_written(
 
 @pytest.fixture
 def seed_settings(tmp_path: Path) -> Settings:
-    return settings_for(tmp_path).model_copy(update={"seed_path": repo_root() / "seed"})
+    return settings_for(tmp_path).model_copy(update={"seed_path": SEED})
 
 
 def purchase(event_id: str, player: str, at: datetime | None = None) -> dict[str, Any]:

@@ -20,11 +20,12 @@ from sqlalchemy import Engine, text
 from sqlmodel import SQLModel
 
 from app import migrations, records
+from app.launch import free_port
 from app.migrations import upgrade_database
 from app.records import UnlockData, list_unlocks
 from app.sql import DatabaseError, make_database, ping_database, writing
 from engine.errors import ConfigurationError
-from tests import services
+from tests.support.services import postgres_database, required
 
 T = TypeVar("T")
 START = datetime(2024, 3, 4, 8, 30, tzinfo=UTC)
@@ -39,25 +40,13 @@ def save_unlocks(engine: Engine, unlocks: list[UnlockData]) -> int:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The shared test database of each backend; tests use players of their own."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'history.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
 def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database of each backend that has never been migrated."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    try:
-        with services.postgres_database() as url:
-            yield url
-    except services.ServiceUnavailable as error:
-        pytest.fail(str(error), pytrace=False)
+    with required(postgres_database()) as url:
+        yield url
 
 
 @pytest.fixture
@@ -277,7 +266,7 @@ def test_a_reachable_database_answers_a_ping(engine: Engine) -> None:
 
 
 def test_an_unreachable_postgresql_fails_the_ping_without_showing_the_password() -> None:
-    url = f"postgresql+psycopg://questline:hunter2@127.0.0.1:{services.free_port()}/questline"
+    url = f"postgresql+psycopg://questline:hunter2@127.0.0.1:{free_port()}/questline"
     engine = make_database(url)
 
     with pytest.raises(DatabaseError) as caught:

@@ -18,7 +18,6 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from app import points
@@ -27,11 +26,10 @@ from app.points import ACCOUNTS, ENTRIES
 from app.rewards import REDEMPTIONS
 from app.settings import Settings
 from app.sql import make_database
-from tests.clock import WEDNESDAY, Clock
-from tests.graphql_client import client_for, gql, settings_for
-from tests.test_ledger import empty_economy
-from tests.test_loyalty import REDEEM
-from tests.test_points import LOYALTY
+from tests.support.clock import WEDNESDAY, Clock
+from tests.support.graphql_client import client_for, gql, settings_for
+from tests.support.loyalty import REDEEM, empty_economy
+from tests.support.programs import LOYALTY
 
 WORKERS = 4
 PLAYERS = ("ada", "bob")
@@ -74,14 +72,6 @@ def hammer(settings: Settings, clock: Clock, worker: int, start: Barrier) -> Out
 
 def work(settings: Settings, clock: Clock, worker: int, start: Barrier, outcomes: Any) -> None:
     outcomes.put(hammer(settings, clock, worker, start))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'history.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 async def test_concurrent_redemptions_never_overspend_or_oversell(

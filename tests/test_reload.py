@@ -19,8 +19,9 @@ from starlette.testclient import TestClient
 from app.main import create_app
 from app.service import Service
 from app.settings import Settings
-from tests.clock import Clock
-from tests.graphql_client import API_KEY, PROGRAM, client_for, codes, gql, settings_for
+from tests.support.clock import Clock
+from tests.support.graphql_client import API_KEY, client_for, codes, gql, settings_for
+from tests.support.programs import CAFE
 
 RELOAD = "mutation { reloadProgram { version changed } }"
 CATALOG = "{ program { version challenges { id name } } }"
@@ -39,7 +40,7 @@ def seed_copy(folder: Path) -> Path:
     """A private copy of the test program that a test may edit."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "cafe.yaml"
-    shutil.copy(PROGRAM, target)
+    shutil.copy(CAFE, target)
     return target
 
 

@@ -8,7 +8,6 @@ import http.client
 import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +15,10 @@ from starlette.testclient import TestClient
 from websockets.asyncio.client import connect
 
 from app.auth import issue_player_token
+from app.launch import Server, running_servers
 from app.settings import Settings
-from tests.graphql_client import API_KEY, JWT_SECRET, codes, gql
-from tests.servers import Server, production_env, running_servers
+from tests.support.graphql_client import API_KEY, JWT_SECRET, codes, gql, production_env
+from tests.support.programs import REPO
 
 PROTOCOL: Any = "graphql-transport-ws"
 TOKENS = Settings(jwt_secret=JWT_SECRET)
@@ -210,7 +210,7 @@ def test_the_readme_lists_every_code_the_server_can_send() -> None:
     """Checked against the code, so a new error cannot go undocumented."""
     from schema.errors import all_codes
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     table = readme.split("Errors carry `extensions.code`", 1)[1].split("\n\n", 2)[1]
     documented: dict[str, bool] = {}
     for row in table.splitlines()[2:]:

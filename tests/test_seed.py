@@ -13,7 +13,7 @@ import yaml
 from engine.conditions import OPERATORS
 from engine.program.loader import load_program
 from engine.program.program import Program
-from tests.test_loader import SEED
+from tests.support.programs import SEED
 
 #: Event types and properties the benchmark generates (see metrics.yaml's header).
 EVENTS = {

@@ -3,7 +3,7 @@
 import pytest
 import redis
 
-from tests import services
+from app import launch
 
 
 def test_private_redis_server_is_not_the_shared_one(redis_url: str) -> None:
@@ -16,8 +16,8 @@ def test_private_redis_server_is_not_the_shared_one(redis_url: str) -> None:
 def test_a_missing_redis_server_fails_with_install_advice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUESTLINE_TEST_REDIS_SERVER", "/nonexistent/redis-server")
     with (
-        pytest.raises(services.ServiceUnavailable, match="apt-get install redis-server"),
-        services.redis_server(),
+        pytest.raises(launch.ServiceUnavailable, match="apt-get install redis-server"),
+        launch.redis_server(),
     ):
         pass
 
@@ -28,8 +28,8 @@ def test_redis_server_is_started_without_libfaketime(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("LD_PRELOAD", f"/opt/libother.so:{faketime}")
     monkeypatch.setenv("FAKETIME", "@2026-12-24 23:30:00")
     monkeypatch.setenv("FAKETIME_SHARED", "/faketime_sem_1 /faketime_shm_1")
-    environ = services.real_time_environ()
+    environ = launch.real_time_environ()
     assert environ["LD_PRELOAD"] == "/opt/libother.so"
     assert not [name for name in environ if "FAKETIME" in name]
     monkeypatch.setenv("LD_PRELOAD", faketime)
-    assert "LD_PRELOAD" not in services.real_time_environ()
+    assert "LD_PRELOAD" not in launch.real_time_environ()

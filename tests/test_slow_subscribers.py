@@ -16,8 +16,8 @@ import yaml
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.graphql_client import API_KEY
-from tests.servers import Server, production_env, running_servers
+from app.launch import Server, running_servers
+from tests.support.graphql_client import API_KEY, production_env
 
 #: Unlocks produced while the client does not read: each step reaches the next
 #: tier of every milestone, so an event unlocks MILESTONES of them.

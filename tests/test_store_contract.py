@@ -25,6 +25,7 @@ import pytest
 import redis
 import redis.asyncio
 
+from app.launch import free_port, real_time_environ, wait_for_port
 from engine.errors import ConfigurationError, CursorError, StoreError
 from engine.store import keys, sqlite_path, store_from_url
 from engine.store import sqlite as sqlite_store
@@ -46,8 +47,6 @@ from engine.store.ops import (
     Streak,
 )
 from engine.store.sqlite import SqliteStore
-from tests.services import _wait_for_port as wait_for_port
-from tests.services import free_port, real_time_environ
 
 PLAYER = "ada"
 

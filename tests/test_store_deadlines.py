@@ -18,9 +18,8 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
-from tests.graphql_client import API_KEY
-from tests.servers import Server, production_env, running_servers
-from tests.services import redis_process
+from app.launch import Server, redis_process, running_servers
+from tests.support.graphql_client import API_KEY, production_env
 
 #: The store deadline of the server under test (QUESTLINE_STORE_TIMEOUT).
 DEADLINE = 1.0

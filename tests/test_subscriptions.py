@@ -11,8 +11,15 @@ from starlette.websockets import WebSocketDisconnect
 
 from app.auth import issue_player_token
 from app.settings import Settings
-from tests.clock import Clock
-from tests.graphql_client import API_KEY, client_for, expired_token, gql, settings_for, subscription
+from tests.support.clock import Clock
+from tests.support.graphql_client import (
+    API_KEY,
+    client_for,
+    expired_token,
+    gql,
+    settings_for,
+    subscription,
+)
 
 UNLOCKS = """subscription($player: ID, $since: String) {
     unlocks(playerId: $player, since: $since) { id key kind } }"""

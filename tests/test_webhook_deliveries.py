@@ -6,9 +6,6 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from app.migrations import upgrade_database
 from app.sql import make_database, writing
@@ -17,14 +14,6 @@ from engine.webhooks import Message, WebhookKind
 
 SENDERS = 4
 MESSAGES = 300
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'history.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def test_senders_claiming_at_once_take_each_delivery_exactly_once(database_url: str) -> None:

@@ -2,7 +2,7 @@
 is killed with SIGKILL, and a dead receiver does not slow recording.
 
 The receiver is a real HTTP server on loopback, run by the test
-(tests/webhook_receiver.py); the servers run in production mode with the
+(tests/support/webhook_receiver.py); the servers run in production mode with the
 loopback address allowed (QUESTLINE_WEBHOOK_ALLOW_HOSTS).
 """
 
@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx2 as httpx
 
-from tests.graphql_client import API_KEY, JWT_SECRET
-from tests.servers import Server, start_server
-from tests.services import free_port, repo_root
-from tests.webhook_receiver import Receiver, receiving
+from app.launch import Server, free_port, start_server
+from tests.support.graphql_client import API_KEY, JWT_SECRET
+from tests.support.programs import SEED
+from tests.support.webhook_receiver import Receiver, receiving
 
 RECORD = """mutation($event: EventInput!) {
   recordEvent(event: $event) { eventId unlocks { key } } }"""
@@ -34,7 +34,7 @@ def server_env(folder: Path, **extra: str) -> dict[str, str]:
     return {
         "QUESTLINE_STORE_URL": f"sqlite:///{folder / 'store.db'}",
         "QUESTLINE_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
-        "QUESTLINE_SEED_PATH": str(repo_root() / "seed"),
+        "QUESTLINE_SEED_PATH": str(SEED),
         "QUESTLINE_API_KEYS": API_KEY,
         "QUESTLINE_JWT_SECRET": JWT_SECRET,
         "QUESTLINE_ENV": "production",

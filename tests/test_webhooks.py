@@ -24,12 +24,11 @@ from app.auth import issue_player_token
 from app.main import create_app
 from app.settings import Settings
 from engine.engine import utc_now
-from tests.clock import Clock
-from tests.graphql_client import client_for, codes, gql, settings_for
-from tests.services import repo_root
-from tests.webhook_receiver import Answer, Received, receiving
+from tests.support.clock import Clock
+from tests.support.graphql_client import client_for, codes, gql, settings_for
+from tests.support.programs import LOYALTY, REPO
+from tests.support.webhook_receiver import Answer, Received, receiving
 
-LOYALTY = Path(__file__).parent / "programs" / "loyalty.yaml"
 EVERYTHING = [
     "UNLOCK_CHALLENGE",
     "UNLOCK_MILESTONE",
@@ -105,7 +104,7 @@ def deliveries(client: TestClient, **variables: Any) -> list[dict[str, Any]]:
 
 def documented(language: str) -> str:
     """The receiver's verification recipe in `language`, as the README shows it."""
-    readme = (repo_root() / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     section = readme.split("## Webhooks", 1)[1].split("\n## ", 1)[0]
     found = re.search(rf"```{language}\n(.*?)```", section, re.DOTALL)
     assert found is not None, f"the README's Webhooks section has no {language} block"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.services import free_port
+from app.launch import free_port
 
 HOST = "127.0.0.1"
 

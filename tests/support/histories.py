@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import httpx2 as httpx
 
-from tests.graphql_client import API_KEY
+from tests.support.graphql_client import API_KEY
 
 RECORD_MANY = """mutation($events: [EventInput!]!) {
   recordEvents(events: $events) { eventId unlocks { key } } }"""

@@ -4,10 +4,7 @@ redemptions with their typed errors. Time is an injected clock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -16,96 +13,17 @@ from app.auth import issue_player_token
 from app.main import create_app
 from app.settings import Settings
 from engine.events import Event
-from tests.clock import Clock
-from tests.graphql_client import client_for, codes, gql, settings_for, subscription
-from tests.store_engine import record_in_store_only
-from tests.test_points import LOYALTY
+from tests.support.clock import Clock
+from tests.support.graphql_client import codes, gql, subscription
+from tests.support.loyalty import REDEEM, points, purchase, tier
+from tests.support.store_engine import record_in_store_only
 
-START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday; 10:00 in Paris
-
-RECORD = """
-mutation($event: EventInput!) {
-  recordEvent(event: $event) { eventId duplicate unlocks { key kind title points } }
-}"""
-POINTS = """
-query($id: ID!) {
-  player(id: $id) {
-    points { balance lifetimeEarned expiringSoon }
-    ledger(first: 10) { edges { cursor node { delta reason reference note createdAt expiresAt } }
-                        pageInfo { hasNextPage endCursor } }
-  }
-}"""
-TIER = """
-query($id: ID!) {
-  player(id: $id) {
-    tier { tier { id name multiplier } nextTier { id qualifyingPoints } qualifyingPoints since
-           progress { current target percent completed } }
-  }
-}"""
-REDEEM = """
-mutation($reward: ID!, $key: String!, $player: ID) {
-  redeem(rewardId: $reward, idempotencyKey: $key, playerId: $player) {
-    id rewardId cost idempotencyKey createdAt reward { name stockLeft }
-  }
-}"""
 ADJUST = """
 mutation($id: ID!, $delta: Int!, $reason: String!, $key: String) {
   adjustPoints(playerId: $id, delta: $delta, reason: $reason, idempotencyKey: $key) {
     delta reason reference note
   }
 }"""
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(START)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return settings_for(tmp_path).model_copy(update={"seed_path": LOYALTY})
-
-
-@pytest.fixture
-def client(settings: Settings, clock: Clock) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, clock)) as client:
-        yield client
-
-
-@pytest.fixture
-def client_cafe(tmp_path: Path, clock: Clock) -> Iterator[TestClient]:
-    """The app on the engine tests' program, which has no points, tiers or rewards."""
-    with client_for(settings_for(tmp_path), clock) as client:
-        yield client
-
-
-def purchase(
-    client: TestClient, event_id: str, amount: float, player: str = "ada", **extra: Any
-) -> dict[str, Any]:
-    event = {
-        "id": event_id,
-        "playerId": player,
-        "type": "purchase",
-        "properties": {"category": "coffee", "amount": amount, **extra},
-    }
-    body = gql(client, RECORD, {"event": event})
-    assert "errors" not in body, body
-    result: dict[str, Any] = body["data"]["recordEvent"]
-    return result
-
-
-def points(client: TestClient, player: str = "ada") -> dict[str, Any]:
-    body = gql(client, POINTS, {"id": player})
-    assert "errors" not in body, body
-    found: dict[str, Any] = body["data"]["player"]
-    return found
-
-
-def tier(client: TestClient, player: str = "ada") -> dict[str, Any]:
-    body = gql(client, TIER, {"id": player})
-    assert "errors" not in body, body
-    found: dict[str, Any] = body["data"]["player"]["tier"]
-    return found
 
 
 def give(client: TestClient, amount: int, player: str = "ada", key: str | None = None) -> None:

@@ -9,11 +9,9 @@ from starlette.testclient import TestClient
 
 from app.auth import issue_player_token
 from app.settings import Settings
-from tests.clock import Clock
-from tests.graphql_client import codes, gql
-from tests.test_loyalty import client, client_cafe, clock, points, purchase, settings, tier
-
-__all__ = ["client", "client_cafe", "clock", "settings"]  # fixtures shared with test_loyalty
+from tests.support.clock import Clock
+from tests.support.graphql_client import codes, gql
+from tests.support.loyalty import points, purchase, tier
 
 APPLY = """
 mutation($code: String!, $player: ID) {

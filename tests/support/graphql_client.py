@@ -13,9 +13,9 @@ from starlette.testclient import TestClient, WebSocketTestSession
 
 from app.main import create_app
 from app.settings import Settings
-from tests.clock import Clock
+from tests.support.clock import Clock
+from tests.support.programs import CAFE as PROGRAM
 
-PROGRAM = Path(__file__).parent / "programs" / "cafe.yaml"
 API_KEY = "test-api-key-0123456789"
 JWT_SECRET = "test-jwt-secret-0123456789abcdefghij"
 
@@ -75,3 +75,17 @@ def subscription(
             {"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}
         )
         yield ws
+
+
+def production_env(folder: Path, **overrides: str) -> dict[str, str]:
+    """A production server's variables, on SQLite files in `folder`, the test program."""
+    return {
+        "QUESTLINE_ENV": "production",
+        "QUESTLINE_STORE_URL": f"sqlite:///{folder / 'store.db'}",
+        "QUESTLINE_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
+        "QUESTLINE_MIGRATE_ON_START": "true",
+        "QUESTLINE_SEED_PATH": str(PROGRAM.resolve()),
+        "QUESTLINE_API_KEYS": API_KEY,
+        "QUESTLINE_JWT_SECRET": JWT_SECRET,
+        **overrides,
+    }

@@ -1,0 +1,74 @@
+"""An engine on a real store, for tests that drive the rules directly, and a
+sender that records events through it with numbered ids."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from engine.engine import Engine, EngineSettings
+from engine.events import Event
+from engine.program.loader import load_program
+from engine.store import store_from_url
+from tests.support.clock import Clock
+
+
+@asynccontextmanager
+async def engine_on(program: Path, store_url: str, clock: Clock) -> AsyncIterator[Engine]:
+    store = store_from_url(store_url)
+    try:
+        yield Engine(
+            load_program(program), store, EngineSettings(default_timezone="Europe/Paris"), clock
+        )
+    finally:
+        await store.close()
+
+
+class Sender:
+    """Records events with numbered ids (e1, e2, ...), so tests read as a sequence
+    of purchases; `defaults` are properties every event has unless given."""
+
+    def __init__(self, engine: Engine, **defaults: Any) -> None:
+        self.engine = engine
+        self.defaults = defaults
+        self.count = 0
+
+    def event(
+        self,
+        player: str,
+        type: str = "purchase",
+        at: datetime | None = None,
+        event_id: str | None = None,
+        **properties: Any,
+    ) -> Event:
+        self.count += 1
+        return Event(
+            id=event_id or f"e{self.count}",
+            player_id=player,
+            type=type,
+            occurred_at=at,
+            properties={**self.defaults, **properties},
+        )
+
+    async def __call__(
+        self,
+        player: str = "ada",
+        type: str = "purchase",
+        at: datetime | None = None,
+        event_id: str | None = None,
+        **properties: Any,
+    ) -> list[str]:
+        """Record one event; the keys it unlocked."""
+        result = await self.engine.record(self.event(player, type, at, event_id, **properties))
+        return [unlock.key for unlock in result.unlocks]
+
+    async def many(
+        self, player: str, times: int = 1, at: datetime | None = None, **properties: Any
+    ) -> None:
+        """Record `times` purchases of `player` in one batch."""
+        await self.engine.record_many(
+            [self.event(player, at=at, **properties) for _ in range(times)]
+        )
