@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -265,7 +266,7 @@ async def test_backfill_through_graphql_gives_exactly_what_history_met_once(
     owed = expected(events)
     assert {"milestone:latte-lover:1", "challenge:latte-week"} <= owed.keys()
     with running_servers([env], tmp_path) as (server,):
-        await asyncio.to_thread(send, server.url, events, PLAYERS)
+        await asyncio.to_thread(send, partial(post, server.url), events, PLAYERS)
         before = await asyncio.to_thread(player_state, server.url, players)
         held = {player: unlock_keys(state) for player, state in before.items()}
         if pending := barista_picks_pending(events, held, utc_now()):
@@ -351,7 +352,7 @@ async def test_the_cli_backfills_while_servers_serve_and_subscribers_hear_it(
     owed = expected(events)
     players = [player_id(n) for n in range(PLAYERS)]
     with running_servers([env], tmp_path) as (server,):
-        await asyncio.to_thread(send, server.url, events, PLAYERS)
+        await asyncio.to_thread(send, partial(post, server.url), events, PLAYERS)
         before = await asyncio.to_thread(player_state, server.url, players)
         held = {player: unlock_keys(state) for player, state in before.items()}
         if pending := barista_picks_pending(events, held, utc_now()):

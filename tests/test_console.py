@@ -32,6 +32,7 @@ from app.launch import Server
 from app.settings import Settings
 from tests.support.browser import NARROW, WIDE
 from tests.support.graphql_client import API_KEY, JWT_SECRET
+from tests.support.polling import eventually
 from tests.support.programs import SEED
 
 RECORD = """mutation($event: EventInput!) {
@@ -317,14 +318,13 @@ def test_the_player_page_says_why_a_challenge_is_not_unlocked_yet(
 
 def wait_for_subscribers(api: httpx.Client, server: Server, count: int) -> None:
     """Until the server holds `count` live subscriptions (the page's are registered)."""
-    deadline = time.monotonic() + 10
-    while True:
+
+    def subscriptions() -> float | None:
         metrics = api.get(f"{server.url}/metrics").text
         found = re.search(r"^questline_active_subscriptions (\S+)$", metrics, re.MULTILINE)
-        if found is not None and float(found.group(1)) == count:
-            return
-        assert time.monotonic() < deadline, f"subscriptions: {found and found.group(1)}"
-        time.sleep(0.05)
+        return None if found is None else float(found.group(1))
+
+    eventually(subscriptions, lambda found: found == count, f"{count} subscriptions")
 
 
 def test_the_live_feed_shows_unlocks_as_they_happen(

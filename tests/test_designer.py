@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     }
     events = history(utc_now(), PLAYERS, EVENTS)
     with running_servers([env], folder) as (server,):
-        send(server.url, events, PLAYERS)
+        send(partial(post, server.url), events, PLAYERS)
         yield Recorded(server, folder, events)
 
 

@@ -22,7 +22,7 @@ import json
 import socket
 import struct
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -39,6 +39,7 @@ from app.auth import issue_player_token
 from app.launch import Server, running_servers
 from app.settings import Settings
 from tests.support.graphql_client import API_KEY, JWT_SECRET, expired_token
+from tests.support.polling import eventually_async
 from tests.support.programs import CAFE
 
 UNLOCKS = """subscription($player: ID, $since: String) {
@@ -186,19 +187,12 @@ async def active_subscriptions(http: httpx.AsyncClient, server: Server) -> int:
 
 async def settle(http: httpx.AsyncClient, server: Server, expected: int) -> None:
     """Wait until the server's subscription gauge reads `expected`."""
-    await eventually(
+    await eventually_async(
         lambda: active_subscriptions(http, server),
-        expected,
-        f"active subscriptions on the server on port {server.port}",
+        lambda count: count == expected,
+        f"{expected} active subscriptions on the server on port {server.port}",
+        PATIENCE,
     )
-
-
-async def eventually(read: Callable[[], Awaitable[int]], expected: int, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PATIENCE
-    while (value := await read()) != expected:
-        assert loop.time() < deadline, f"{what}: {value} after {PATIENCE}s, expected {expected}"
-        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,12 @@ from app.sql import make_database
 from engine.store import keys
 from tests.support.clock import Clock
 from tests.support.graphql_client import gql, settings_for
-from tests.support.histories import ELSEWHERE, history, player_id
+from tests.support.histories import ELSEWHERE, history, player_id, send
 from tests.support.programs import SEED
 from tests.support.store_engine import store_unlock_keys
 
 RECORD_MANY = """mutation($events: [EventInput!]!) {
   recordEvents(events: $events) { eventId duplicate unlocks { key } } }"""
-UPDATE = """mutation($id: ID!, $tz: String!) { updatePlayer(id: $id, timezone: $tz) { id } }"""
 PROGRESS = """query($id: ID!) { player(id: $id) {
   challenges { challenge { id } unlockKey startsAt endsAt goals { metric progress { current } }
                progress { current target completed } }
@@ -96,12 +96,8 @@ def test_a_rebuild_from_the_journal_gives_back_every_counter_and_unlock(
 ) -> None:
     clock = Clock(datetime.now(UTC))
     with TestClient(create_app(seed_settings, clock)) as client:
-        for n, timezone in ELSEWHERE.items():
-            gql(client, UPDATE, {"id": player_id(n), "tz": timezone})
         events = history(clock.now, PLAYERS, EVENTS)
-        for start in range(0, len(events), 100):
-            body = gql(client, RECORD_MANY, {"events": events[start : start + 100]})
-            assert "errors" not in body, body
+        send(partial(gql, client), events, PLAYERS)
         before = snapshot(client, seed_settings, clock)
     assert sum(len(keys) for _, keys in before.values()) > 300  # a real mix unlocks plenty
 

@@ -10,13 +10,11 @@ and the per-player limit hold, and a shared key redeems once.
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
 from collections import Counter
 from datetime import timedelta
+from functools import partial
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -29,6 +27,7 @@ from app.sql import make_database
 from tests.support.clock import WEDNESDAY, Clock
 from tests.support.graphql_client import client_for, gql, settings_for
 from tests.support.loyalty import REDEEM, empty_economy
+from tests.support.processes import hammer
 from tests.support.programs import LOYALTY
 
 WORKERS = 4
@@ -54,9 +53,10 @@ ADJUST = """mutation($id: ID!, $key: String!) {
 }"""
 
 
-def hammer(settings: Settings, clock: Clock, worker: int, start: Barrier) -> Outcome:
+def redeem(settings: Settings, worker: int, start: Barrier) -> Outcome:
+    """One worker's requests, through an app of its own."""
     outcome: Outcome = []
-    with client_for(settings, clock) as client:
+    with client_for(settings, Clock(WEDNESDAY)) as client:
         start.wait()
         for n, (player, reward, key) in enumerate(requests(worker)):
             if n % 4 == 0:  # credits land between the debits
@@ -68,10 +68,6 @@ def hammer(settings: Settings, clock: Clock, worker: int, start: Barrier) -> Out
                 result = body["data"]["redeem"]["id"]
             outcome.append((player, reward, key, result))
     return outcome
-
-
-def work(settings: Settings, clock: Clock, worker: int, start: Barrier, outcomes: Any) -> None:
-    outcomes.put(hammer(settings, clock, worker, start))
 
 
 async def test_concurrent_redemptions_never_overspend_or_oversell(
@@ -90,21 +86,8 @@ async def test_concurrent_redemptions_never_overspend_or_oversell(
         }
     )
 
-    spawn = multiprocessing.get_context("spawn")
-    start = spawn.Barrier(WORKERS)
-    outcomes = spawn.Queue()
-    processes = [
-        spawn.Process(target=work, args=(settings, Clock(WEDNESDAY), worker, start, outcomes))
-        for worker in range(WORKERS)
-    ]
-    for process in processes:
-        process.start()
-    results: Outcome = []
-    for _ in processes:
-        results += await asyncio.to_thread(outcomes.get, timeout=100)
-    for process in processes:
-        process.join(timeout=10)
-        assert process.exitcode == 0
+    outcomes = await hammer(partial(redeem, settings), WORKERS, timeout=100)
+    results = [result for outcome in outcomes for result in outcome]
 
     codes = Counter(result for *_, result in results if not result.isdigit())
     assert set(codes) <= {"INSUFFICIENT_POINTS", "OUT_OF_STOCK", "LIMIT_REACHED"}, codes

@@ -7,8 +7,7 @@ import logging
 import os
 import shutil
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from app.main import create_app
+from app.reloading import PROGRAM_CHANNEL
 from app.service import Service
 from app.settings import Settings
+from engine.store import store_from_url
 from tests.support.clock import Clock
 from tests.support.graphql_client import API_KEY, client_for, codes, gql, settings_for
+from tests.support.polling import eventually, eventually_async
 from tests.support.programs import CAFE
 
 RELOAD = "mutation { reloadProgram { version changed } }"
@@ -58,14 +60,6 @@ def challenges(client: TestClient) -> list[str]:
 def version(client: TestClient) -> str:
     found: str = gql(client, CATALOG)["data"]["program"]["version"]
     return found
-
-
-def eventually(check: Callable[[], bool], seconds: float = 10) -> None:
-    """Wait for another worker to act, failing after a deadline."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "the condition did not hold in time"
-        time.sleep(0.05)
 
 
 def settings_with(tmp_path: Path, store_url: str | None, seed: Path) -> Settings:
@@ -190,12 +184,46 @@ def test_workers_whose_files_differ_each_serve_their_own_and_stop_there(
         add_challenge(elsewhere, WEEKEND.replace("target: 2", "target: 5"))
         caplog.set_level(logging.WARNING, logger="questline.service")
         reloaded = gql(one, RELOAD)["data"]["reloadProgram"]["version"]
-        eventually(lambda: caplog.text.count("but the seed folder here is version") == 2)
+        eventually(lambda: len(differing(caplog)) == 2)
         assert version(other) not in (before, reloaded)
         assert "weekend-treat" in challenges(other)
         assert version(one) == reloaded
-        time.sleep(0.3)  # time for a third message, were there one
-        assert caplog.text.count("but the seed folder here is version") == 2
+        # A worker follows announcements one at a time, in the order the store
+        # delivers them. Once both followed a first marker, neither is still
+        # answering the exchange; once both followed a second one, sent after
+        # that, each has heard every announcement made before it.
+        for marker in ("marker-1", "marker-2"):
+            both_follow(clean_redis_url, caplog, marker)
+        assert len(differing(caplog)) == 2, differing(caplog)
+
+
+def differing(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings of workers whose files differ from an announced version
+    (not counting the test's markers)."""
+    return [
+        message
+        for message in caplog.messages
+        if "but the seed folder here is version" in message and "program marker-" not in message
+    ]
+
+
+def both_follow(store_url: str, caplog: pytest.LogCaptureFixture, marker: str) -> None:
+    """Announce a version no worker has, and wait until both said so."""
+    announce(store_url, marker)
+    eventually(lambda: caplog.text.count(f"announced program {marker},") == 2)
+
+
+def announce(store_url: str, version: str) -> None:
+    """Announce `version` on the store as a worker would."""
+
+    async def broadcast() -> None:
+        store = store_from_url(store_url)
+        try:
+            await store.broadcast(PROGRAM_CHANNEL, version)
+        finally:
+            await store.close()
+
+    asyncio.run(broadcast())
 
 
 # --- SIGHUP -----------------------------------------------------------------------
@@ -216,13 +244,6 @@ async def served(app: Any) -> str:
     return found
 
 
-async def until(check: Callable[[], Any], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        assert time.monotonic() < deadline, "the condition did not hold in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_sighup_reloads_the_program_in_place(settings: Settings, seed: Path) -> None:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -234,7 +255,7 @@ async def test_sighup_reloads_the_program_in_place(settings: Settings, seed: Pat
         async def reloaded() -> bool:
             return await served(app) != before
 
-        await until(reloaded)
+        await eventually_async(reloaded)
         catalog = (await query(app, CATALOG))["data"]["program"]["challenges"]
         assert "weekend-treat" in [c["id"] for c in catalog]
     assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
@@ -253,7 +274,7 @@ async def test_sighup_with_a_broken_seed_logs_every_error_and_keeps_serving(
         async def refused() -> bool:
             return "program reload refused" in caplog.text
 
-        await until(refused)
+        await eventually_async(refused)
         assert f"still serving version {before}" in caplog.text
         assert "the program has 2 errors" in caplog.text
         assert "challenges.broken.metric" in caplog.text

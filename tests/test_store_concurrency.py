@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 from collections import Counter
+from functools import partial
 from multiprocessing.synchronize import Barrier
-from typing import Any
 
 from engine.store import keys, store_from_url
 from engine.store.base import Plan, Read, cursor_order
 from engine.store.ops import Add, Claim, Condition, Extra
+from tests.support.processes import hammer
 
 WORKERS = 4
 PLANS_PER_WORKER = 300
@@ -61,7 +61,7 @@ def coffee_plan(player: str, event: str) -> Plan:
     return plan
 
 
-async def hammer(url: str, worker: int, start: Barrier) -> Outcome:
+async def apply_plans(url: str, worker: int, start: Barrier) -> Outcome:
     store = store_from_url(url)
     await store.ping()
     start.wait()
@@ -79,28 +79,15 @@ async def hammer(url: str, worker: int, start: Barrier) -> Outcome:
     ]
 
 
-def work(url: str, worker: int, start: Barrier, outcomes: Any) -> None:
-    outcomes.put(asyncio.run(hammer(url, worker, start)))
+def work(url: str, worker: int, start: Barrier) -> Outcome:
+    return asyncio.run(apply_plans(url, worker, start))
 
 
 async def test_processes_sharing_players_count_exactly_and_unlock_once(
     clean_redis_url: str,
 ) -> None:
-    spawn = multiprocessing.get_context("spawn")
-    start = spawn.Barrier(WORKERS)
-    outcomes = spawn.Queue()
-    processes = [
-        spawn.Process(target=work, args=(clean_redis_url, worker, start, outcomes))
-        for worker in range(WORKERS)
-    ]
-    for process in processes:
-        process.start()
-    results: Outcome = []
-    for _ in processes:
-        results += await asyncio.to_thread(outcomes.get, timeout=60)
-    for process in processes:
-        process.join(timeout=10)
-        assert process.exitcode == 0
+    outcomes = await hammer(partial(work, clean_redis_url), WORKERS, timeout=60)
+    results = [result for outcome in outcomes for result in outcome]
 
     events = {event for worker in range(WORKERS) for event in event_ids(worker)}
     applied_by = Counter(event_key for event_key, status, _ in results if status == "ok")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from tests.support.graphql_client import (
     settings_for,
     subscription,
 )
+from tests.support.polling import eventually
 
 UNLOCKS = """subscription($player: ID, $since: String) {
     unlocks(playerId: $player, since: $since) { id key kind } }"""
@@ -100,11 +100,7 @@ def test_subscribers_are_released_when_clients_disconnect(
         gql(client, RECORD, {"id": "e1"})
         next_unlock(ws)
         assert service.subscribers == 1
-    for _ in range(100):
-        if service.subscribers == 0:
-            break
-        time.sleep(0.02)
-    assert service.subscribers == 0
+    eventually(lambda: service.subscribers, lambda count: count == 0, "no subscriber left")
 
 
 def test_subscriptions_per_connection_are_limited(tmp_path: Path, clock: Clock) -> None:

@@ -26,6 +26,7 @@ from app.settings import Settings
 from engine.engine import utc_now
 from tests.support.clock import Clock
 from tests.support.graphql_client import client_for, codes, gql, settings_for
+from tests.support.polling import eventually
 from tests.support.programs import LOYALTY, REPO
 from tests.support.webhook_receiver import Answer, Received, receiving
 
@@ -290,7 +291,7 @@ def test_a_day_of_failures_makes_a_dead_letter_and_disables_the_endpoint(
 
         clock.advance(hours=25)
         receiver.wait_for(lambda got: len(got) >= 2)
-        wait_until(lambda: deliveries(client, endpoint=endpoint)[0]["status"] == "FAILED")
+        eventually(lambda: deliveries(client, endpoint=endpoint)[0]["status"] == "FAILED")
         [listed] = gql(client, ENDPOINTS)["data"]["webhooks"]
         assert not listed["enabled"] and listed["disabledAt"] is not None
         assert "updateWebhook(enabled: true)" in listed["disabledReason"]
@@ -313,13 +314,6 @@ def test_a_day_of_failures_makes_a_dead_letter_and_disables_the_endpoint(
         gql(client, redo, {"id": dead["id"]})
         again = receiver.wait_for(lambda got: len(got) >= 3)[2]
         assert again.delivery_id == dead["id"]
-
-
-def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not hold in time"
-        time.sleep(0.02)
 
 
 def test_a_rotated_secret_signs_beside_the_old_one_for_the_grace_period(
@@ -400,7 +394,7 @@ def test_deliveries_page_newest_first_and_filter_by_status(client: TestClient) -
         for number in range(3):
             purchase(client, f"e-{number}", player=f"p-{number}")
         receiver.wait_for(lambda got: len(got) >= 6)
-        wait_until(lambda: len(deliveries(client, status="DELIVERED")) == 6)
+        eventually(lambda: len(deliveries(client, status="DELIVERED")) == 6)
     first = gql(client, DELIVERIES, {"endpoint": endpoint, "first": 4})["data"]
     page = first["webhookDeliveries"]
     assert len(page["edges"]) == 4 and page["pageInfo"]["hasNextPage"]

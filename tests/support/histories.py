@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,14 +88,19 @@ def post(url: str, query: str, variables: dict[str, Any], token: str = API_KEY) 
     return body
 
 
-def send(url: str, events: list[dict[str, Any]], players: int) -> None:
-    """Describe the players living elsewhere, then record the events in batches."""
+#: Sends a GraphQL document and its variables; the answer's body.
+Poster = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def send(post: Poster, events: list[dict[str, Any]], players: int) -> None:
+    """Describe the players living elsewhere, then record the events in batches
+    (through a server with `partial(post, url)`, or an app's TestClient)."""
     for n in range(players):
         if n in ELSEWHERE:
-            body = post(url, UPDATE, {"id": player_id(n), "tz": ELSEWHERE[n]})
+            body = post(UPDATE, {"id": player_id(n), "tz": ELSEWHERE[n]})
             assert "errors" not in body, body
     for start in range(0, len(events), 100):
-        body = post(url, RECORD_MANY, {"events": events[start : start + 100]})
+        body = post(RECORD_MANY, {"events": events[start : start + 100]})
         assert "errors" not in body, body
 
 

@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from app.launch import free_port
-
-HOST = "127.0.0.1"
+from app.launch import HOST
+from tests.support.polling import eventually
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,8 @@ def always_ok(_request: Received) -> Answer:
 
 class Receiver:
     def __init__(self, port: int | None = None, answer: Answering = always_ok) -> None:
-        self.port = port or free_port()
+        #: 0 until `start` binds a free one, unless given.
+        self.port = port or 0
         self.answer = answer
         self.hang = threading.Event()
         self.received: list[Received] = []
@@ -101,6 +101,7 @@ class Receiver:
 
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer((HOST, self.port), Handler)
+        self.port = self._server.server_address[1]  # the kernel's pick when 0: no race
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
@@ -123,18 +124,12 @@ class Receiver:
         self, condition: Callable[[list[Received]], bool], timeout: float = 20.0
     ) -> list[Received]:
         """Poll until `condition(requests so far)` holds; fail after `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._lock:
-                received = list(self.received)
-            if condition(received):
-                return received
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"the receiver did not get what was expected within {timeout}s; it got "
-                    f"{len(received)} requests: {[r.body[:200] for r in received[-5:]]}"
-                )
-            time.sleep(0.02)
+        return eventually(self.snapshot, condition, "the receiver's expected requests", timeout)
+
+    def snapshot(self) -> list[Received]:
+        """The requests received so far."""
+        with self._lock:
+            return list(self.received)
 
 
 @contextmanager
