@@ -21,10 +21,10 @@ from app.settings import Settings
 from app.sql import make_database
 from engine.store import keys
 from tests.support.clock import Clock
+from tests.support.engines import store_unlock_keys
 from tests.support.graphql_client import gql, settings_for
 from tests.support.histories import ELSEWHERE, history, player_id, send
 from tests.support.programs import SEED
-from tests.support.store_engine import store_unlock_keys
 
 RECORD_MANY = """mutation($events: [EventInput!]!) {
   recordEvents(events: $events) { eventId duplicate unlocks { key } } }"""

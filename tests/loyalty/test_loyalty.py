@@ -14,9 +14,9 @@ from app.main import create_app
 from app.settings import Settings
 from engine.events import Event
 from tests.support.clock import Clock
+from tests.support.engines import record_in_store_only
 from tests.support.graphql_client import codes, gql, subscription
 from tests.support.loyalty import REDEEM, points, purchase, tier
-from tests.support.store_engine import record_in_store_only
 
 ADJUST = """
 mutation($id: ID!, $delta: Int!, $reason: String!, $key: String) {
