@@ -165,7 +165,7 @@ def main() -> None:
             raise
         finally:
             server.stop()
-    report(results)
+    report(results, {})  # its one target is judged below
     verdict = "met" if results["leaderboard_p99_ms"] <= TARGET_P99_MS else "MISSED"
     print(f"leaderboard_p99_ms target <= {TARGET_P99_MS}: {verdict}")
     print(json.dumps({"players": args.players, **results}))
