@@ -50,7 +50,7 @@ PORT_TAKEN = "address already in use"
 #: The response header by which a server proves it is the one this launch started.
 TOKEN_HEADER = "x-questline-launch"
 REDIS_HELP = (
-    "the tests need a `redis-server` binary (Redis 6.2 or newer). Install it with "
+    "a private Redis needs a `redis-server` binary (Redis 6.2 or newer). Install it with "
     "`sudo apt-get install redis-server` (Debian/Ubuntu) or `brew install redis` (macOS), "
     "or point QUESTLINE_TEST_REDIS_SERVER at one."
 )
