@@ -85,7 +85,7 @@ class Authenticator:
     """
 
     def __init__(self, settings: Settings, clock: Clock = utc_now) -> None:
-        self._api_keys = tuple(key.encode() for key in settings.api_keys)
+        self._api_keys = tuple(key.get_secret_value().encode() for key in settings.api_keys)
         self._leeway = settings.jwt_leeway.total_seconds()
         static_keys: dict[str, VerifyingKey] = {}
         if settings.jwt_secret is not None:

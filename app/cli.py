@@ -318,7 +318,8 @@ def reload(
     ] = None,
 ) -> None:
     """Ask a running server to reload the seed folder; a broken program is refused."""
-    key = api_key or next(iter(_settings().api_keys), None)
+    keys = _settings().api_keys
+    key = api_key or (keys[0].get_secret_value() if keys else None)
     if key is None:
         typer.echo("error: pass --api-key or set QUESTLINE_API_KEYS", err=True)
         raise typer.Exit(2)

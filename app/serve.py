@@ -35,7 +35,7 @@ def development_credentials(
     settings = Settings.from_env(environ)
     token = issue_player_token(settings, DEMO_PLAYER, DEMO_TOKEN_TTL)
     say("development mode: generated credentials for this run (loopback only)")
-    say(f"  admin API key      : {settings.api_keys[0]}")
+    say(f"  admin API key      : {settings.api_keys[0].get_secret_value()}")
     say(f"  demo player token  : {token}   (player {DEMO_PLAYER!r}, valid 24 h)")
     say(f"  GraphiQL           : http://{settings.host}:{settings.port}/graphql")
     return settings

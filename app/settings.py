@@ -307,8 +307,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, _integer(maximum=65535)] = 8000
     workers: Count = 1
-    # Secrets stay out of repr() so logging the settings never leaks them.
-    api_keys: Annotated[tuple[str, ...], BeforeValidator(_api_keys)] = Field(default=(), repr=False)
+    # Secrets are SecretStr: repr(), logs and error messages never show them.
+    api_keys: Annotated[tuple[SecretStr, ...], BeforeValidator(_api_keys)] = ()
     jwt_secret: Annotated[SecretStr | None, BeforeValidator(_jwt_secret)] = None
     jwt_public_key: Annotated[str | None, BeforeValidator(_public_key)] = None
     jwt_audience: str | None = None

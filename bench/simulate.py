@@ -41,7 +41,7 @@ TARGET = 20_000
 def write_journal(database_url: str, events: int, players: int) -> None:
     now = datetime.now(UTC)
     mix = sorted(event_mix(players, events, now - timedelta(days=6)), key=lambda e: e.occurred_at)
-    db = make_database(database_url)
+    database = make_database(database_url)
     rows = [
         {
             "event_id": event.id,
@@ -53,13 +53,14 @@ def write_journal(database_url: str, events: int, players: int) -> None:
             "recorded_at": event.occurred_at + timedelta(seconds=3),  # type: ignore[operator]
             "program_version": "bench",
             "unlock_keys": "[]",
+            "digest": journal.digest(event),
         }
         for event in mix
     ]
     for start in range(0, len(rows), CHUNK):
-        with writing(db) as connection:
+        with writing(database) as connection:
             journal.append(connection, rows[start : start + CHUNK])
-    db.dispose()
+    database.dispose()
 
 
 def candidate_folder(root: Path) -> Path:
@@ -75,12 +76,12 @@ def candidate_folder(root: Path) -> Path:
 
 
 async def measure(database_url: str, root: Path) -> dict[str, float]:
-    db = make_database(database_url)
+    database = make_database(database_url)
     current, candidate = load_program(SEED), load_program(candidate_folder(root))
     started = time.perf_counter()
-    simulated = await simulate(current, candidate, db, EngineSettings())
+    simulated = await simulate(current, candidate, database, EngineSettings())
     elapsed = time.perf_counter() - started
-    db.dispose()
+    database.dispose()
     events = simulated.comparison.events
     return {
         "events": events,

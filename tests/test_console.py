@@ -23,6 +23,7 @@ import httpx2 as httpx
 import pytest
 from itsdangerous import TimestampSigner
 from playwright.sync_api import BrowserContext, Page, expect
+from pydantic import SecretStr
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -431,7 +432,7 @@ def test_a_forged_or_expired_cookie_gets_the_sign_in_page(
 ) -> None:
     settings = Settings(api_keys=(API_KEY,), jwt_secret=JWT_SECRET)
     sessions = Sessions(settings.api_keys, settings.console_session_ttl)
-    forged = Sessions(("another-key-0123456789",), settings.console_session_ttl)
+    forged = Sessions((SecretStr("another-key-0123456789"),), settings.console_session_ttl)
     issued = int(time.time() - settings.console_session_ttl.total_seconds() - 60)
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: issued)
     expired = sessions.encode(sessions.new(signed_in=True))

@@ -19,7 +19,7 @@ def test_development_on_loopback_generates_an_admin_key_and_a_demo_token() -> No
     environ: dict[str, str] = {}
     lines: list[str] = []
     settings = development_credentials(Settings(), environ, lines.append)
-    assert settings.api_keys == (environ["QUESTLINE_API_KEYS"],)
+    assert [key.get_secret_value() for key in settings.api_keys] == [environ["QUESTLINE_API_KEYS"]]
     assert settings.jwt_secret == SecretStr(environ["QUESTLINE_JWT_SECRET"])
     assert any("demo player token" in line for line in lines)
 

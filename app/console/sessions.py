@@ -24,12 +24,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
@@ -49,11 +50,10 @@ class Session:
 class Sessions:
     """Issues and reads the console's session cookies for one set of API keys."""
 
-    def __init__(self, api_keys: tuple[str, ...], ttl: timedelta) -> None:
+    def __init__(self, api_keys: Sequence[SecretStr], ttl: timedelta) -> None:
         self.ttl = ttl
-        secret = hmac.new(
-            b"questline console session", "\0".join(api_keys).encode(), hashlib.sha256
-        ).hexdigest()
+        keys = "\0".join(key.get_secret_value() for key in api_keys)
+        secret = hmac.new(b"questline console session", keys.encode(), hashlib.sha256).hexdigest()
         self._serializer = URLSafeTimedSerializer(secret, salt="questline-console")
 
     def new(self, signed_in: bool) -> Session:
