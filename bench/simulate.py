@@ -30,6 +30,7 @@ from app.simulate import simulate
 from app.sql import make_database, writing
 from bench.engine import SEED, event_mix
 from engine.engine import EngineSettings
+from engine.events import Event
 from engine.program.loader import load_program
 
 #: Journal rows written per transaction while preparing.
@@ -38,19 +39,24 @@ CHUNK = 5000
 TARGET = 20_000
 
 
+def occurred(event: Event) -> datetime:
+    assert event.occurred_at is not None, "the mix dates every event"
+    return event.occurred_at
+
+
 def write_journal(database_url: str, events: int, players: int) -> None:
     now = datetime.now(UTC)
-    mix = sorted(event_mix(players, events, now - timedelta(days=6)), key=lambda e: e.occurred_at)
+    mix = sorted(event_mix(players, events, now - timedelta(days=6)), key=occurred)
     database = make_database(database_url)
-    rows = [
+    rows: list[dict[str, object]] = [
         {
             "event_id": event.id,
             "player_id": event.player_id,
             "type": event.type,
             "value": event.value,
-            "occurred_at": event.occurred_at,
+            "occurred_at": occurred(event),
             "properties": json.dumps(event.properties),
-            "recorded_at": event.occurred_at + timedelta(seconds=3),  # type: ignore[operator]
+            "recorded_at": occurred(event) + timedelta(seconds=3),
             "program_version": "bench",
             "unlock_keys": "[]",
             "digest": journal.digest(event),
