@@ -251,9 +251,11 @@ def test_a_410_is_final_and_the_dead_letter_can_be_redelivered(client: TestClien
         endpoint, _ = create(client, receiver.url, ["UNLOCK_MILESTONE"])
         purchase(client, "e-1")
         receiver.wait_for(lambda got: len(got) >= 1)
+        [failed] = eventually(
+            lambda: deliveries(client, endpoint=endpoint, status="FAILED"), what="the failure"
+        )
         time.sleep(0.2)
         assert len(receiver.received) == 1
-        [failed] = deliveries(client, endpoint=endpoint, status="FAILED")
         assert failed["attempts"] == 1 and failed["lastStatusCode"] == 410
         assert failed["nextAttemptAt"] is None
         assert metric(client, "questline_webhook_deliveries_failed_total") == 1
@@ -284,7 +286,12 @@ def test_a_day_of_failures_makes_a_dead_letter_and_disables_the_endpoint(
         endpoint, _ = create(client, receiver.url, ["UNLOCK_MILESTONE"])
         purchase(client, "e-1")
         receiver.wait_for(lambda got: len(got) >= 1)
-        [pending] = deliveries(client, endpoint=endpoint)
+        # The attempt's outcome is committed after the receiver answered it.
+        [pending] = eventually(
+            lambda: deliveries(client, endpoint=endpoint),
+            lambda found: found[0]["lastStatusCode"] is not None,
+            "the first attempt's outcome",
+        )
         assert pending["status"] == "PENDING" and pending["lastStatusCode"] == 500
         [listed] = gql(client, ENDPOINTS)["data"]["webhooks"]
         assert listed["enabled"] and listed["failingSince"] is not None
