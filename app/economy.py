@@ -26,7 +26,7 @@ from engine.errors import PointsError
 from engine.periods import resolve_timezone
 from engine.points import Balance, LedgerLine, LedgerReason, earnings
 from engine.program.models import CatalogReward
-from engine.program.program import Program
+from engine.program.program import Program, TierDef
 from engine.referrals import Referral, ReferralInfo, cap_window, qualifies
 from engine.rewards import Redemption
 from engine.tiers import TierStatus, review_start
@@ -202,6 +202,14 @@ class Economy:
 
     async def expire(self) -> tuple[int, int]:
         return await to_thread.run_sync(points.expire_all, self.database, self.clock())
+
+    async def tier_counts(self) -> list[tuple[TierDef, int]]:
+        """Players holding each level of the ladder, lowest first; empty without tiers."""
+        ladder = self.program.tiers
+        if ladder is None:
+            return []
+        counts = await to_thread.run_sync(tiers.tier_counts, self.database, ladder)
+        return [(level, counts[level.id]) for level in ladder.levels]
 
     async def review_tiers(self) -> TierReview:
         """Apply the current review period to every player not yet reviewed for it."""

@@ -95,10 +95,6 @@ class Service:
         return self._started.webhooks
 
     @property
-    def database(self) -> Database:
-        return self._started.database
-
-    @property
     def subscribers(self) -> int:
         """Live unlock subscriptions of this worker."""
         return self._started.feed.subscribers
@@ -157,7 +153,7 @@ class Service:
     async def ready(self) -> None:
         """Raise StoreError unless the store and the database answer."""
         await self._started.engine.store.ping()
-        await to_thread.run_sync(ping_database, self.database)
+        await to_thread.run_sync(ping_database, self._started.database)
 
     async def record(self, events: Sequence[Event]) -> list[Recorded]:
         return await self._started.recorder.record(events)
@@ -194,7 +190,7 @@ class Service:
         """Describe a player, in the store and durably (a rebuild plans with it)."""
         await self._started.engine.set_player(player_id, timezone=timezone, attributes=attributes)
         await to_thread.run_sync(
-            journal.save_profile, self.database, player_id, timezone, attributes
+            journal.save_profile, self._started.database, player_id, timezone, attributes
         )
 
     async def reload_program(self) -> tuple[str, bool]:
@@ -226,7 +222,7 @@ class Service:
         while True:
             try:
                 purged = await to_thread.run_sync(
-                    journal.purge, self.database, self.clock() - retention
+                    journal.purge, self._started.database, self.clock() - retention
                 )
                 if purged:
                     logger.info("journal: %d events older than the retention purged", purged)

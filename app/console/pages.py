@@ -26,7 +26,6 @@ from app.candidates import Candidate, check_candidate, check_file_name, summary
 from app.console.sessions import CSRF_FIELD, Session, Sessions, csrf_matches
 from app.console.sources import read_sources
 from app.service import Service
-from app.tiers import tier_counts
 from engine.errors import AuthError, QuestlineError
 from engine.events import check_identifier
 from engine.explain import Explanation
@@ -189,10 +188,7 @@ class Console:
         program = service.program
         days = await service.analytics.retention(Granularity.DAY, ACTIVE_DAYS)
         points = await service.analytics.points()
-        tiers = None
-        if program.tiers is not None:
-            counts = await to_thread.run_sync(tier_counts, service.database, program.tiers)
-            tiers = [(level, counts[level.id]) for level in program.tiers.levels]
+        tiers = await service.economy.tier_counts() if program.tiers is not None else None
         active = {
             "labels": [day.period.key.partition(":")[2] for day in days],
             "series": [{"label": "Active players", "data": [d.customers_at_end for d in days]}],
