@@ -35,7 +35,7 @@ from schema.service import Page, TierReview
 
 logger = logging.getLogger("questline.economy")
 
-#: Copies unlocks into durable history in a transaction of their own (`Service._save_unlocks`).
+#: Copies unlocks into durable history in a transaction of their own (`History.save`).
 SaveUnlocks = Callable[[Sequence[Unlock]], object]
 
 

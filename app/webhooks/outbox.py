@@ -7,7 +7,7 @@ that did not. Each function here takes the caller's open connection:
 
 - `unlocked`: the unlocks that a transaction copied into history for the
   first time (the group commit of recording, app.recording, and the copies
-  of tier changes and start-up recovery, `Service._save_unlocks`); an
+  of tier changes and start-up recovery, `History.save`); an
   unlock of kind TIER is a tier change.
 - `redeemed`: a new redemption (app.rewards).
 - `referral_rewarded`: a referral just rewarded (app.referrals).
