@@ -100,13 +100,15 @@ def wait_for_port(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServiceUnavailable(f"redis-server exited with code {process.returncode}")
+            raise ServiceUnavailable(
+                f"{process.args!r} exited with code {process.returncode} before listening"
+            )
         try:
             with socket.create_connection((HOST, port), timeout=0.2):
                 return
         except OSError:
             time.sleep(0.05)
-    raise ServiceUnavailable(f"redis-server did not listen on port {port} within {timeout}s")
+    raise ServiceUnavailable(f"{process.args!r} did not listen on port {port} within {timeout}s")
 
 
 @contextmanager

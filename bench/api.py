@@ -770,6 +770,40 @@ def counter_store(kind: str, folder: str) -> Iterator[tuple[str, dict[str, int]]
         yield url, {"redis": int(client.info("server")["process_id"])}
 
 
+@dataclass(frozen=True, slots=True)
+class Served:
+    """A benchmarked server, the credentials it accepts, and the processes to
+    meter besides it (Redis)."""
+
+    server: Server
+    api_key: str
+    jwt_secret: str
+    others: dict[str, int]
+
+
+@contextmanager
+def serving(store: str, seed: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[Served]:
+    """One production server on a throwaway counter store and history, with
+    fresh credentials; its log is printed when the bench fails, and it is
+    stopped even on SIGTERM."""
+    api_key, jwt_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with (
+        tempfile.TemporaryDirectory(prefix="questline-") as folder,
+        counter_store(store, folder) as (store_url, others),
+    ):
+        env = server_env(store_url, folder, seed, api_key, jwt_secret) | dict(extra_env or {})
+        server = start_server(env, Path(folder) / "server.log")
+        try:
+            server.wait_until_healthy()
+            yield Served(server, api_key, jwt_secret, others)
+        except BenchFailed:
+            print(f"server log:\n{server.log()[-3000:]}", file=sys.stderr)
+            raise
+        finally:
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", choices=["redis", "sqlite"], default="redis")
@@ -786,29 +820,15 @@ def main() -> None:
     parser.add_argument("--redeemers", type=int, default=200)
     args = parser.parse_args()
     allow_sockets(args.subscribers)
-    api_key, jwt_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
-    # Stopped by SIGTERM, still stop the server and redis-server (finally blocks).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(
         f"questline {revision()}, {args.store} store; {os.cpu_count()} cores shared by the "
         f"client, the server and the store (load average {os.getloadavg()[0]:.2f} before the run)"
     )
-    with (
-        tempfile.TemporaryDirectory(prefix="questline-") as folder,
-        counter_store(args.store, folder) as (store_url, others),
-    ):
-        env = server_env(store_url, folder, args.seed, api_key, jwt_secret)
-        server = start_server(env, Path(folder) / "server.log")
-        try:
-            server.wait_until_healthy()
-            meter = Meter({"server": server.process.pid, "client": os.getpid(), **others})
-            bench = Bench(server.port, api_key, jwt_secret, meter)
-            uvloop.run(run(args, bench))
-        except BenchFailed:
-            print(f"server log:\n{server.log()[-3000:]}", file=sys.stderr)
-            raise
-        finally:
-            server.stop()
+    with serving(args.store, args.seed) as served:
+        server = served.server
+        meter = Meter({"server": server.process.pid, "client": os.getpid(), **served.others})
+        bench = Bench(server.port, served.api_key, served.jwt_secret, meter)
+        uvloop.run(run(args, bench))
     print(f"load average {os.getloadavg()[0]:.2f} after the run")
     at_least = dict(AT_LEAST)
     if args.store == "sqlite":

@@ -26,11 +26,8 @@ import argparse
 import asyncio
 import json
 import re
-import secrets
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -41,7 +38,7 @@ from typing import Any
 import httpx2 as httpx
 import uvloop
 
-from app.launch import HOST, Server, free_port
+from app.launch import HOST, Server, free_port, wait_for_port
 from bench.api import (
     RECORD,
     RECORD_MANY,
@@ -50,12 +47,10 @@ from bench.api import (
     Request,
     Tally,
     closed_loop,
-    counter_store,
     event_json,
     request,
     revision,
-    server_env,
-    start_server,
+    serving,
 )
 from bench.engine import BATCH, SEED, event_mix
 
@@ -225,29 +220,17 @@ def main() -> None:
     if args.receive is not None:
         uvloop.run(receive(args.receive))
         return
-    api_key, jwt_secret = secrets.token_urlsafe(24), secrets.token_urlsafe(32)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     print(f"questline {revision()}, {args.store} store")
-    receiver_port = free_port()
-    receiver = subprocess.Popen(
-        [sys.executable, "-m", "bench.webhooks", "--receive", str(receiver_port)]
-    )
-    with (
-        tempfile.TemporaryDirectory(prefix="questline-") as folder,
-        counter_store(args.store, folder) as (store_url, _others),
-    ):
-        env = server_env(store_url, folder, args.seed, api_key, jwt_secret)
-        env["QUESTLINE_WEBHOOK_ALLOW_HOSTS"] = HOST
-        server = start_server(env, Path(folder) / "server.log")
+    with serving(args.store, args.seed, {"QUESTLINE_WEBHOOK_ALLOW_HOSTS": HOST}) as served:
+        receiver_port = free_port()
+        receiver = subprocess.Popen(
+            [sys.executable, "-m", "bench.webhooks", "--receive", str(receiver_port)]
+        )
         try:
-            server.wait_until_healthy()
-            bench = Bench(server, receiver_port, api_key)
+            wait_for_port(receiver_port, receiver)
+            bench = Bench(served.server, receiver_port, served.api_key)
             uvloop.run(run(args, bench))
-        except BenchFailed:
-            print(f"server log:\n{server.log()[-3000:]}", file=sys.stderr)
-            raise
         finally:
-            server.stop()
             receiver.terminate()
             receiver.wait()
     print(json.dumps({"store": args.store, **bench.results}))
