@@ -11,8 +11,7 @@ from app.launch import Server, redis_server, running_servers
 from app.settings import Settings
 from tests.support import browser as browsers
 from tests.support.clock import WEDNESDAY, Clock
-from tests.support.graphql_client import API_KEY, JWT_SECRET, client_for, settings_for
-from tests.support.programs import SEED
+from tests.support.graphql_client import client_for, seed_env, settings_for
 from tests.support.services import postgres_database, required, store_time
 
 
@@ -106,12 +105,5 @@ def seed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real server in development mode on the example program (seed/), with
     SQLite files of its own and the test credentials, for a whole module."""
     folder = tmp_path_factory.mktemp("seed-server")
-    env = {
-        "QUESTLINE_STORE_URL": f"sqlite:///{folder / 'store.db'}",
-        "QUESTLINE_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
-        "QUESTLINE_SEED_PATH": str(SEED),
-        "QUESTLINE_API_KEYS": API_KEY,
-        "QUESTLINE_JWT_SECRET": JWT_SECRET,
-    }
-    with running_servers([env], folder) as (server,):
+    with running_servers([seed_env(folder)], folder) as (server,):
         yield server

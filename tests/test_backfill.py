@@ -194,6 +194,23 @@ def player_state(url: str, players: Iterable[str]) -> dict[str, dict[str, Any]]:
     return found
 
 
+async def recorded_then_extended(
+    server: Server, env: dict[str, str], events: list[dict[str, Any]], owed: dict[str, list[str]]
+) -> dict[str, dict[str, Any]]:
+    """Record the history, add to `owed` the barista picks it leaves owed (they
+    depend on where this week's days fall), then add the new rules and reload.
+    Returns every player's state before the reload."""
+    players = [player_id(n) for n in range(PLAYERS)]
+    await asyncio.to_thread(send, partial(post, server.url), events, PLAYERS)
+    before = await asyncio.to_thread(player_state, server.url, players)
+    held = {player: unlock_keys(state) for player, state in before.items()}
+    if pending := barista_picks_pending(events, held, utc_now()):
+        owed["challenge:barista-pick"] = pending
+    add_rules(Path(env["QUESTLINE_SEED_PATH"]))
+    assert (await mutate(server.url, RELOAD, {}))["reloadProgram"]["changed"] is True
+    return before
+
+
 def unlock_keys(state: dict[str, Any]) -> set[str]:
     return {edge["node"]["key"] for edge in state["unlocks"]["edges"]}
 
@@ -266,13 +283,7 @@ async def test_backfill_through_graphql_gives_exactly_what_history_met_once(
     owed = expected(events)
     assert {"milestone:latte-lover:1", "challenge:latte-week"} <= owed.keys()
     with running_servers([env], tmp_path) as (server,):
-        await asyncio.to_thread(send, partial(post, server.url), events, PLAYERS)
-        before = await asyncio.to_thread(player_state, server.url, players)
-        held = {player: unlock_keys(state) for player, state in before.items()}
-        if pending := barista_picks_pending(events, held, utc_now()):
-            owed["challenge:barista-pick"] = pending
-        add_rules(Path(env["QUESTLINE_SEED_PATH"]))
-        assert (await mutate(server.url, RELOAD, {}))["reloadProgram"]["changed"] is True
+        before = await recorded_then_extended(server, env, events, owed)
         reloaded = await asyncio.to_thread(player_state, server.url, players)
 
         foreseen = (await mutate(server.url, BACKFILL, {"dry": True}))["backfill"]
@@ -350,15 +361,8 @@ async def test_the_cli_backfills_while_servers_serve_and_subscribers_hear_it(
     env = server_env(tmp_path, clean_redis_url)
     events = history(utc_now(), PLAYERS, EVENTS, seed=12)
     owed = expected(events)
-    players = [player_id(n) for n in range(PLAYERS)]
     with running_servers([env], tmp_path) as (server,):
-        await asyncio.to_thread(send, partial(post, server.url), events, PLAYERS)
-        before = await asyncio.to_thread(player_state, server.url, players)
-        held = {player: unlock_keys(state) for player, state in before.items()}
-        if pending := barista_picks_pending(events, held, utc_now()):
-            owed["challenge:barista-pick"] = pending
-        add_rules(Path(env["QUESTLINE_SEED_PATH"]))
-        await mutate(server.url, RELOAD, {})
+        await recorded_then_extended(server, env, events, owed)
 
         dry = await asyncio.to_thread(questline, env, "backfill", "--dry-run")
         assert dry.returncode == 0, dry.stderr

@@ -21,7 +21,7 @@ from app.auth import issue_player_token
 from app.cli import cli
 from app.launch import Server, running_servers
 from app.settings import Settings
-from tests.support.graphql_client import API_KEY, JWT_SECRET
+from tests.support.graphql_client import API_KEY, JWT_SECRET, seed_env
 from tests.support.histories import (
     UPDATE,
     coffees_per_week,
@@ -61,25 +61,15 @@ class Recorded:
 
     @property
     def env(self) -> dict[str, str]:
-        return {
-            "QUESTLINE_DATABASE_URL": f"sqlite:///{self.folder / 'history.db'}",
-            "QUESTLINE_STORE_URL": f"sqlite:///{self.folder / 'store.db'}",
-            "QUESTLINE_SEED_PATH": str(SEED),
-        }
+        """The variables of the CLI run on the server's files."""
+        return seed_env(self.folder)
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     """A server on the example program that recorded the last six days of a shop."""
     folder = tmp_path_factory.mktemp("designer")
-    env = {
-        "QUESTLINE_STORE_URL": f"sqlite:///{folder / 'store.db'}",
-        "QUESTLINE_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
-        "QUESTLINE_SEED_PATH": str(SEED),
-        "QUESTLINE_API_KEYS": API_KEY,
-        "QUESTLINE_JWT_SECRET": JWT_SECRET,
-        "QUESTLINE_SIMULATE_MAX_EVENTS": str(EVENTS - 100),
-    }
+    env = seed_env(folder, QUESTLINE_SIMULATE_MAX_EVENTS=str(EVENTS - 100))
     events = history(utc_now(), PLAYERS, EVENTS)
     with running_servers([env], folder) as (server,):
         send(partial(post, server.url), events, PLAYERS)

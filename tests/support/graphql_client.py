@@ -15,6 +15,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.support.clock import Clock
 from tests.support.programs import CAFE as PROGRAM
+from tests.support.programs import SEED
 
 API_KEY = "test-api-key-0123456789"
 JWT_SECRET = "test-jwt-secret-0123456789abcdefghij"
@@ -85,6 +86,18 @@ def production_env(folder: Path, **overrides: str) -> dict[str, str]:
         "QUESTLINE_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
         "QUESTLINE_MIGRATE_ON_START": "true",
         "QUESTLINE_SEED_PATH": str(PROGRAM.resolve()),
+        "QUESTLINE_API_KEYS": API_KEY,
+        "QUESTLINE_JWT_SECRET": JWT_SECRET,
+        **overrides,
+    }
+
+
+def seed_env(folder: Path, **overrides: str) -> dict[str, str]:
+    """A development server's variables, on SQLite files in `folder`, the example program."""
+    return {
+        "QUESTLINE_STORE_URL": f"sqlite:///{folder / 'store.db'}",
+        "QUESTLINE_DATABASE_URL": f"sqlite:///{folder / 'history.db'}",
+        "QUESTLINE_SEED_PATH": str(SEED),
         "QUESTLINE_API_KEYS": API_KEY,
         "QUESTLINE_JWT_SECRET": JWT_SECRET,
         **overrides,
